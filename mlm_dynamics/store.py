@@ -1,0 +1,52 @@
+"""The activation cache on disk, shared by every consumer (probes, XNLI, SimAlign).
+
+Layout, one directory per model x step x language x split::
+
+    results/activations/{model}/{step}/{lang}/{split}/layer00.npy   # embeddings, float16 (words, hidden)
+    results/activations/{model}/{step}/{lang}/{split}/layer01.npy   # first transformer layer, ...
+    results/activations/{model}/{step}/{lang}/{split}/index.npz     # offsets, word_counts, truncated
+
+Row ``i`` of every layer file is the i-th word of the split in treebank order; sentence ``s`` owns
+rows ``offsets[s]:offsets[s + 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def layer_file(split_dir: str | Path, layer: int) -> Path:
+    return Path(split_dir) / f"layer{layer:02d}.npy"
+
+
+def index_file(split_dir: str | Path) -> Path:
+    return Path(split_dir) / "index.npz"
+
+
+@dataclass(frozen=True)
+class SplitIndex:
+    offsets: np.ndarray  # (sentences + 1,) row offsets
+    word_counts: np.ndarray  # (sentences,)
+    truncated: np.ndarray  # (sentences,) words that did not fit the model's positions in one window
+
+    @property
+    def n_words(self) -> int:
+        return int(self.offsets[-1])
+
+
+def load_index(split_dir: str | Path) -> SplitIndex:
+    with np.load(index_file(split_dir)) as z:
+        return SplitIndex(z["offsets"], z["word_counts"], z["truncated"])
+
+
+def load_layer(split_dir: str | Path, layer: int, dtype=np.float32) -> np.ndarray:
+    """One layer's word vectors, (words, hidden), cast to ``dtype`` for numerical work."""
+    return np.load(layer_file(split_dir, layer)).astype(dtype, copy=False)
+
+
+def load_layers(split_dir: str | Path, layers: list[int], dtype=np.float32) -> np.ndarray:
+    """Several layers stacked, (layers, words, hidden)."""
+    return np.stack([load_layer(split_dir, layer, dtype) for layer in layers])
