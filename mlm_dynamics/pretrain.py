@@ -1,0 +1,290 @@
+"""Embedded checkpoints: a SentencePiece-unigram tokenizer and a tiny XLM-R pretrained from scratch.
+
+The default config cannot download a model, so it makes its own: ``train-tokenizer`` learns a
+vocabulary from the bundled multilingual text, and ``pretrain`` trains an ``XLMRobertaForMaskedLM``
+and saves a Hugging Face-format checkpoint (safetensors, config, tokenizer) at a given step.
+
+Every update ``t`` draws its batch, its masks and its dropout from generators seeded with
+``(seed, t)``, and the learning-rate schedule needs no total step count. So the checkpoint at step
+``S`` is the same whether it was trained in one go or resumed from any earlier saved step: each
+step's job resumes from the previous configured step and never depends on the whole list of steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import SentencePieceUnigramTokenizer
+
+from mlm_dynamics.atomic import atomic_dir
+from mlm_dynamics.errors import InputError
+from mlm_dynamics.textio import read_lines
+
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+OPTIMIZER_FILE = "optimizer.pt"  # the AdamW state the next step resumes from
+STATE_FILE = "pretrain_state.json"  # step and settings, checked on resume
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A SentencePiece-unigram tokenizer as ``XLMRobertaTokenizerFast``, with XLM-R's specials."""
+    from transformers import XLMRobertaTokenizerFast
+
+    # Every character seen a few times joins the alphabet: otherwise the trainer's character
+    # coverage maps frequent CJK characters of the smaller corpora to <unk>.
+    counts = Counter(ch for text in texts for ch in text)
+    # At most a third of the vocabulary goes to single characters, the most frequent first.
+    frequent = [ch for ch, n in counts.most_common(vocab_size // 3) if n >= 3]
+    alphabet = sorted(ch for ch in frequent if not ch.isspace())
+    spm = SentencePieceUnigramTokenizer()
+    spm.train_from_iterator(
+        texts,
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        unk_token="<unk>",
+        initial_alphabet=alphabet,
+        show_progress=False,
+    )
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=spm._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
+
+
+# ---------------------------------------------------------------- data
+
+
+def language_weights(sizes: list[int], alpha: float) -> np.ndarray:
+    """XLM-R's language sampling: p(l) ~ n_l^alpha (alpha < 1 favours small languages)."""
+    p = np.asarray(sizes, dtype=np.float64) / sum(sizes)
+    p = p**alpha
+    return p / p.sum()
+
+
+class TokenStreams:
+    """Each language's text as one token stream; a training sequence is a window of one stream."""
+
+    def __init__(self, tokenizer, texts_by_language: dict[str, list[str]], alpha: float):
+        self.languages = sorted(texts_by_language)
+        ids = tokenizer(
+            [" ".join(texts_by_language[lang]) for lang in self.languages],
+            add_special_tokens=False,
+        )["input_ids"]
+        self.streams = [np.asarray(stream, dtype=np.int64) for stream in ids]
+        self.weights = language_weights([len(s) for s in self.streams], alpha)
+        self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+
+    def batch(self, rng: np.random.Generator, batch_size: int, length: int) -> np.ndarray:
+        """(batch_size, length) token ids: <s> window </s>, language drawn per sequence."""
+        body = length - 2
+        out = np.empty((batch_size, length), dtype=np.int64)
+        out[:, 0], out[:, -1] = self.bos, self.eos
+        langs = rng.choice(len(self.streams), size=batch_size, p=self.weights)
+        for row, lang in enumerate(langs):
+            stream = self.streams[lang]
+            start = rng.integers(0, max(1, len(stream) - body))
+            window = stream[start : start + body]
+            out[row, 1 : 1 + len(window)] = window
+            out[row, 1 + len(window) : -1] = self.eos  # only for streams shorter than one window
+        return out
+
+
+def mask_tokens(ids: torch.Tensor, tokenizer, probability: float, generator: torch.Generator):
+    """BERT masking (80% <mask>, 10% random, 10% kept): inputs, masked positions, targets."""
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+    chosen = (torch.rand(ids.shape, generator=generator) < probability) & ~special
+    inputs = ids.clone()
+    action = torch.rand(ids.shape, generator=generator)
+    inputs[chosen & (action < 0.8)] = tokenizer.mask_token_id
+    randomised = chosen & (action >= 0.8) & (action < 0.9)
+    inputs[randomised] = torch.randint(len(tokenizer), ids.shape, generator=generator)[randomised]
+    return inputs, chosen, ids[chosen]
+
+
+# ---------------------------------------------------------------- model and training
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    hidden_size: int = 128
+    layers: int = 4
+    attention_heads: int = 4
+    intermediate_size: int = 512
+    max_length: int = 64
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    mask_probability: float = 0.15
+    language_sampling_alpha: float = 0.3
+    seed: int = 0
+
+
+def initial_model(tokenizer, settings: PretrainSettings):
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=settings.hidden_size,
+        num_hidden_layers=settings.layers,
+        num_attention_heads=settings.attention_heads,
+        intermediate_size=settings.intermediate_size,
+        # XLM-R's position ids start after padding_idx, hence the + 2
+        max_position_embeddings=settings.max_length + 2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        type_vocab_size=1,
+    )
+    torch.manual_seed(settings.seed)
+    return XLMRobertaForMaskedLM(config)
+
+
+def learning_rate(step: int, settings: PretrainSettings) -> float:
+    """Linear warm-up, then inverse-square-root decay: needs no total number of steps."""
+    warmup = max(1, settings.warmup_steps)
+    return settings.learning_rate * min(step / warmup, (warmup / max(step, 1)) ** 0.5)
+
+
+def make_optimizer(model, settings: PretrainSettings):
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=settings.learning_rate,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+
+
+def masked_lm_loss(model, inputs: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor):
+    """Cross-entropy at masked positions only: the LM head never sees the other positions."""
+    hidden = model.roberta(input_ids=inputs).last_hidden_state
+    logits = model.lm_head(hidden[masked])
+    return torch.nn.functional.cross_entropy(logits, targets)
+
+
+def train_steps(model, optimizer, tokenizer, streams, settings, first: int, last: int, log=print):
+    """Updates first+1 .. last; update t draws everything from generators seeded (seed, t)."""
+    model.train()
+    started = time.perf_counter()
+    for t in range(first + 1, last + 1):
+        rng = np.random.default_rng([settings.seed, t])
+        ids = torch.from_numpy(streams.batch(rng, settings.batch_size, settings.max_length))
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        inputs, masked, targets = mask_tokens(ids, tokenizer, settings.mask_probability, generator)
+        torch.manual_seed(int(rng.integers(2**62)))  # dropout
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(t, settings)
+        loss = masked_lm_loss(model, inputs, masked, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if t == first + 1 or t % 25 == 0 or t == last:
+            rate = (t - first) / (time.perf_counter() - started)
+            log(
+                f"step {t}: mlm loss {loss.item():.4f}  lr {learning_rate(t, settings):.2e}  "
+                f"{rate:.2f} steps/s"
+            )
+
+
+def save_checkpoint(out: Path, model, tokenizer, optimizer, step: int, settings) -> None:
+    """A Hugging Face-format directory (safetensors, config, tokenizer) plus the optimiser state."""
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        (tmp / STATE_FILE).write_text(
+            json.dumps({"step": step, "settings": asdict(settings)}, indent=1) + "\n"
+        )
+
+
+def load_checkpoint(path: Path, settings: PretrainSettings):
+    from transformers import AutoTokenizer, XLMRobertaForMaskedLM
+
+    state_file = path / STATE_FILE
+    if not state_file.is_file():
+        raise InputError(f"{path}: not an embedded pretraining checkpoint (no {STATE_FILE})")
+    state = json.loads(state_file.read_text())
+    if state["settings"] != asdict(settings):
+        raise InputError(
+            f"{state_file}: was trained with other pretrain settings than the config's; "
+            "delete results/checkpoints of this model to retrain"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = XLMRobertaForMaskedLM.from_pretrained(path)
+    optimizer = make_optimizer(model, settings)
+    optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
+    return model, tokenizer, optimizer, int(state["step"])
+
+
+# ---------------------------------------------------------------- commands
+
+
+def main(command: str, argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}")
+    parser.add_argument("--texts", nargs="+", required=True, help="pretraining text per language")
+    parser.add_argument("--out", required=True, type=Path)
+    if command == "train-tokenizer":
+        parser.add_argument("--vocab-size", type=int, default=8000)
+        args = parser.parse_args(argv)
+        texts = [line for path in args.texts for line in read_lines(path)]
+        tokenizer = train_tokenizer(texts, args.vocab_size)
+        with atomic_dir(args.out) as tmp:
+            tokenizer.save_pretrained(tmp)
+        print(f"tokenizer: {len(tokenizer)} pieces from {len(texts)} lines -> {args.out}")
+        return
+    parser.add_argument("--tokenizer", required=True, type=Path)
+    parser.add_argument("--step", required=True, type=int)
+    parser.add_argument("--resume", type=Path, help="checkpoint of an earlier step to resume from")
+    parser.add_argument("--threads", type=int, default=2)
+    for field in fields(PretrainSettings):
+        flag = f"--{field.name.replace('_', '-')}"
+        parser.add_argument(flag, type=type(field.default), default=field.default)
+    args = parser.parse_args(argv)
+    settings = PretrainSettings(**{f.name: getattr(args, f.name) for f in fields(PretrainSettings)})
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+
+    if args.resume:
+        model, tokenizer, optimizer, first = load_checkpoint(args.resume, settings)
+        if first > args.step:
+            raise InputError(f"{args.resume}: step {first} is after the requested step {args.step}")
+        print(f"resuming from step {first} ({args.resume})")
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        model = initial_model(tokenizer, settings)
+        optimizer = make_optimizer(model, settings)
+        first = 0
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"model: {settings.layers} layers, hidden {settings.hidden_size}, {params / 1e6:.2f}M "
+        f"parameters; training steps {first + 1}..{args.step}"
+    )
+    if args.step > first:
+        texts = {Path(p).name.split(".")[0]: read_lines(p) for p in args.texts}
+        streams = TokenStreams(tokenizer, texts, settings.language_sampling_alpha)
+        pairs = zip(streams.languages, streams.weights, strict=True)
+        shares = ", ".join(f"{lang} {weight:.2f}" for lang, weight in pairs)
+        print(f"language sampling: {shares}")
+        train_steps(model, optimizer, tokenizer, streams, settings, first, args.step)
+    save_checkpoint(args.out, model, tokenizer, optimizer, args.step, settings)
+    print(f"saved step {args.step} -> {args.out}")

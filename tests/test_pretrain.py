@@ -1,0 +1,131 @@
+"""Embedded pretraining: the tokenizer, masking, and resumption equal to uninterrupted training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from mlm_dynamics.pretrain import (
+    PretrainSettings,
+    TokenStreams,
+    language_weights,
+    learning_rate,
+    mask_tokens,
+    train_tokenizer,
+)
+from mlm_dynamics.textio import read_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [ROOT / f"resources/text/{lang}.txt.gz" for lang in ("en", "ru", "zh")]
+SMALL = {
+    "hidden-size": 32,
+    "layers": 1,
+    "attention-heads": 2,
+    "intermediate-size": 64,
+    "max-length": 24,
+    "batch-size": 8,
+    "warmup-steps": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain") / "tokenizer"
+    run("train-tokenizer", "--texts", *TEXTS, "--vocab-size", "4000", "--out", out)
+    return out
+
+
+def run(command, *args):
+    argv = [sys.executable, "-m", "mlm_dynamics", command, *map(str, args)]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def pretrain(tokenizer_dir, step, out, resume=None):
+    args = ["--texts", *TEXTS, "--tokenizer", tokenizer_dir, "--step", step, "--out", out]
+    args += ["--threads", "1"] + [x for key, value in SMALL.items() for x in (f"--{key}", value)]
+    if resume:
+        args += ["--resume", resume]
+    return run("pretrain", *args)
+
+
+def test_tokenizer_covers_every_script_without_unknowns():
+    texts = [line for path in TEXTS for line in read_lines(path, limit=300)]
+    tokenizer = train_tokenizer(texts, vocab_size=4000)
+    for path in TEXTS:  # Latin, Cyrillic and Han lines it was trained on: no <unk>
+        for line in read_lines(path, limit=50):
+            ids = tokenizer(line)["input_ids"]
+            assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+            assert tokenizer.unk_token_id not in ids, line
+    assert tokenizer.mask_token == "<mask>" and tokenizer.pad_token_id == 1
+
+
+def test_language_weights_follow_xlmr_sampling():
+    p = language_weights([100, 10_000], alpha=0.3)
+    assert p.sum() == pytest.approx(1.0)
+    # n^0.3: the ratio of 100x more data becomes 100**0.3 ~ 3.98x more probability
+    assert p[1] / p[0] == pytest.approx(100**0.3)
+    assert language_weights([100, 10_000], alpha=1.0)[0] == pytest.approx(100 / 10_100)
+
+
+def test_masking_never_touches_special_tokens_and_is_seeded(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    streams = TokenStreams(tokenizer, {"en": read_lines(TEXTS[0], limit=200)}, alpha=0.3)
+    ids = torch.from_numpy(streams.batch(np.random.default_rng(0), 16, 24))
+    assert (ids[:, 0] == tokenizer.bos_token_id).all() and (
+        ids[:, -1] == tokenizer.eos_token_id
+    ).all()
+    first = mask_tokens(ids, tokenizer, 0.15, torch.Generator().manual_seed(1))
+    again = mask_tokens(ids, tokenizer, 0.15, torch.Generator().manual_seed(1))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    inputs, masked, targets = first
+    assert not masked[:, 0].any() and not masked[:, -1].any()
+    assert torch.equal(targets, ids[masked])
+    assert 0.08 < masked.float().mean() < 0.22
+
+
+def test_learning_rate_warms_up_then_decays_without_a_total():
+    settings = PretrainSettings(learning_rate=1e-3, warmup_steps=10)
+    assert learning_rate(5, settings) == pytest.approx(5e-4)
+    assert learning_rate(10, settings) == pytest.approx(1e-3)
+    assert learning_rate(40, settings) == pytest.approx(5e-4)
+
+
+def test_resuming_from_an_earlier_step_equals_training_in_one_go(tokenizer_dir, tmp_path):
+    pretrain(tokenizer_dir, 0, tmp_path / "0")
+    pretrain(tokenizer_dir, 6, tmp_path / "6-direct", resume=tmp_path / "0")
+    pretrain(tokenizer_dir, 3, tmp_path / "3", resume=tmp_path / "0")
+    pretrain(tokenizer_dir, 6, tmp_path / "6-resumed", resume=tmp_path / "3")
+    direct = load_file(tmp_path / "6-direct/model.safetensors")
+    resumed = load_file(tmp_path / "6-resumed/model.safetensors")
+    initial = load_file(tmp_path / "0/model.safetensors")
+    assert direct.keys() == resumed.keys()
+    for name in direct:
+        np.testing.assert_array_equal(direct[name], resumed[name], err_msg=name)
+    assert any(not np.array_equal(direct[name], initial[name]) for name in direct)
+    state = json.loads((tmp_path / "6-resumed/pretrain_state.json").read_text())
+    assert state["step"] == 6
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        assert (tmp_path / "6-resumed" / name).is_file()
+
+
+def test_resume_with_other_settings_is_refused(tokenizer_dir, tmp_path):
+    pretrain(tokenizer_dir, 0, tmp_path / "0")
+    argv = [sys.executable, "-m", "mlm_dynamics", "pretrain", "--texts", *map(str, TEXTS)]
+    argv += ["--tokenizer", str(tokenizer_dir), "--step", "2", "--resume", str(tmp_path / "0")]
+    argv += ["--out", str(tmp_path / "2"), "--hidden-size", "48"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and "pretrain_state.json" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "2").exists()

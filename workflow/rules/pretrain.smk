@@ -1,0 +1,44 @@
+# Embedded checkpoints: a tokenizer learnt from the bundled text, then one pretraining job per
+# configured step, each resuming from the previous configured step (see mlm_dynamics/pretrain.py).
+
+
+rule train_tokenizer:
+    input:
+        texts=pretrain_texts,
+    output:
+        directory("results/checkpoints/{model}/tokenizer"),
+    log:
+        "logs/pretrain/{model}/tokenizer.log",
+    params:
+        vocab_size=config["pretrain"]["vocab_size"],
+    wildcard_constraints:
+        model=model_name_pattern("embedded"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        "python -m mlm_dynamics train-tokenizer --texts {input.texts}"
+        " --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
+
+
+rule pretrain:
+    input:
+        unpack(pretrain_inputs),
+    output:
+        directory("results/checkpoints/{model}/{step}"),
+    log:
+        "logs/pretrain/{model}/{step}.log",
+    params:
+        settings=pretrain_arguments,
+        resume=lambda wildcards, input: f"--resume {input.resume}" if "resume" in input.keys() else "",
+    wildcard_constraints:
+        model=model_name_pattern("embedded"),
+    threads: config["pretrain"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        "python -m mlm_dynamics pretrain --texts {input.texts} --tokenizer {input.tokenizer}"
+        " --step {wildcards.step} {params.resume} {params.settings} --threads {threads}"
+        " --out {output} > {log} 2>&1"
