@@ -1,0 +1,667 @@
+"""The paper's figures, drawn from the tidy table and the ``analyse`` tables.
+
+``python -m mlm_dynamics plot --table T --analysis-dir A --out-dir D --model M --figure NAME``
+writes ``D/NAME.png`` and ``D/NAME.pdf``. The names (see ``available_figures``):
+
+- ``in-language-curves``: best-layer accuracy over steps, a panel per task, a line per language,
+  the majority-class baseline dashed.
+- ``layer-heatmaps``: accuracy per layer x step, mean over languages, a panel per task.
+- ``final-layer-gap``: best-layer minus last-layer accuracy over steps.
+- ``onset``: learning-onset steps of in-language curves and transfer pairs, per task.
+- ``transfer-matrices-<task>``: train x test accuracy at selected steps (small multiples).
+- ``transfer-over-time-<task>``: every pair's accuracy over steps, a panel per training language.
+- ``bpc``: bits per character over steps per language, and against the pretraining share.
+- ``alignment-f1``: word-alignment F1 per layer x step, mean over target languages.
+
+Every figure function takes data frames and returns a matplotlib Figure, so a notebook can redraw
+any of them; ``save_figure`` writes the PNG and the PDF without timestamps (same bytes every run).
+Scores are those of ``mlm_dynamics.analysis``: each step's best layer, mean over probe seeds.
+Steps go on a symmetric-log axis, linear below the first non-zero step, so step 0 is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, NullLocator
+
+from mlm_dynamics import analysis
+from mlm_dynamics.atomic import atomic_path
+from mlm_dynamics.errors import InputError
+
+TASK_ORDER = ["pos", "arc", "deprel", "xnli"]
+TASK_LABELS = {
+    "pos": "POS tagging",
+    "arc": "arc prediction",
+    "deprel": "arc classification",
+    "xnli": "XNLI",
+}
+MAX_TRANSFER_PANELS = 6
+PANEL_WIDTH = 2.6  # inches; a row of three fits a two-column page (7 in)
+PANEL_HEIGHT = 2.3
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+# Colour-blind-safe categorical colours (Wong / seaborn "colorblind") and perceptually uniform maps.
+STYLE = {
+    **sns.axes_style("whitegrid"),
+    **sns.plotting_context("paper", font_scale=1.1),
+    "font.family": "DejaVu Sans",
+    "pdf.fonttype": 42,
+    "axes.titleweight": "bold",
+    "legend.frameon": False,
+    "savefig.bbox": "tight",
+}
+HEATMAP = "viridis"
+PNG_DPI = 200
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def styled(draw):
+    """Draw under the module's style without changing the caller's matplotlib settings."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def ordered(values, preferred: Sequence[str] = ()) -> list[str]:
+    """``values`` in the preferred order first, then the rest sorted: nothing is dropped."""
+    present = set(values)
+    first = [value for value in preferred if value in present]
+    return first + sorted(present - set(first))
+
+
+def task_label(task: str) -> str:
+    return TASK_LABELS.get(task, task)
+
+
+def language_colours(languages: Sequence[str]) -> dict[str, tuple]:
+    palette = sns.color_palette("colorblind", max(len(languages), 1))
+    return {lang: palette[i % len(palette)] for i, lang in enumerate(languages)}
+
+
+def language_markers(languages: Sequence[str]) -> dict[str, str]:
+    return {lang: MARKERS[i % len(MARKERS)] for i, lang in enumerate(languages)}
+
+
+def step_label(step: float, _position=None) -> str:
+    step = int(round(step))
+    if step < 1000:
+        return str(step)
+    if step < 1_000_000:
+        return f"{step / 1000:g}k"
+    return f"{step / 1_000_000:g}M"
+
+
+def step_axis(ax, steps: Sequence[int], axis: str = "x") -> None:
+    """A symmetric-log step axis: linear up to the first non-zero step, so step 0 shows as 0."""
+    steps = sorted({int(step) for step in steps})
+    positive = [step for step in steps if step > 0] or [1]
+    linthresh = positive[0]
+    if len(steps) <= 8:
+        ticks = steps
+    else:
+        decades = range(int(np.ceil(np.log10(linthresh))), int(np.floor(np.log10(steps[-1]))) + 1)
+        ticks = [0] + [10**k for k in decades]
+    lower, upper = -0.15 * linthresh, max(steps[-1], linthresh) * 1.15
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if axis == "x":
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=0.6)
+        ax.set_xlim(lower, upper)
+    else:
+        ax.set_yscale("symlog", linthresh=linthresh, linscale=0.6)
+        ax.set_ylim(lower, upper)
+    target.set_ticks(ticks)
+    target.set_major_formatter(FuncFormatter(step_label))
+    target.set_minor_locator(NullLocator())
+
+
+def panel_grid(count: int, columns: int = 3, sharey: bool = True, width: float = PANEL_WIDTH):
+    """A figure with ``count`` panels in rows of at most ``columns``; unused axes are hidden."""
+    columns = max(1, min(columns, count))
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(width * columns, PANEL_HEIGHT * rows),
+        sharey=sharey,
+        squeeze=False,
+        layout="constrained",
+    )
+    flat = axes.ravel()
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
+
+
+def outer_ylabels(axes) -> None:
+    """Keep the y label of the first column only (the panels of a row share their quantity)."""
+    for ax in axes:
+        if not ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("")
+
+
+def figure_legend(fig: Figure, handles, labels, title: str | None = None) -> None:
+    fig.legend(handles, labels, title=title, loc="outside right center")
+
+
+def language_handles(languages, colours, markers):
+    return [
+        Line2D([], [], color=colours[lang], marker=markers[lang], markersize=4)
+        for lang in languages
+    ]
+
+
+def save_figure(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
+    """Write ``name``.png and ``name``.pdf atomically, without timestamps or software versions."""
+    paths = []
+    for suffix, metadata in ((".png", {"Software": None}), (".pdf", {"CreationDate": None})):
+        path = Path(out_dir) / f"{name}{suffix}"
+        with atomic_path(path, suffix=suffix) as tmp:
+            fig.savefig(tmp, format=suffix[1:], dpi=PNG_DPI, metadata=metadata)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def select_steps(steps: Sequence[int], requested: Sequence[int] = ()) -> list[int]:
+    """The transfer-matrix panels' steps: those requested, else all (at most 6, evenly spaced)."""
+    steps = sorted({int(step) for step in steps})
+    if requested:
+        missing = [step for step in requested if step not in steps]
+        if missing:
+            raise InputError(
+                f"analysis.transfer_steps: step(s) {missing} not in the table (steps: {steps})"
+            )
+        return sorted({int(step) for step in requested})
+    if len(steps) <= MAX_TRANSFER_PANELS:
+        return steps
+    picks = np.unique(np.round(np.linspace(0, len(steps) - 1, MAX_TRANSFER_PANELS)).astype(int))
+    return [steps[i] for i in picks]
+
+
+def line_with_band(ax, x, y, sd, colour, marker, **kwargs) -> None:
+    ax.plot(x, y, color=colour, marker=marker, markersize=3.5, linewidth=1.4, **kwargs)
+    if sd is not None and np.isfinite(sd).any():
+        sd = np.nan_to_num(sd)
+        ax.fill_between(x, y - sd, y + sd, color=colour, alpha=0.15, linewidth=0)
+
+
+# ---------------------------------------------------------------- figures
+
+
+@styled
+def in_language_curves(
+    best_layer: pd.DataFrame,
+    baselines: pd.DataFrame,
+    languages: Sequence[str] = (),
+    tasks: Sequence[str] = (),
+) -> Figure:
+    """Best-layer accuracy over steps, a panel per task and a line per language.
+
+    ``best_layer`` has ``analysis``'s best_layer.csv columns (task, lang, step, best_score,
+    best_score_sd); ``baselines`` has task, train_lang, test_lang, majority_accuracy (may be empty).
+    """
+    tasks = ordered(best_layer["task"], tasks or TASK_ORDER)
+    languages = ordered(best_layer["lang"], languages)
+    colours, markers = language_colours(languages), language_markers(languages)
+    fig, axes = panel_grid(len(tasks), sharey=False)
+    for ax, task in zip(axes, tasks, strict=True):
+        rows = best_layer[best_layer["task"] == task]
+        for lang in languages:
+            curve = rows[rows["lang"] == lang].sort_values("step")
+            if curve.empty:
+                continue
+            line_with_band(
+                ax,
+                curve["step"].to_numpy(),
+                curve["best_score"].to_numpy(),
+                curve["best_score_sd"].to_numpy(dtype=float),
+                colours[lang],
+                markers[lang],
+            )
+            baseline = baselines[
+                (baselines["task"] == task)
+                & (baselines["train_lang"] == lang)
+                & (baselines["test_lang"] == lang)
+            ]
+            if not baseline.empty:
+                ax.axhline(
+                    baseline["majority_accuracy"].iloc[0],
+                    color=colours[lang],
+                    linestyle="--",
+                    linewidth=0.9,
+                    alpha=0.8,
+                )
+        step_axis(ax, rows["step"])
+        ax.set_title(task_label(task))
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("accuracy (best layer)")
+    outer_ylabels(axes)
+    handles = language_handles(languages, colours, markers)
+    handles.append(Line2D([], [], color="0.4", linestyle="--", linewidth=0.9))
+    figure_legend(fig, handles, [*languages, "majority class"], title="language")
+    return fig
+
+
+@styled
+def layer_heatmaps(scores: pd.DataFrame, tasks: Sequence[str] = ()) -> Figure:
+    """In-language accuracy per layer x step, mean over languages, a panel per task.
+
+    ``scores`` has ``analysis.probe_scores``'s columns (task, train_lang, test_lang, step, layer,
+    score).
+    """
+    rows = scores[scores["train_lang"] == scores["test_lang"]]
+    tasks = ordered(rows["task"], tasks or TASK_ORDER)
+    fig, axes = panel_grid(len(tasks), sharey=False, width=PANEL_WIDTH + 0.6)
+    for ax, task in zip(axes, tasks, strict=True):
+        grid = rows[rows["task"] == task].pivot_table(
+            index="layer", columns="step", values="score", aggfunc="mean"
+        )
+        grid = grid.sort_index(ascending=False)  # layer 0 (embeddings) at the bottom
+        draw_heatmap(ax, grid, fmt=".2f")
+        ax.set_title(task_label(task))
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("layer (0 = embeddings)")
+    return fig
+
+
+def draw_heatmap(ax, grid: pd.DataFrame, fmt: str, scale: float = 1.0, **kwargs) -> None:
+    annotate = grid.size <= 80
+    sns.heatmap(
+        grid * scale,
+        ax=ax,
+        cmap=HEATMAP,
+        annot=annotate,
+        fmt=fmt,
+        annot_kws={"fontsize": 6},
+        linewidths=0.3,
+        linecolor="white",
+        **kwargs,
+    )
+    if grid.columns.name == "step":
+        ax.set_xticklabels([step_label(step) for step in grid.columns], rotation=0)
+    ax.tick_params(axis="y", rotation=0)
+
+
+@styled
+def final_layer_gap(
+    best_layer: pd.DataFrame, languages: Sequence[str] = (), tasks: Sequence[str] = ()
+) -> Figure:
+    """Best-layer minus last-layer accuracy over steps, a panel per task and a line per language."""
+    tasks = ordered(best_layer["task"], tasks or TASK_ORDER)
+    languages = ordered(best_layer["lang"], languages)
+    colours, markers = language_colours(languages), language_markers(languages)
+    fig, axes = panel_grid(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        rows = best_layer[best_layer["task"] == task]
+        for lang in languages:
+            curve = rows[rows["lang"] == lang].sort_values("step")
+            if not curve.empty:
+                line_with_band(ax, curve["step"], curve["gap"], None, colours[lang], markers[lang])
+        ax.axhline(0, color="0.3", linewidth=0.8)
+        step_axis(ax, rows["step"])
+        ax.set_title(task_label(task))
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("best − last layer accuracy")
+    outer_ylabels(axes)
+    figure_legend(fig, language_handles(languages, colours, markers), languages, "language")
+    return fig
+
+
+@styled
+def onset(onsets: pd.DataFrame, tasks: Sequence[str] = (), fraction: float | None = None) -> Figure:
+    """Onset steps per task: in-language curves vs transfer pairs, relative to final and best.
+
+    Every curve is a dot; equal steps are spread sideways (no random jitter), and a bar marks the
+    median.
+    """
+    tasks = ordered(onsets["task"], tasks or TASK_ORDER)
+    kinds = ordered(onsets["kind"], ["in-language", "transfer"])
+    palette = sns.color_palette("colorblind", 2)
+    colours = {"in-language": palette[0], "transfer": palette[1]}
+    fig, axes = panel_grid(2, columns=1, sharey=True, width=min(7.0, 1.4 * len(tasks) + 1.5))
+    share = f"{fraction:.0%} of " if fraction else ""
+    for ax, reference in zip(axes, analysis.REFERENCES, strict=True):
+        column = f"onset_{reference}_step"
+        for t, task in enumerate(tasks):
+            for k, kind in enumerate(kinds):
+                centre = t + (k - (len(kinds) - 1) / 2) * 0.38
+                values = onsets.loc[
+                    (onsets["task"] == task) & (onsets["kind"] == kind), column
+                ].dropna()
+                values = values.to_numpy(dtype=float)
+                if values.size == 0:
+                    continue
+                x, y = dot_positions(values, centre, width=0.3)
+                ax.scatter(x, y, s=9, color=colours.get(kind, "0.5"), linewidths=0, zorder=3)
+                ax.hlines(np.median(values), centre - 0.17, centre + 0.17, color="0.15", zorder=4)
+        ax.set_xticks(range(len(tasks)), tasks)
+        ax.set_xlim(-0.6, len(tasks) - 0.4)
+        ax.set_title(f"reaching {share}the {reference} score")
+        ax.set_ylabel("onset step")
+        ax.grid(axis="x", visible=False)
+    steps = pd.concat([onsets["final_step"], onsets["onset_final_step"], onsets["best_step"]])
+    step_axis(axes[0], [0, *steps.dropna().astype(int)], axis="y")
+    handles = [Line2D([], [], color=colours[k], marker="o", linestyle="") for k in kinds]
+    figure_legend(fig, handles, kinds)
+    return fig
+
+
+def dot_positions(values: np.ndarray, centre: float, width: float):
+    """x positions that spread equal values evenly around ``centre`` (a deterministic dot plot)."""
+    values = np.sort(values)
+    x = np.full(values.size, centre, dtype=float)
+    for value in np.unique(values):
+        same = np.flatnonzero(values == value)
+        if same.size > 1:
+            x[same] = centre + np.linspace(-width / 2, width / 2, same.size)
+    return x, values
+
+
+@styled
+def transfer_matrices(
+    best: pd.DataFrame, task: str, steps: Sequence[int], languages: Sequence[str] = ()
+) -> Figure:
+    """Train x test accuracy (best layer per pair) at each of ``steps``, one shared colour scale.
+
+    ``best`` has ``analysis.best_layers``'s columns.
+    """
+    rows = best[best["task"] == task]
+    languages = ordered(pd.concat([rows["train_lang"], rows["test_lang"]]), languages)
+    fig, axes = plt.subplots(
+        1,
+        len(steps),
+        figsize=(0.4 * len(languages) * len(steps) + 1.2, 0.4 * len(languages) + 1.0),
+        squeeze=False,
+        layout="constrained",
+    )
+    scores = rows[rows["step"].isin(steps)]["best_score"] * 100
+    vmin, vmax = float(scores.min()), float(scores.max())
+    for i, (ax, step) in enumerate(zip(axes[0], steps, strict=True)):
+        grid = rows[rows["step"] == step].pivot_table(
+            index="train_lang", columns="test_lang", values="best_score"
+        )
+        grid = grid.reindex(index=languages, columns=languages)
+        last = i == len(steps) - 1
+        draw_heatmap(
+            ax,
+            grid,
+            fmt=".0f",
+            scale=100,
+            vmin=vmin,
+            vmax=vmax,
+            square=True,
+            cbar=last,
+            cbar_kws={"label": "accuracy (%)", "shrink": 0.8},
+        )
+        ax.set_title(f"step {step_label(step)}")
+        ax.set_xlabel("test language")
+        ax.set_ylabel("train language" if i == 0 else "")
+        if i:
+            ax.set_yticklabels([])
+    fig.suptitle(f"{task_label(task)}: cross-lingual transfer")
+    return fig
+
+
+@styled
+def transfer_over_time(best: pd.DataFrame, task: str, languages: Sequence[str] = ()) -> Figure:
+    """Every pair's accuracy over steps: a panel per training language, a line per test language."""
+    rows = best[best["task"] == task]
+    languages = ordered(pd.concat([rows["train_lang"], rows["test_lang"]]), languages)
+    train_languages = [lang for lang in languages if lang in set(rows["train_lang"])]
+    colours, markers = language_colours(languages), language_markers(languages)
+    fig, axes = panel_grid(len(train_languages))
+    for ax, train in zip(axes, train_languages, strict=True):
+        for test in languages:
+            curve = rows[(rows["train_lang"] == train) & (rows["test_lang"] == test)]
+            if curve.empty:
+                continue
+            curve = curve.sort_values("step")
+            own = test == train
+            ax.plot(
+                curve["step"],
+                curve["best_score"],
+                color=colours[test],
+                marker=markers[test],
+                markersize=3.5 if own else 2.5,
+                linewidth=2.2 if own else 1.0,
+                zorder=3 if own else 2,
+            )
+        step_axis(ax, rows["step"])
+        ax.set_title(f"trained on {train}")
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("accuracy (best layer)")
+    outer_ylabels(axes)
+    fig.suptitle(f"{task_label(task)}: transfer over pretraining (thick: in-language)")
+    figure_legend(fig, language_handles(languages, colours, markers), languages, "test language")
+    return fig
+
+
+@styled
+def bpc(
+    table: pd.DataFrame, languages: Sequence[str] = (), shares: dict[str, float] | None = None
+) -> Figure:
+    """Bits per character over steps per language; with ``shares``, step 0 and final BPC against
+    each language's share of the pretraining data."""
+    rows = table[(table["task"] == "bpc") & (table["metric"] == "bpc")]
+    curves = rows.groupby(["test_lang", "step"], as_index=False)["value"].mean()
+    languages = ordered(curves["test_lang"], languages)
+    colours, markers = language_colours(languages), language_markers(languages)
+    shares = {lang: share for lang, share in (shares or {}).items() if lang in languages}
+    fig, axes = panel_grid(2 if shares else 1, columns=2, sharey=True, width=PANEL_WIDTH + 0.4)
+    for lang in languages:
+        curve = curves[curves["test_lang"] == lang].sort_values("step")
+        axes[0].plot(
+            curve["step"], curve["value"], color=colours[lang], marker=markers[lang], markersize=3.5
+        )
+    step_axis(axes[0], curves["step"])
+    axes[0].set_xlabel("pretraining step")
+    axes[0].set_ylabel("bits per character")
+    axes[0].set_title("held-out BPC")
+    if shares:
+        ax = axes[1]
+        first, final = curves["step"].min(), curves["step"].max()
+        for lang, share in shares.items():
+            curve = curves[curves["test_lang"] == lang].set_index("step")["value"]
+            start, end = curve.get(first, np.nan), curve.get(final, np.nan)
+            ax.plot([share, share], [start, end], color=colours[lang], linewidth=1, alpha=0.6)
+            ax.scatter([share], [start], facecolors="none", edgecolors=[colours[lang]], s=18)
+            ax.scatter([share], [end], color=colours[lang], marker=markers[lang], s=18)
+            ax.annotate(lang, (share, end), xytext=(3, -3), textcoords="offset points", fontsize=7)
+        ax.set_xlabel("share of pretraining data")
+        ax.set_title(f"step {step_label(first)} (open) → {step_label(final)} (filled)")
+    figure_legend(fig, language_handles(languages, colours, markers), languages, "language")
+    return fig
+
+
+@styled
+def alignment_f1(table: pd.DataFrame) -> Figure:
+    """Word-alignment F1 per layer x step, mean over target languages, a panel per method."""
+    rows = table[table["task"].str.startswith("simalign") & (table["metric"] == "f1")]
+    methods = sorted(rows["task"].unique())
+    fig, axes = panel_grid(len(methods), columns=2, sharey=False, width=PANEL_WIDTH + 0.8)
+    for ax, method in zip(axes, methods, strict=True):
+        grid = rows[rows["task"] == method].pivot_table(
+            index="layer", columns="step", values="value", aggfunc="mean"
+        )
+        draw_heatmap(ax, grid.sort_index(ascending=False), fmt=".2f")
+        ax.set_title(method.removeprefix("simalign-"))
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("layer (0 = embeddings)")
+    fig.suptitle("word alignment F1 (mean over target languages)")
+    return fig
+
+
+# ---------------------------------------------------------------- figures by name
+
+
+@dataclass
+class PlotInputs:
+    """Everything the figures of one model are drawn from."""
+
+    table: pd.DataFrame
+    analysis_dir: Path | None = None
+    languages: Sequence[str] = ()
+    tasks: Sequence[str] = ()
+    transfer_steps: Sequence[int] = ()
+    shares: dict[str, float] = field(default_factory=dict)
+    onset_fraction: float | None = None
+
+    def analysis_table(self, stem: str) -> pd.DataFrame:
+        if self.analysis_dir is None:
+            raise InputError(f"--analysis-dir: needed for {stem}.csv (written by `analyse`)")
+        path = self.analysis_dir / f"{stem}.csv"
+        if not path.exists():
+            raise InputError(f"{path}: missing (run `python -m mlm_dynamics analyse` first)")
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        return frame[frame["model"].astype(str) == self.model]
+
+    @property
+    def model(self) -> str:
+        return str(self.table["model"].iloc[0])
+
+    @functools.cached_property
+    def best(self) -> pd.DataFrame:
+        return analysis.best_layers(analysis.probe_scores(self.table))
+
+
+def transfer_tasks(table: pd.DataFrame) -> list[str]:
+    """Probe tasks with at least one cross-lingual pair."""
+    rows = table[(table["metric"] == analysis.PROBE_METRIC) & (table["train_lang"] != "")]
+    pairs = rows[rows["train_lang"] != rows["test_lang"]]
+    return ordered(pairs["task"], TASK_ORDER)
+
+
+def available_figures(table: pd.DataFrame) -> list[str]:
+    """The figures one model's rows of the table can draw."""
+    probes = table[(table["metric"] == analysis.PROBE_METRIC) & (table["train_lang"] != "")]
+    names = []
+    if (probes["train_lang"] == probes["test_lang"]).any():
+        names += ["in-language-curves", "layer-heatmaps", "final-layer-gap"]
+    if not probes.empty:
+        names.append("onset")
+    for task in transfer_tasks(table):
+        names += [f"transfer-matrices-{task}", f"transfer-over-time-{task}"]
+    if ((table["task"] == "bpc") & (table["metric"] == "bpc")).any():
+        names.append("bpc")
+    if (table["task"].str.startswith("simalign") & (table["metric"] == "f1")).any():
+        names.append("alignment-f1")
+    return names
+
+
+def draw(name: str, inputs: PlotInputs) -> Figure:
+    """Draw the figure called ``name`` (one of ``available_figures``)."""
+    if name not in available_figures(inputs.table):
+        raise InputError(
+            f"figure {name!r}: the table has no rows for it (model {inputs.model}; it can draw "
+            f"{', '.join(available_figures(inputs.table)) or 'nothing'})"
+        )
+    if name == "in-language-curves":
+        baselines = analysis.majority_baselines(inputs.table)
+        best_layer = inputs.analysis_table("best_layer")
+        return in_language_curves(best_layer, baselines, inputs.languages, inputs.tasks)
+    if name == "layer-heatmaps":
+        return layer_heatmaps(analysis.probe_scores(inputs.table), inputs.tasks)
+    if name == "final-layer-gap":
+        return final_layer_gap(inputs.analysis_table("best_layer"), inputs.languages, inputs.tasks)
+    if name == "onset":
+        return onset(inputs.analysis_table("onset"), inputs.tasks, inputs.onset_fraction)
+    if name.startswith("transfer-matrices-"):
+        task = name.removeprefix("transfer-matrices-")
+        steps = select_steps(
+            inputs.best.loc[inputs.best["task"] == task, "step"], inputs.transfer_steps
+        )
+        return transfer_matrices(inputs.best, task, steps, inputs.languages)
+    if name.startswith("transfer-over-time-"):
+        task = name.removeprefix("transfer-over-time-")
+        return transfer_over_time(inputs.best, task, inputs.languages)
+    if name == "bpc":
+        return bpc(inputs.table, inputs.languages, inputs.shares)
+    return alignment_f1(inputs.table)
+
+
+# ---------------------------------------------------------------- command
+
+
+def parse_share(text: str) -> tuple[str, float]:
+    lang, _, share = text.partition("=")
+    try:
+        value = float(share)
+    except ValueError:
+        value = -1.0
+    if not lang or not 0 <= value <= 1:
+        raise InputError(f"--pretrain-share: {text!r} is not LANG=SHARE with 0 <= SHARE <= 1")
+    return lang, value
+
+
+def main(command: str, argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
+    parser.add_argument("--table", required=True, help="the tidy table (.parquet or .csv)")
+    parser.add_argument(
+        "--analysis-dir",
+        help="where `analyse` wrote its CSVs (for in-language-curves, final-layer-gap, onset)",
+    )
+    parser.add_argument("--out-dir", required=True, help="writes <figure>.png and <figure>.pdf")
+    parser.add_argument("--model", help="the model to draw (needed when the table has several)")
+    parser.add_argument(
+        "--figure",
+        action="append",
+        default=[],
+        help="figure name (repeatable; default: every figure the table can draw)",
+    )
+    parser.add_argument("--languages", nargs="*", default=[], help="language order in legends")
+    parser.add_argument("--tasks", nargs="*", default=[], help="task order of the panels")
+    parser.add_argument(
+        "--transfer-steps",
+        nargs="*",
+        type=int,
+        default=[],
+        help="steps of the transfer matrices (default: all, at most 6 evenly spaced)",
+    )
+    parser.add_argument(
+        "--pretrain-share",
+        action="append",
+        default=[],
+        metavar="LANG=SHARE",
+        help="a language's share of the pretraining data, for the BPC figure (repeatable)",
+    )
+    parser.add_argument(
+        "--onset-fraction", type=float, help="the onset fraction, for the onset figure's titles"
+    )
+    args = parser.parse_args(argv)
+    matplotlib.use("Agg")  # files only; a notebook keeps its own backend
+    table = analysis.read_table(args.table)
+    models = sorted(table["model"].unique())
+    if args.model is None and len(models) != 1:
+        raise InputError(f"{args.table}: models {models}: choose one with --model")
+    model = args.model or models[0]
+    if model not in models:
+        raise InputError(f"{args.table}: no rows for model {model!r} (models: {models})")
+    inputs = PlotInputs(
+        table=table[table["model"] == model].reset_index(drop=True),
+        analysis_dir=None if args.analysis_dir is None else Path(args.analysis_dir),
+        languages=args.languages,
+        tasks=args.tasks,
+        transfer_steps=args.transfer_steps,
+        shares=dict(parse_share(text) for text in args.pretrain_share),
+        onset_fraction=args.onset_fraction,
+    )
+    for name in args.figure or available_figures(inputs.table):
+        paths = save_figure(draw(name, inputs), args.out_dir, name)
+        print(" ".join(str(path) for path in paths))
