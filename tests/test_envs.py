@@ -1,0 +1,133 @@
+"""The conda environments (envs/*.yaml) and pyproject.toml name the same packages, same ranges.
+
+Each env file is parsed as conda reads it: conda dependencies (``name >=1,<2``, conda-forge
+spellings such as ``pytorch``) and the pip list (PEP 508 requirements plus option lines such as
+``--extra-index-url``). Names compare after PEP 503 normalisation, ranges as specifier sets.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
+# Conda-forge spellings of PyPI names, where they differ.
+CONDA_TO_PYPI = {"pytorch": "torch", "pytorch-cpu": "torch", "pytorch-gpu": "torch"}
+# Run outside the jobs' environments (Snakemake activates an env only for a rule's command).
+NOT_IN_JOB_ENVS = {"snakemake"}
+# Conda's own machinery, not a dependency of the package.
+CONDA_TOOLING = {"pip"}
+
+
+def pyproject() -> dict:
+    with open(REPO / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)["project"]
+
+
+def pyproject_requirements() -> dict[str, SpecifierSet]:
+    requirements = [Requirement(line) for line in pyproject()["dependencies"]]
+    return {canonicalize_name(r.name): r.specifier for r in requirements}
+
+
+def conda_requirement(spec: str) -> tuple[str, str]:
+    """``'numpy >=1.26,<3'`` or ``'numpy>=1.26,<3'`` -> (pypi name, specifier text)."""
+    match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*", spec)
+    assert match, f"unreadable conda dependency {spec!r}"
+    name, version = match.groups()
+    name = CONDA_TO_PYPI.get(name.lower(), name)
+    return canonicalize_name(name), version.replace(" ", "")
+
+
+def env_requirements(path: Path) -> tuple[dict[str, str], list[str]]:
+    """(package -> specifier text as written, pip option lines) of one env file."""
+    env = yaml.safe_load(path.read_text())
+    packages: dict[str, str] = {}
+    options: list[str] = []
+    for dependency in env["dependencies"]:
+        if isinstance(dependency, dict):
+            for line in dependency["pip"]:
+                if line.startswith("-"):
+                    options.append(line)
+                    continue
+                requirement = Requirement(line)
+                packages[canonicalize_name(requirement.name)] = str(requirement.specifier)
+        else:
+            name, version = conda_requirement(dependency)
+            packages[name] = version
+    return packages, options
+
+
+def test_env_files_exist_for_every_conda_directive():
+    """Every `conda:` of a rule names an env file that exists (paths are relative to the rule)."""
+    rules = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+    referenced = set()
+    for rule_file in rules:
+        for match in re.finditer(r"conda:\s*\n\s*\"([^\"]+)\"", rule_file.read_text()):
+            target = (rule_file.parent / match.group(1)).resolve()
+            assert target.is_file(), f"{rule_file.name}: conda env {match.group(1)} does not exist"
+            referenced.add(target)
+    assert referenced, "no rule names a conda environment"
+    assert referenced <= {path.resolve() for path in ENV_FILES}
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
+def test_env_packages_have_the_pyproject_ranges(path):
+    declared = pyproject_requirements()
+    packages, _ = env_requirements(path)
+    python = packages.pop("python")
+    for name in CONDA_TOOLING:
+        packages.pop(name, None)
+    for name, specifier in packages.items():
+        assert name in declared, f"{path.name}: {name} is not a dependency in pyproject.toml"
+        assert SpecifierSet(specifier) == declared[name], (
+            f"{path.name}: {name}{specifier} but pyproject.toml says {name}{declared[name]}"
+        )
+    # The env's Python is one that pyproject allows.
+    pinned = re.fullmatch(r"=?=?(\d+\.\d+)(\.\*)?", python)
+    assert pinned, f"{path.name}: pin python to one minor version (python =3.X), not {python!r}"
+    assert Version(pinned.group(1)) in SpecifierSet(pyproject()["requires-python"])
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
+def test_env_is_complete(path):
+    """A job in the env can import everything the package needs."""
+    packages, _ = env_requirements(path)
+    missing = set(pyproject_requirements()) - NOT_IN_JOB_ENVS - set(packages)
+    assert not missing, f"{path.name}: lacks {sorted(missing)} (pyproject.toml dependencies)"
+
+
+def test_torch_builds():
+    """CPU rules get the CPU build of torch; GPU rules a CUDA build (never the CPU index)."""
+    _, core_options = env_requirements(REPO / "envs" / "core.yaml")
+    _, gpu_options = env_requirements(REPO / "envs" / "gpu.yaml")
+    assert any("download.pytorch.org/whl/cpu" in line for line in core_options)
+    pytorch_indexes = [line for line in gpu_options if "download.pytorch.org" in line]
+    assert all(re.search(r"/whl/cu\d+", line) for line in pytorch_indexes), pytorch_indexes
+    assert "torch" in env_requirements(REPO / "envs" / "gpu.yaml")[0]
+
+
+def test_gpu_rules_use_the_gpu_env():
+    """A rule that asks for a GPU runs in the CUDA env; one that does not, never does."""
+    for rule_file in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule )", rule_file.read_text()):
+            name = re.match(r"rule (\w+)", block)
+            if not name or "conda:" not in block:
+                continue
+            asks_gpu = re.search(r"\bgpu\s*=\s*1", block) is not None
+            uses_gpu_env = "envs/gpu.yaml" in block
+            assert asks_gpu == uses_gpu_env, (
+                f"{rule_file.name}: rule {name.group(1)} gpu={asks_gpu} but env gpu={uses_gpu_env}"
+            )
