@@ -13,9 +13,9 @@ step's job resumes from the previous configured step and never depends on the wh
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -33,24 +33,41 @@ STATE_FILE = "pretrain_state.json"  # step and settings, checked on resume
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
-    """A SentencePiece-unigram tokenizer as ``XLMRobertaTokenizerFast``, with XLM-R's specials."""
+    """A unigram tokenizer as ``XLMRobertaTokenizerFast``, with XLM-R's special tokens and ids.
+
+    Google's SentencePiece trainer chooses the pieces and their log-probabilities; the
+    ``tokenizers`` library's Unigram model then does the tokenising. (The ``tokenizers`` unigram
+    trainer would do both, but its output changes from run to run: it breaks ties in hash-map
+    order, and identical configs must give identical checkpoints.)
+    """
+    import sentencepiece
+    from tokenizers.models import Unigram
     from transformers import XLMRobertaTokenizerFast
 
-    # Every character seen a few times joins the alphabet: otherwise the trainer's character
-    # coverage maps frequent CJK characters of the smaller corpora to <unk>.
-    counts = Counter(ch for text in texts for ch in text)
-    # At most a third of the vocabulary goes to single characters, the most frequent first.
-    frequent = [ch for ch, n in counts.most_common(vocab_size // 3) if n >= 3]
-    alphabet = sorted(ch for ch in frequent if not ch.isspace())
-    spm = SentencePieceUnigramTokenizer()
-    spm.train_from_iterator(
-        texts,
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        model_type="unigram",
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        unk_token="<unk>",
-        initial_alphabet=alphabet,
-        show_progress=False,
+        # XLM-R's ids: <s>=0 <pad>=1 </s>=2 <unk>=3; <mask> follows as the first ordinary piece.
+        bos_id=0,
+        pad_id=1,
+        eos_id=2,
+        unk_id=3,
+        bos_piece="<s>",
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        user_defined_symbols=["<mask>"],
+        character_coverage=0.9999,  # keeps the frequent CJK characters of the smaller corpora
+        num_threads=1,
+        minloglevel=2,
     )
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(len(processor))]
+    spm = SentencePieceUnigramTokenizer()
+    spm._tokenizer.model = Unigram(vocab, unk_id=processor.unk_id())
     return XLMRobertaTokenizerFast(
         tokenizer_object=spm._tokenizer,
         bos_token="<s>",
