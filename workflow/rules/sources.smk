@@ -1,0 +1,50 @@
+# Checkpoints and treebanks from elsewhere: hub revisions and fairseq files become one Hugging
+# Face-format directory per model x step; a pinned UD release is unpacked for the languages that
+# point into it (see mlm_dynamics/sources.py and mlm_dynamics/ud_release.py).
+#
+# Both rules download, and compute nodes of many clusters have no internet: they run where
+# Snakemake runs (localrule), which on a cluster is the login node.
+
+
+rule fetch_checkpoint:
+    input:
+        fetch_checkpoint_inputs,
+    output:
+        directory("results/checkpoints/{model}/{step}"),
+    log:
+        "logs/checkpoints/{model}/{step}.log",
+    wildcard_constraints:
+        model=model_name_pattern("hub", "fairseq"),
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    params:
+        arguments=fetch_checkpoint_arguments,
+    shell:
+        "python -m mlm_dynamics fetch-checkpoint {params.arguments} --output {output} > {log} 2>&1"
+
+
+if config["ud_release"]["treebanks"]:
+
+    rule fetch_ud_release:
+        output:
+            [directory(path) for path in ud_release_outputs()],
+        log:
+            "logs/ud_release.log",
+        localrule: True
+        conda:
+            "../../envs/core.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=60,
+        params:
+            url=config["ud_release"]["url"],
+            sha256=config["ud_release"]["sha256"],
+            directory=lambda wildcards, output: os.path.dirname(output[0]),
+            treebanks=config["ud_release"]["treebanks"],
+        shell:
+            "python -m mlm_dynamics fetch-ud --url={params.url:q} --sha256={params.sha256:q}"
+            " --directory {params.directory:q} {params.treebanks:q} > {log} 2>&1"
