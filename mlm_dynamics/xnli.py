@@ -1,0 +1,309 @@
+"""XNLI: a sentence-pair probe trained on one language and scored on every language.
+
+Data: per language ``{lang}.train.tsv`` and ``{lang}.test.tsv`` (or ``.jsonl``) in a directory, in
+XNLI's column layout: a tab-separated header naming ``premise``, ``hypothesis`` and ``label``
+(XNLI 1.0's ``sentence1``, ``sentence2`` and ``gold_label`` are read too; other columns are
+ignored), or one JSON object a line with those keys. Labels are ``entailment``, ``neutral``,
+``contradiction`` or their ids 0, 1, 2 as in ``facebook/xnli``. With ``--data hub`` the
+``facebook/xnli`` dataset is loaded through the ``datasets`` library at a pinned revision.
+
+``xnli-features`` encodes premise and hypothesis separately and mean-pools each sentence's subword
+vectors (special tokens excluded) for every hidden state, caching per split
+``layerNN.npy`` float16 ``(pairs, 2, hidden)`` (premise u, hypothesis v) and ``labels.npy``.
+Splits larger than ``--max-train`` / ``--max-test`` are subsampled: the same seeded choice of row
+numbers for every language, so translated splits keep the same pairs.
+
+``xnli-probe`` fits a multinomial logistic-regression probe per layer on ``[u; v; |u - v|; u * v]``
+of one language's train split and scores it on the test split of every language.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlm_dynamics.errors import InputError
+
+LABELS = ("entailment", "neutral", "contradiction")
+COLUMNS = {
+    "premise": ("premise", "sentence1"),
+    "hypothesis": ("hypothesis", "sentence2"),
+    "label": ("label", "gold_label"),
+}
+SPLITS = ("train", "test")
+SUBSAMPLE_SEED = 13
+SENTENCES_PER_CHUNK = 512  # bounds the float32 word vectors held at once
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    premises: list[str]
+    hypotheses: list[str]
+    labels: np.ndarray  # (pairs,) ids into LABELS
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> Pairs:
+        return Pairs(
+            [self.premises[i] for i in rows], [self.hypotheses[i] for i in rows], self.labels[rows]
+        )
+
+
+# ---------------------------------------------------------------- reading
+
+
+def label_id(value, where: str) -> int:
+    text = str(value).strip()
+    if text in LABELS:
+        return LABELS.index(text)
+    if text in {"0", "1", "2"}:
+        return int(text)
+    raise InputError(f"{where}: label {text!r} is not one of {', '.join(LABELS)} or 0, 1, 2")
+
+
+def check_pair(premise, hypothesis, where: str) -> tuple[str, str]:
+    for name, text in (("premise", premise), ("hypothesis", hypothesis)):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{where}: empty {name}")
+    return premise.strip(), hypothesis.strip()
+
+
+def read_tsv(path: Path) -> Pairs:
+    premises, hypotheses, labels = [], [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        # XNLI's text holds bare quotes: no quoting, a tab always separates.
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(rows, None)
+        if header is None:
+            raise InputError(f"{path}:1: empty file (expected a header)")
+        columns = {}
+        for key, names in COLUMNS.items():
+            found = [name for name in names if name in header]
+            if not found:
+                raise InputError(f"{path}:1: header has no {' or '.join(names)} column")
+            columns[key] = header.index(found[0])
+        for number, row in enumerate(rows, start=2):
+            where = f"{path}:{number}"
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise InputError(f"{where}: {len(row)} columns, the header has {len(header)}")
+            premise, hypothesis = check_pair(
+                row[columns["premise"]], row[columns["hypothesis"]], where
+            )
+            labels.append(label_id(row[columns["label"]], where))
+            premises.append(premise)
+            hypotheses.append(hypothesis)
+    return Pairs(premises, hypotheses, np.array(labels, dtype=np.int64))
+
+
+def read_jsonl(path: Path) -> Pairs:
+    premises, hypotheses, labels = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or not all(k in record for k in COLUMNS):
+                raise InputError(f"{where}: expected an object with premise, hypothesis, label")
+            premise, hypothesis = check_pair(record["premise"], record["hypothesis"], where)
+            labels.append(label_id(record["label"], where))
+            premises.append(premise)
+            hypotheses.append(hypothesis)
+    return Pairs(premises, hypotheses, np.array(labels, dtype=np.int64))
+
+
+def split_file(data_dir: str | Path, lang: str, split: str) -> Path:
+    candidates = [Path(data_dir) / f"{lang}.{split}.{ext}" for ext in ("tsv", "jsonl")]
+    found = [path for path in candidates if path.is_file()]
+    if len(found) != 1:
+        what = "no" if not found else "both"
+        raise InputError(
+            f"{data_dir}: {what} {candidates[0].name} / {candidates[1].name} for XNLI {split}"
+        )
+    return found[0]
+
+
+def load_hub(lang: str, split: str, revision: str) -> Pairs:
+    if not revision:
+        raise InputError("xnli.hub_revision: 'hub' data needs a pinned revision of facebook/xnli")
+    import datasets
+
+    try:
+        table = datasets.load_dataset("facebook/xnli", lang, split=split, revision=revision)
+    except ValueError as exc:
+        raise InputError(f"xnli: facebook/xnli has no {lang!r} {split} split ({exc})") from None
+    where = f"facebook/xnli@{revision} {lang} {split}"
+    premises, hypotheses = [], []
+    for i, (premise, hypothesis) in enumerate(
+        zip(table["premise"], table["hypothesis"], strict=True)
+    ):
+        premise, hypothesis = check_pair(premise, hypothesis, f"{where} row {i}")
+        premises.append(premise)
+        hypotheses.append(hypothesis)
+    return Pairs(premises, hypotheses, np.asarray(table["label"], dtype=np.int64))
+
+
+def load_pairs(data: str, lang: str, split: str, hub_revision: str = "") -> Pairs:
+    """One language's split, from a directory of TSV/JSONL files or from the hub."""
+    if data == "hub":
+        return load_hub(lang, split, hub_revision)
+    if not data:
+        raise InputError("xnli.data: no XNLI data configured")
+    path = split_file(data, lang, split)
+    pairs = read_jsonl(path) if path.suffix == ".jsonl" else read_tsv(path)
+    if len(pairs) == 0:
+        raise InputError(f"{path}: no sentence pairs")
+    return pairs
+
+
+def subsample(pairs: Pairs, limit: int) -> Pairs:
+    """At most ``limit`` pairs: the same seeded row numbers for any split of the same size."""
+    if len(pairs) <= limit:
+        return pairs
+    rows = np.sort(np.random.default_rng(SUBSAMPLE_SEED).choice(len(pairs), limit, replace=False))
+    return pairs.take(rows)
+
+
+# ---------------------------------------------------------------- features
+
+
+def sentence_vectors(encoder, texts: list[str], batch_tokens: int = 8192) -> np.ndarray:
+    """Mean of each text's subword vectors (specials excluded), (hidden states, texts, hidden).
+
+    Word vectors from the activation encoder are mean-pooled subwords; weighting each by its
+    number of subwords gives back the mean over the sentence's subwords.
+    """
+    result = np.empty((encoder.n_hidden_states, len(texts), encoder.hidden_size), np.float32)
+    for start in range(0, len(texts), SENTENCES_PER_CHUNK):
+        chunk = [text.split() for text in texts[start : start + SENTENCES_PER_CHUNK]]
+        words, plan = encoder.extract(chunk, "mean", batch_tokens)
+        rows = np.concatenate([window.word_rows for window in plan.windows])
+        subwords = np.bincount(rows, minlength=plan.n_words).astype(np.float32)
+        weighted = words * subwords[None, :, None]
+        starts = plan.offsets[:-1]
+        sums = np.add.reduceat(weighted, starts, axis=1)
+        result[:, start : start + len(chunk)] = sums / np.add.reduceat(subwords, starts)[:, None]
+    return result
+
+
+def write_features(encoder, pairs: Pairs, split_dir: Path, batch_tokens: int) -> None:
+    """``layerNN.npy`` float16 (pairs, 2, hidden) and ``labels.npy`` in ``split_dir``."""
+    split_dir.mkdir(parents=True)
+    premises = sentence_vectors(encoder, pairs.premises, batch_tokens)
+    hypotheses = sentence_vectors(encoder, pairs.hypotheses, batch_tokens)
+    for layer in range(encoder.n_hidden_states):
+        pair_vectors = np.stack([premises[layer], hypotheses[layer]], axis=1)
+        np.save(split_dir / f"layer{layer:02d}.npy", pair_vectors.astype(np.float16))
+    np.save(split_dir / "labels.npy", pairs.labels)
+
+
+def load_features(split_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Probe features (layers, pairs, 4 hidden): [u; v; |u - v|; u * v], and the labels."""
+    split_dir = Path(split_dir)
+    files = sorted(split_dir.glob("layer[0-9][0-9].npy"))
+    if not files or not (split_dir / "labels.npy").is_file():
+        raise InputError(f"{split_dir}: no XNLI features (layerNN.npy, labels.npy)")
+    layers = []
+    for path in files:
+        uv = np.load(path).astype(np.float32)
+        u, v = uv[:, 0], uv[:, 1]
+        layers.append(np.concatenate([u, v, np.abs(u - v), u * v], axis=1))
+    return np.stack(layers), np.load(split_dir / "labels.npy")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def features_main(args) -> None:
+    from mlm_dynamics.atomic import atomic_dir
+    from mlm_dynamics.extract import Encoder
+
+    limits = {"train": args.max_train, "test": args.max_test}
+    splits = {}
+    for split in SPLITS:
+        pairs = load_pairs(args.data, args.language, split, args.hub_revision)
+        splits[split] = subsample(pairs, limits[split])
+        log(f"{args.language} {split}: {len(splits[split])} of {len(pairs)} pairs")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    encoder = Encoder.from_checkpoint(args.checkpoint, args.tokenizer)
+    with atomic_dir(args.out) as tmp:
+        for split, pairs in splits.items():
+            write_features(encoder, pairs, tmp / split, args.batch_tokens)
+    log(f"wrote {args.out}")
+
+
+def probe_main(args) -> None:
+    import pandas as pd
+
+    from mlm_dynamics.analysis import tidy_table
+    from mlm_dynamics.atomic import save_table
+    from mlm_dynamics.probe import make_probe
+
+    features = Path(args.features)
+    X_train, y_train = load_features(features / args.train_language / "train")
+    tests = {lang: load_features(features / lang / "test") for lang in args.languages}
+    majority = np.bincount(y_train, minlength=len(LABELS)).argmax()
+    rows = []
+    for seed in range(args.seeds):
+        probe = make_probe(args.backend, args.l2, args.max_iter, seed).fit(X_train, y_train)
+        log(f"seed {seed}: fitted {X_train.shape[0]} layers on {len(y_train)} pairs")
+        for lang, (X_test, y_test) in tests.items():
+            accuracy = probe.score(X_test, y_test)
+            key = dict(train_lang=args.train_language, test_lang=lang, seed=seed, n=len(y_test))
+            for layer, value in enumerate(accuracy):
+                rows.append({**key, "layer": layer, "metric": "accuracy", "value": value})
+            majority_accuracy = float(np.mean(y_test == majority))
+            rows += [
+                {**key, "layer": layer, "metric": "majority_accuracy", "value": majority_accuracy}
+                for layer in range(len(accuracy))
+            ]
+            log(f"{args.train_language} -> {lang}: best layer accuracy {accuracy.max():.3f}")
+    table = pd.DataFrame(rows).assign(model=args.model, step=args.step, task="xnli")
+    save_table(args.out, tidy_table(table))
+
+
+def main(command: str, argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
+    if command == "xnli-features":
+        parser.add_argument("--checkpoint", required=True, help="Hugging Face-format directory")
+        parser.add_argument("--tokenizer", help="tokenizer directory (default: the checkpoint)")
+        parser.add_argument("--data", required=True, help="directory of TSV/JSONL files, or hub")
+        parser.add_argument("--hub-revision", default="", help="pinned facebook/xnli revision")
+        parser.add_argument("--language", required=True)
+        parser.add_argument("--max-train", type=int, default=2000)
+        parser.add_argument("--max-test", type=int, default=1000)
+        parser.add_argument("--batch-tokens", type=int, default=8192)
+        parser.add_argument("--threads", type=int, help="CPU threads for torch")
+        parser.add_argument("--out", required=True, help="output directory ({split}/layerNN.npy)")
+        features_main(parser.parse_args(argv))
+    else:
+        parser.add_argument("--features", required=True, help="features/{model}/{step} directory")
+        parser.add_argument("--train-language", required=True)
+        parser.add_argument("--languages", nargs="+", required=True, help="test languages")
+        parser.add_argument("--backend", choices=("torch", "sklearn"), default="torch")
+        parser.add_argument("--l2", type=float, default=1e-4)
+        parser.add_argument("--max-iter", type=int, default=200)
+        parser.add_argument("--seeds", type=int, default=1)
+        parser.add_argument("--model", required=True)
+        parser.add_argument("--step", type=int, required=True)
+        parser.add_argument("--out", required=True, help="tidy score table (.parquet)")
+        probe_main(parser.parse_args(argv))

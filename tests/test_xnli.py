@@ -1,0 +1,207 @@
+"""XNLI: reading the data, sentence features against a direct computation, the probe command, and
+the BPC / XNLI / SimAlign rules run by Snakemake on the fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlm_dynamics import xnli
+from mlm_dynamics.__main__ import main as cli
+from mlm_dynamics.analysis import COLUMNS
+from mlm_dynamics.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "xnli"
+LANGUAGES = ["en", "fr", "de"]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_fixture_reads_balanced(lang):
+    train = xnli.load_pairs(str(FIXTURES), lang, "train")
+    test = xnli.load_pairs(str(FIXTURES), lang, "test")
+    assert (len(train), len(test)) == (30, 15)
+    assert np.bincount(train.labels).tolist() == [10, 10, 10]
+    assert np.bincount(test.labels).tolist() == [5, 5, 5]
+
+
+def test_languages_are_translations_with_the_same_labels():
+    # en and fr name the labels, de uses facebook/xnli's ids: they must agree row by row.
+    labels = [xnli.load_pairs(str(FIXTURES), lang, "train").labels for lang in LANGUAGES]
+    assert all((labels[0] == other).all() for other in labels[1:])
+    assert xnli.load_pairs(str(FIXTURES), "en", "train").labels[:3].tolist() == [0, 1, 2]
+
+
+def test_xnli_1_0_column_names_and_extra_columns(tmp_path):
+    path = tmp_path / "sw.test.tsv"
+    path.write_text(
+        "language\tgold_label\tsentence1\tsentence2\n"
+        'sw\tneutral\tHe said "yes".\tHe agreed.\n'
+        "sw\tcontradiction\tA\tB\n"
+    )
+    pairs = xnli.load_pairs(str(tmp_path), "sw", "test")
+    assert pairs.premises == ['He said "yes".', "A"]
+    assert pairs.labels.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("x.test.tsv", "premise\thypothesis\tlabel\na\tb\tmaybe\n", "x.test.tsv:2: label 'maybe'"),
+        ("x.test.tsv", "premise\thypothesis\tlabel\na\tb\t0\na\tb\n", "x.test.tsv:3: 2 columns"),
+        ("x.test.tsv", "premise\tlabel\na\t0\n", "x.test.tsv:1: header has no hypothesis"),
+        ("x.test.tsv", "premise\thypothesis\tlabel\n \tb\t0\n", "x.test.tsv:2: empty premise"),
+        ("x.test.jsonl", '{"premise": "a", "hypothesis": "b", "label": 1}\n{"premise": "a"}\n',
+         "x.test.jsonl:2: expected an object"),
+        ("x.test.jsonl", "\n{oops\n", "x.test.jsonl:2: not JSON"),
+    ],
+)  # fmt: skip
+def test_bad_rows_name_file_and_line(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(InputError, match=re.escape(message)):
+        xnli.load_pairs(str(tmp_path), "x", "test")
+
+
+def test_missing_data_and_unpinned_hub_are_errors(tmp_path):
+    with pytest.raises(InputError, match=r"no x\.train\.tsv / x\.train\.jsonl"):
+        xnli.load_pairs(str(tmp_path), "x", "train")
+    with pytest.raises(InputError, match="xnli.hub_revision"):
+        xnli.load_pairs("hub", "en", "train", hub_revision="")
+    with pytest.raises(InputError, match="xnli.data"):
+        xnli.load_pairs("", "en", "train")
+
+
+def test_subsample_takes_the_same_rows_for_every_language():
+    pairs = [xnli.load_pairs(str(FIXTURES), lang, "train") for lang in ("en", "de")]
+    small = [xnli.subsample(p, 7) for p in pairs]
+    assert len(small[0]) == 7
+    assert (small[0].labels == small[1].labels).all()
+    assert small[0].premises != pairs[0].premises[:7]  # a spread subsample, not the head
+    assert xnli.subsample(pairs[0], 100) is pairs[0]
+
+
+def test_sentence_vectors_are_subword_means(tiny_checkpoint):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from mlm_dynamics.extract import Encoder
+
+    texts = ["Un homme dort dans son lit.", "Kids are outside.", "Die Küche ist leer und still."]
+    encoder = Encoder.from_checkpoint(tiny_checkpoint)
+    vectors = xnli.sentence_vectors(encoder, texts, batch_tokens=64)
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModel.from_pretrained(tiny_checkpoint).eval()
+    for k, text in enumerate(texts):
+        encoding = tokenizer(text, return_tensors="pt")
+        assert encoding["input_ids"].shape[1] <= 32
+        with torch.no_grad():
+            states = model(**encoding, output_hidden_states=True).hidden_states
+        for layer, state in enumerate(states):
+            expected = state[0, 1:-1].mean(0).numpy()  # every subword but <s> and </s>
+            np.testing.assert_allclose(vectors[layer, k], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_probe_features_layout(tmp_path):
+    split = tmp_path / "train"
+    split.mkdir()
+    uv = np.array([[[1.0, 2.0], [3.0, -1.0]]], dtype=np.float16)  # one pair, hidden 2
+    np.save(split / "layer00.npy", uv)
+    np.save(split / "labels.npy", np.array([2]))
+    X, y = xnli.load_features(split)
+    assert X.tolist() == [[[1, 2, 3, -1, 2, 3, 3, -2]]]  # [u; v; |u - v|; u * v]
+    assert y.tolist() == [2]
+
+
+def test_features_and_probe_commands(tiny_checkpoint, tmp_path):
+    features = tmp_path / "features"
+    for lang in LANGUAGES:
+        argv = ["xnli-features", "--checkpoint", str(tiny_checkpoint), "--data", str(FIXTURES)]
+        argv += ["--language", lang, "--max-train", "24", "--out", str(features / lang)]
+        assert cli(argv) == 0
+    uv = np.load(features / "en" / "train" / "layer02.npy")
+    assert uv.shape == (24, 2, 32) and uv.dtype == np.float16
+    assert np.load(features / "fr" / "test" / "labels.npy").shape == (15,)
+    assert sorted(p.name for p in (features / "de" / "test").iterdir()) == [
+        "labels.npy", "layer00.npy", "layer01.npy", "layer02.npy",
+    ]  # fmt: skip
+
+    out = tmp_path / "scores" / "en.parquet"
+    argv = ["xnli-probe", "--features", str(features), "--train-language", "en"]
+    argv += ["--languages", *LANGUAGES, "--model", "tiny", "--step", "5", "--out", str(out)]
+    assert cli(argv) == 0
+    table = pd.read_parquet(out)
+    assert list(table.columns) == list(COLUMNS)
+    assert len(table) == 3 * 3 * 2  # test languages x hidden states x metrics
+    assert set(table.task) == {"xnli"} and set(table.train_lang) == {"en"}
+    assert set(table.test_lang) == set(LANGUAGES) and (table.n == 15).all()
+    accuracy = table[table.metric == "accuracy"].value
+    assert ((accuracy >= 0) & (accuracy <= 1)).all()
+    # Each test split is balanced: the majority class of training is right a third of the time.
+    assert np.allclose(table[table.metric == "majority_accuracy"].value, 1 / 3)
+
+
+# ---------------------------------------------------------------- the workflow
+
+
+def save_checkpoint(source: Path, directory: Path, seed: int) -> None:
+    """A copy of the tiny checkpoint with weights re-drawn from ``seed``."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    shutil.copytree(source, directory)
+    torch.manual_seed(seed)
+    XLMRobertaForMaskedLM(XLMRobertaConfig.from_pretrained(source)).save_pretrained(directory)
+
+
+@pytest.mark.e2e
+def test_workflow_runs_bpc_xnli_and_simalign(tiny_checkpoint, tmp_path):
+    for step in (0, 1):
+        save_checkpoint(tiny_checkpoint, tmp_path / f"ckpt-{step}", seed=step)
+    simalign_dir = REPO / "tests" / "fixtures" / "simalign"
+    config = {
+        "models": {"tiny": {"source": "local", "layers": 2, "steps": [0, 1],
+                            "path": str(tmp_path / "ckpt-{step}")}},
+        "languages": {"en": {"heldout_text": str(REPO / "resources/heldout/en.txt.gz")}},
+        "bpc": {"max_sentences": 5},
+        "xnli": {"enabled": True, "languages": ["en", "de"], "data": str(FIXTURES)},
+        "simalign": {"enabled": True, "pairs": {"de": {
+            "source": str(simalign_dir / "en.txt"), "target": str(simalign_dir / "de.txt"),
+            "gold": str(simalign_dir / "en-de.gold")}}},
+        "gpu_resources": {"base_mem_mb": 256, "mem_mb_per_million_parameters": 1},
+    }  # fmt: skip
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(json.dumps(config))  # JSON is YAML
+    targets = [
+        f"results/{task}/tiny/{step}/{lang}.parquet"
+        for step in (0, 1)
+        for task, langs in (("bpc", ["en"]), ("xnli/scores", ["en", "de"]), ("simalign", ["de"]))
+        for lang in langs
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Targets first: --configfile takes every word after it.
+    command = [sys.executable, "-m", "snakemake", *targets, "--cores", "2"]
+    command += ["--directory", str(tmp_path / "run"), "--snakefile", str(REPO / "Snakefile")]
+    command += ["--configfile", str(config_file)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    run = tmp_path / "run"
+    table = pd.concat([pd.read_parquet(run / target) for target in targets])
+    assert list(table.columns) == list(COLUMNS)
+    bpc = table[table.metric == "bpc"]
+    assert len(bpc) == 2 and bpc.value.between(0.5, 20).all()
+    xnli_rows = table[(table.task == "xnli") & (table.metric == "accuracy")]
+    assert len(xnli_rows) == 2 * 2 * 2 * 3  # steps x train x test languages x hidden states
+    align = table[table.task.str.startswith("simalign")]
+    assert len(align) == 2 * 2 * 3 * 4  # steps x methods x hidden states x metrics
+    assert "XNLI: task off" not in result.stderr

@@ -1,0 +1,27 @@
+# Masked-LM bits per character on each language's held-out text, one job per model x step x
+# language (see mlm_dynamics/bpc.py).
+
+
+rule bpc:
+    input:
+        checkpoint=checkpoint_input,
+        text=heldout_text,
+    output:
+        "results/bpc/{model}/{step}/{lang}.parquet",
+    log:
+        "logs/bpc/{model}/{step}/{lang}.log",
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb,
+        runtime=gpu_runtime,
+    params:
+        max_sentences=config["bpc"]["max_sentences"],
+        batch_tokens=config["activations"]["batch_tokens"],
+    shell:
+        "python -m mlm_dynamics bpc --checkpoint {input.checkpoint} --text {input.text}"
+        " --max-sentences {params.max_sentences} --batch-tokens {params.batch_tokens}"
+        " --threads {threads} --model {wildcards.model} --step {wildcards.step}"
+        " --language {wildcards.lang} --out {output} > {log} 2>&1"

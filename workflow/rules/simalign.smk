@@ -1,0 +1,30 @@
+# SimAlign word alignment of each configured language pair, every layer, one job per model x
+# step x target language (see mlm_dynamics/simalign.py).
+
+
+rule simalign:
+    input:
+        unpack(simalign_files),
+        checkpoint=checkpoint_input,
+    output:
+        "results/simalign/{model}/{step}/{lang}.parquet",
+    log:
+        "logs/simalign/{model}/{step}/{lang}.log",
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb,
+        runtime=gpu_runtime,
+    params:
+        methods=config["simalign"]["methods"],
+        source_language=config["simalign"]["source_language"],
+        batch_tokens=config["activations"]["batch_tokens"],
+    shell:
+        "python -m mlm_dynamics simalign --checkpoint {input.checkpoint}"
+        " --source {input.source} --target {input.target} --gold {input.gold}"
+        " --methods {params.methods} --source-language {params.source_language}"
+        " --language {wildcards.lang} --batch-tokens {params.batch_tokens}"
+        " --threads {threads} --model {wildcards.model} --step {wildcards.step}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,55 @@
+# XNLI: sentence-pair features per model x step x language, then a probe per training language
+# scored on every XNLI language (see mlm_dynamics/xnli.py).
+
+
+rule xnli_features:
+    input:
+        checkpoint=checkpoint_input,
+        data=xnli_data_files,
+    output:
+        directory("results/xnli/features/{model}/{step}/{lang}"),
+    log:
+        "logs/xnli/features/{model}/{step}/{lang}.log",
+    conda:
+        "../../envs/gpu.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem_mb,
+        runtime=gpu_runtime,
+    params:
+        data=config["xnli"]["data"],
+        hub_revision=config["xnli"]["hub_revision"],
+        max_train=config["xnli"]["max_train"],
+        max_test=config["xnli"]["max_test"],
+        batch_tokens=config["activations"]["batch_tokens"],
+    shell:
+        "python -m mlm_dynamics xnli-features --checkpoint {input.checkpoint}"
+        " --data {params.data:q} --hub-revision={params.hub_revision:q}"
+        " --language {wildcards.lang} --max-train {params.max_train}"
+        " --max-test {params.max_test} --batch-tokens {params.batch_tokens}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule xnli_probe:
+    input:
+        xnli_features_dirs,
+    output:
+        "results/xnli/scores/{model}/{step}/{lang}.parquet",
+    log:
+        "logs/xnli/probe/{model}/{step}/{lang}.log",
+    conda:
+        "../../envs/core.yaml"
+    params:
+        features="results/xnli/features/{model}/{step}",
+        languages=config["xnli"]["languages"],
+        backend=config["probing"]["backend"],
+        l2=config["probing"]["l2"],
+        max_iter=config["probing"]["max_iter"],
+        seeds=config["probing"]["seeds"],
+    shell:
+        "python -m mlm_dynamics xnli-probe --features {params.features}"
+        " --train-language {wildcards.lang} --languages {params.languages}"
+        " --backend {params.backend} --l2 {params.l2} --max-iter {params.max_iter}"
+        " --seeds {params.seeds} --model {wildcards.model} --step {wildcards.step}"
+        " --out {output} > {log} 2>&1"
