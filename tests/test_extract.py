@@ -1,0 +1,169 @@
+"""extract-activations: subword pooling, batching, windows and the atomic cache directory."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mlm_dynamics.__main__ import main as cli
+from mlm_dynamics.extract import Encoder
+from mlm_dynamics.store import load_index, load_layers
+from mlm_dynamics.treebank import prepare, save_prepared
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_checkpoint) -> Encoder:
+    torch.set_num_threads(1)
+    return Encoder.from_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def english(tmp_path_factory) -> Path:
+    """60 train and 20 test sentences of the bundled English treebank, prepared."""
+    path = tmp_path_factory.mktemp("treebanks") / "en.json.gz"
+    splits = prepare(REPO / "resources/ud/UD_English-EWT", {"train": 60, "test": 20}, seed=13)
+    save_prepared(path, splits, "en", "resources/ud/UD_English-EWT")
+    return path
+
+
+def english_words(path: Path, split: str) -> list[list[str]]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [s["words"] for s in json.load(f)["splits"][split]]
+
+
+def by_hand(encoder: Encoder, words: list[str], pooling: str) -> np.ndarray:
+    """(hidden states, words, hidden) from one plain forward pass, pooled word by word."""
+    tokenizer, model = encoder.tokenizer, encoder.model
+    encoding = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        states = model(**encoding, output_hidden_states=True).hidden_states
+    word_ids = encoding.word_ids(0)
+    result = np.zeros((len(states), len(words), states[0].shape[-1]), dtype=np.float32)
+    for w in range(len(words)):
+        positions = [t for t, wid in enumerate(word_ids) if wid == w]
+        chosen = {"mean": positions, "first": positions[:1], "last": positions[-1:]}[pooling]
+        for layer, state in enumerate(states):
+            result[layer, w] = state[0, chosen].mean(dim=0).numpy()
+    return result
+
+
+@pytest.mark.parametrize("pooling", ["mean", "first", "last"])
+def test_pooling_matches_a_hand_computed_example(encoder, pooling):
+    words = ["The", "government", "said", "it", "will", "return", "home", "."]
+    subwords = encoder.tokenizer(words, is_split_into_words=True).word_ids()
+    assert max(subwords.count(w) for w in range(len(words))) >= 3  # pooling has work to do
+    vectors, plan = encoder.extract([words], pooling=pooling)
+    assert len(plan.windows) == 1 and plan.truncated.tolist() == [0]
+    assert vectors.shape == (3, len(words), 32)
+    np.testing.assert_allclose(vectors, by_hand(encoder, words, pooling), rtol=1e-5, atol=1e-5)
+    if pooling != "mean":  # the three poolings really differ
+        mean, _ = encoder.extract([words], pooling="mean")
+        assert not np.allclose(mean, vectors)
+
+
+def test_batched_cache_equals_one_sentence_at_a_time(encoder, tiny_checkpoint, english, tmp_path):
+    out = tmp_path / "activations" / "en"
+    argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint), "--treebank"]
+    argv += [str(english), "--pooling", "mean", "--batch-tokens", "256", "--out", str(out)]
+    assert cli(argv) == 0
+    for split in ("train", "test"):
+        sentences = english_words(english, split)
+        index = load_index(out / split)
+        assert index.word_counts.tolist() == [len(s) for s in sentences]
+        cached = load_layers(out / split, [0, 1, 2])
+        assert cached.shape == (3, index.n_words, 32)
+        for s, words in enumerate(sentences):
+            alone, plan = encoder.extract([words])
+            rows = slice(index.offsets[s], index.offsets[s + 1])
+            np.testing.assert_allclose(cached[:, rows], alone, rtol=1e-3, atol=2e-3)
+            assert index.truncated[s] == plan.truncated[0]
+    assert load_index(out / "train").truncated.sum() > 0  # some EWT sentences needed windows
+
+
+def test_long_sentence_is_cut_into_windows_of_whole_words(encoder):
+    words = ("the quick brown fox jumps over the lazy dog and runs away " * 8).split()
+    vectors, plan = encoder.extract([words, ["short", "one"]], batch_tokens=64)
+    assert vectors.shape == (3, len(words) + 2, 32)
+    budget = encoder.window_tokens
+    assert budget == 34 - 2 - 2  # XLM-R's padding offset, then <s> and </s>
+    long_windows = [w for w in plan.windows if w.word_rows[0] < len(words)]
+    assert len(long_windows) >= 3
+    assert all(len(w.token_ids) <= budget for w in plan.windows)
+    first_window_words = len(np.unique(long_windows[0].word_rows))
+    assert plan.truncated.tolist() == [len(words) - first_window_words, 0]
+    assert plan.windowed_sentences == 1 and plan.cut_words == 0
+    # each window is encoded exactly as its words alone would be
+    for window in long_windows:
+        rows = np.unique(window.word_rows)
+        alone, _ = encoder.extract([[words[r] for r in rows]])
+        np.testing.assert_allclose(vectors[:, rows], alone, rtol=1e-4, atol=1e-4)
+
+
+def test_a_word_longer_than_a_window_is_cut_and_counted(encoder):
+    rng = np.random.default_rng(0)
+    giant = "".join(rng.choice(list("qxzjkvw"), size=200))
+    vectors, plan = encoder.extract([["a", giant, "b"]])
+    assert vectors.shape[1] == 3 and np.isfinite(vectors).all()
+    assert plan.cut_words == 1
+    assert plan.truncated.tolist() == [2]  # the giant word (cut) and "b" (a second window)
+
+
+def test_missing_checkpoint_is_one_error_line(english, tmp_path, capsys):
+    missing = tmp_path / "no-such-checkpoint"
+    argv = ["extract-activations", "--checkpoint", str(missing), "--treebank", str(english)]
+    assert cli(argv + ["--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no such checkpoint directory"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failure_midway_leaves_no_partial_directory(tiny_checkpoint, english, tmp_path):
+    # The test split holds a word that is not a string: the tokenizer fails on it after the
+    # train split has been written to the temporary directory.
+    with gzip.open(english, "rt", encoding="utf-8") as f:
+        obj = json.load(f)
+    obj["splits"]["test"][0]["words"][0] = 12345
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes(gzip.compress(json.dumps(obj).encode()))
+    out = tmp_path / "activations" / "en"
+
+    def run(treebank):
+        argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint)]
+        return cli(argv + ["--treebank", str(treebank), "--out", str(out)])
+
+    with pytest.raises(Exception):  # noqa: B017 (whatever the tokenizer raises)
+        run(broken)
+    assert list(out.parent.iterdir()) == []  # neither the final nor the temporary directory
+
+    assert run(english) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(Exception):  # noqa: B017
+        run(broken)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # the earlier complete result is untouched
+    assert [p.name for p in out.parent.iterdir()] == ["en"]
+
+
+def test_a_dropped_split_gives_empty_layer_files(encoder, tiny_checkpoint, tmp_path):
+    path = tmp_path / "en.json.gz"
+    splits = prepare(REPO / "resources/ud/UD_English-EWT", {"train": 5, "test": 0}, seed=13)
+    save_prepared(path, splits, "en", "resources/ud/UD_English-EWT")
+    out = tmp_path / "out"
+    argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint), "--treebank", str(path)]
+    assert cli(argv + ["--out", str(out), "--pooling", "first"]) == 0
+    assert load_layers(out / "test", [0, 2]).shape == (2, 0, 32)
+    assert load_index(out / "test").offsets.tolist() == [0]
+    assert load_layers(out / "train", [2]).shape[1] == sum(len(s.words) for s in splits["train"])
+
+
+def test_an_empty_sentence_keeps_its_place(encoder):
+    vectors, plan = encoder.extract([["a", "cat"], [], ["the", "dog"]])
+    assert plan.offsets.tolist() == [0, 2, 2, 4]
+    alone, _ = encoder.extract([["the", "dog"]])
+    np.testing.assert_allclose(vectors[:, 2:], alone, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,22 @@
+# UD treebanks: validated, subsampled and stored compactly, one job per language
+# (see mlm_dynamics/treebank.py).
+
+
+rule prepare_treebank:
+    input:
+        treebank_dir,
+    output:
+        treebank="results/treebanks/{lang}.json.gz",
+        labels="results/treebanks/{lang}.labels.json",
+    log:
+        "logs/treebanks/{lang}.log",
+    conda:
+        "../../envs/core.yaml"
+    params:
+        max_train=config["treebanks"]["max_sentences"]["train"],
+        max_test=config["treebanks"]["max_sentences"]["test"],
+        seed=config["treebanks"]["seed"],
+    shell:
+        "python -m mlm_dynamics prepare-treebank --treebank {input} --language {wildcards.lang}"
+        " --max-train {params.max_train} --max-test {params.max_test} --seed {params.seed}"
+        " --out {output.treebank} --labels {output.labels} > {log} 2>&1"
