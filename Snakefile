@@ -10,16 +10,29 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A --configfile replaces the embedded default rather than merging into it (a preset's models
+# and languages are the whole set).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/sources.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/treebanks.smk"
 include: "workflow/rules/activations.smk"
+include: "workflow/rules/probing.smk"
+include: "workflow/rules/bpc.smk"
+include: "workflow/rules/xnli.smk"
+include: "workflow/rules/simalign.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

@@ -31,6 +31,26 @@ COMMANDS = {
 }
 
 
+# Testing hook (tests/test_slurm.py): MLM_DYNAMICS_FAIL_ONCE=<command>:<marker file> makes the
+# first run of <command> that claims the marker fail, so a test can show that the scheduler retries
+# a failed job and the run still completes. Unset, it does nothing.
+FAIL_ONCE_VARIABLE = "MLM_DYNAMICS_FAIL_ONCE"
+
+
+def fails_once(command: str) -> bool:
+    """True for the one run of ``command`` that creates the hook's marker file."""
+    import os
+
+    target, _, marker = os.environ.get(FAIL_ONCE_VARIABLE, "").partition(":")
+    if target != command or not marker:
+        return False
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
@@ -38,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m mlm_dynamics <command> [options]\ncommands:\n  {names}")
         return 0 if argv and argv[0] in {"-h", "--help"} else 2
     command, rest = argv[0], argv[1:]
+    if fails_once(command):
+        print(
+            f"error: {command} failed on purpose ({FAIL_ONCE_VARIABLE} testing hook)",
+            file=sys.stderr,
+        )
+        return 1
     module = importlib.import_module(COMMANDS[command])
     try:
         module.main(command, rest)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -99,14 +100,15 @@ class Encoder:
             raise InputError(f"{checkpoint}: not a Hugging Face checkpoint (no config.json)")
         if not tokenizer.is_dir():
             raise InputError(f"{tokenizer}: no such tokenizer directory")
+        # The scheduler (SLURM, or the user) gives a job its GPU through CUDA_VISIBLE_DEVICES.
+        visible = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}"
         if torch.cuda.is_available():
             device = torch.device("cuda")
-            log(f"device: cuda ({torch.cuda.get_device_name(device)})")
+            log(f"device: cuda ({torch.cuda.get_device_name(device)}; {visible})")
         else:
             device = torch.device("cpu")
-            log(
-                f"device: CUDA is not available, running on CPU ({torch.get_num_threads()} threads)"
-            )
+            threads = torch.get_num_threads()
+            log(f"device: CUDA is not available, running on CPU ({threads} threads; {visible})")
         config = AutoConfig.from_pretrained(checkpoint)
         # Byte-level BPE tokenizers (GPT-2 style) take pre-split words only with a prefix space.
         options = {} if config.model_type in POOLER_MODELS else {"add_prefix_space": True}

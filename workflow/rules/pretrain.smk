@@ -34,8 +34,8 @@ rule pretrain:
         model=model_name_pattern("embedded"),
     threads: config["pretrain"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=pretrain_mem_mb,
+        runtime=pretrain_runtime,
     conda:
         "../../envs/core.yaml"
     shell:

@@ -1,0 +1,231 @@
+"""The real Snakemake DAG, end to end, on a reduced copy of the embedded default.
+
+One run from nothing is the reference; a second run is killed with SIGKILL while activations are
+being written, resumed, and must end in byte-identical results (checkpoints, activations, tables,
+figures). Dry runs then check what a new checkpoint or a new language schedules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LANGUAGES = ["en", "ru", "zh"]  # three scripts
+STEPS = [0, 20, 40]
+
+pytestmark = pytest.mark.e2e
+
+
+def reduced_config(languages=LANGUAGES, steps=STEPS) -> dict:
+    """config.yaml with a smaller model, fewer languages, steps and sentences."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["models"] = {"tiny-xlmr": {"source": "embedded", "layers": 2, "steps": list(steps)}}
+    config["languages"] = {
+        lang: {key: str(REPO / path) for key, path in config["languages"][lang].items()}
+        for lang in languages
+    }
+    config["transfer_languages"] = list(languages)
+    config["pretrain"] = {
+        "texts": [str(REPO / f"resources/text/{lang}.txt.gz") for lang in languages],
+        "vocab_size": 3000,
+        "hidden_size": 32,
+        "attention_heads": 2,
+        "intermediate_size": 64,
+        "batch_size": 16,
+        "max_length": 32,
+        "warmup_steps": 5,
+        "threads": 1,
+    }
+    config["treebanks"] = {"max_sentences": {"train": 80, "test": 40}}
+    config["bpc"] = {"max_sentences": 10}
+    config["probing"] = {"max_iter": 50}
+    return config
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, **kwargs):
+    configfile = workdir / "config.yaml"
+    if config is not None:  # a variant, beside the run's own config
+        configfile = workdir / "variant.yaml"
+        configfile.write_text(yaml.safe_dump(config))
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+    argv += ["--directory", str(workdir), "--configfile", str(configfile), *args]
+    return subprocess.run(argv, capture_output=True, text=True, **kwargs)
+
+
+def run_to_completion(workdir: Path, *extra: str):
+    done = snakemake(workdir, "--cores", "2", *extra)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
+def result_files(workdir: Path) -> dict[str, bytes]:
+    root = workdir / "results"
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def scheduled_jobs(workdir: Path, config: dict, *extra: str) -> Counter:
+    """Jobs per rule that a dry run would run."""
+    done = snakemake(workdir, "-n", "--quiet", "rules", *extra, config=config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = Counter()
+    table = False
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.startswith("job ") and "count" in line:
+            table = True
+            continue
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if table and match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("reference")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
+    run_to_completion(workdir)
+    return workdir
+
+
+def test_every_activation_matches_its_treebank(reference):
+    import gzip
+    import json
+
+    for lang in LANGUAGES:
+        with gzip.open(reference / f"results/treebanks/{lang}.json.gz", "rt") as f:
+            splits = json.load(f)["splits"]
+        for step in STEPS:
+            for split in ("train", "test"):
+                words = [len(sentence["words"]) for sentence in splits[split]]
+                directory = reference / f"results/activations/tiny-xlmr/{step}/{lang}/{split}"
+                index = np.load(directory / "index.npz")
+                assert index["word_counts"].tolist() == words
+                layers = sorted(directory.glob("layer*.npy"))
+                assert [p.name for p in layers] == ["layer00.npy", "layer01.npy", "layer02.npy"]
+                for path in layers:
+                    array = np.load(path)
+                    assert array.dtype == np.float16 and array.shape == (sum(words), 32)
+                    assert np.isfinite(array).all()
+
+
+def test_second_run_has_nothing_to_do(reference):
+    done = snakemake(reference, "-n")
+    assert done.returncode == 0
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_tables_figures_and_bpc(reference):
+    table = pd.read_parquet(reference / "results/tables/probing.parquet")
+    probes = table[table.task.isin(["pos", "arc", "deprel"]) & (table.metric == "accuracy")]
+    # every step x task x layer x (train, test) pair of the transfer set
+    assert len(probes) == len(STEPS) * 3 * 3 * len(LANGUAGES) ** 2
+    bpc = table[table.metric == "bpc"].pivot(index="test_lang", columns="step", values="value")
+    for lang in LANGUAGES:  # the model learns something about every language
+        assert bpc.loc[lang, STEPS[-1]] < bpc.loc[lang, 0], bpc
+    transfer = reference / "results/tables/transfer/tiny-xlmr/pos"
+    for step in STEPS:
+        matrix = pd.read_csv(transfer / f"{step}_last.csv", index_col=0)
+        assert list(matrix.index) == LANGUAGES and list(matrix.columns) == LANGUAGES
+    for name in ("onset", "best_layer", "final_is_best"):
+        assert len(pd.read_csv(reference / f"results/analysis/{name}.csv")) > 0
+    figures = list((reference / "results/figures").rglob("*.png"))
+    assert len(figures) >= 6 and all(p.stat().st_size > 5000 for p in figures)
+
+
+def test_killed_run_resumes_to_identical_results(reference, tmp_path):
+    """SIGKILL the whole run while activations are being written; the rerun ends identical."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+    argv += ["--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")]
+    process = subprocess.Popen(
+        [*argv, "--cores", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes the jobs with it
+    )
+    activations = tmp_path / "results/activations"
+    deadline = time.monotonic() + 600
+    try:
+        while not list(activations.rglob(".tmp-*")):  # an extraction job is writing
+            assert process.poll() is None, "the run ended before any activation was written"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    partial = [p for p in activations.rglob("*.npy") if ".tmp-" not in str(p)]
+    written = {str(p.relative_to(tmp_path)) for p in partial}
+    # Nothing half-written carries a final name: every .npy under a final name is complete.
+    for path in partial:
+        np.load(path)
+
+    assert snakemake(tmp_path, "--unlock").returncode == 0
+    run_to_completion(tmp_path, "--rerun-incomplete")
+    assert not list(activations.rglob(".tmp-*"))
+    resumed, expected = result_files(tmp_path), result_files(reference)
+    assert resumed.keys() == expected.keys()
+    differing = [name for name in expected if resumed[name] != expected[name]]
+    assert not differing, f"differ from the uninterrupted run: {differing[:10]}"
+    assert written <= {f"results/{name}" for name in expected}
+
+
+PER_STEP_RULES = {"pretrain", "extract_activations", "bpc", "train_probe", "score_probe"}
+PER_LANGUAGE_RULES = {"prepare_treebank"}
+
+
+def aggregate_jobs(workdir: Path, config: dict) -> Counter:
+    """The jobs that summarise all steps and languages (table, analyses, figures)."""
+    everything = scheduled_jobs(workdir, config, "--forceall")
+    return Counter(
+        {
+            rule: count
+            for rule, count in everything.items()
+            if rule not in PER_STEP_RULES | PER_LANGUAGE_RULES | {"train_tokenizer", "all"}
+        }
+    )
+
+
+def test_a_new_checkpoint_schedules_only_its_jobs_and_the_aggregates(reference):
+    config = reduced_config(steps=[*STEPS, 60])
+    n = len(LANGUAGES)
+    expected = (
+        Counter({"pretrain": 1, "extract_activations": n, "bpc": n, "train_probe": 3 * n})
+        + Counter({"score_probe": 3 * n, "all": 1})
+        + aggregate_jobs(reference, config)
+    )
+    assert scheduled_jobs(reference, config) == expected
+
+
+def test_a_new_language_schedules_only_what_it_touches(reference):
+    """ko joins the probed languages and the transfer set; the model is unchanged."""
+    config = reduced_config(languages=[*LANGUAGES, "ko"])
+    config["pretrain"]["texts"] = reduced_config()["pretrain"]["texts"]
+    steps, tasks = len(STEPS), 3
+    expected = Counter(
+        {
+            "prepare_treebank": 1,
+            "extract_activations": steps,
+            "bpc": steps,
+            "train_probe": steps * tasks,
+            # ko's test split, and every other test split re-scored with ko's new probe
+            "score_probe": steps * tasks * (len(LANGUAGES) + 1),
+            "all": 1,
+        }
+    ) + aggregate_jobs(reference, config)
+    assert scheduled_jobs(reference, config) == expected
