@@ -1,0 +1,199 @@
+"""The tidy results table and the cross-lingual transfer matrices drawn from it.
+
+Every scoring job writes a parquet file with exactly the columns of :data:`COLUMNS` (one row per
+model, step, task, layer, train_lang, test_lang, seed and metric); ``collect-table`` concatenates
+them into ``results/tables/probing.parquet`` (+ ``.csv``), sorted by the key columns so that the
+same inputs always give the same bytes. ``transfer-matrices`` reads that table and writes, per
+step, the train x test language matrix of one model and task (mean over seeds) at two layers:
+
+- ``{step}_best.csv``: the best layer at that step, the one whose in-language score
+  (train_lang == test_lang), averaged over seeds and then over languages, is highest (the lowest
+  such layer on a tie). One layer per step for every cell, so rows stay comparable; per-language
+  best layers would favour in-language cells.
+- ``{step}_last.csv``: the last layer.
+
+``layers.csv`` beside them records, per step, which layers those were. The output directory is
+written as a whole (one Snakemake output per model and task).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mlm_dynamics.errors import InputError
+
+COLUMNS = {
+    "model": "str",
+    "step": "int64",
+    "task": "str",
+    "layer": "int64",
+    "train_lang": "str",
+    "test_lang": "str",
+    "seed": "int64",
+    "metric": "str",
+    "value": "float64",
+    "n": "int64",
+}
+KEY = ["model", "step", "task", "layer", "train_lang", "test_lang", "seed", "metric"]
+# sort order of the table: readable blocks, then the key
+SORT = ["model", "task", "metric", "step", "train_lang", "test_lang", "layer", "seed"]
+
+
+def tidy_frame(records):
+    """A DataFrame with exactly the table's columns and types, from dicts or a DataFrame."""
+    import pandas as pd
+
+    frame = pd.DataFrame(records, columns=list(COLUMNS))
+    return frame.astype(COLUMNS)
+
+
+def check_columns(frame, path) -> None:
+    names = list(frame.columns)
+    if sorted(names) != sorted(COLUMNS):
+        missing = sorted(set(COLUMNS) - set(names))
+        extra = sorted(set(names) - set(COLUMNS))
+        raise InputError(f"{path}: not a score table (missing columns {missing}, extra {extra})")
+
+
+def read_scores(path):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such score table")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise InputError(f"{path}: not a parquet table ({exc})") from None
+    check_columns(frame, path)
+    try:
+        return frame[list(COLUMNS)].astype(COLUMNS)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: a column has the wrong type ({exc})") from None
+
+
+def collect(paths):
+    """The rows of every score file, concatenated and sorted; a key twice is an error."""
+    import pandas as pd
+
+    frames = []
+    for path in paths:
+        frame = read_scores(path)
+        frame["source"] = str(path)
+        frames.append(frame)
+    if not frames:
+        raise InputError("collect-table: no --inputs")
+    table = pd.concat(frames, ignore_index=True)
+    duplicated = table.duplicated(KEY, keep=False)
+    if duplicated.any():
+        clash = table[duplicated].sort_values(KEY).head(2)
+        row = ", ".join(f"{k}={clash.iloc[0][k]}" for k in KEY)
+        files = " and ".join(dict.fromkeys(clash["source"]))
+        raise InputError(f"{files}: the same row ({row}) is in more than one input")
+    table = table.drop(columns="source")
+    return table.sort_values(SORT, kind="mergesort", ignore_index=True)
+
+
+def save_outputs(table, parquet, csv) -> None:
+    from mlm_dynamics.atomic import atomic_path, save_table
+
+    save_table(parquet, table)  # pandas + pyarrow parquet carries no timestamp
+    if csv:
+        # repr-exact floats (%.17g would print 0.1 as 0.10000000000000001): shortest round trip
+        with atomic_path(csv, suffix=".csv") as tmp:
+            out = table.copy()
+            out["value"] = [np.format_float_positional(v, unique=True, trim="-") for v in out.value]
+            out.to_csv(tmp, index=False, lineterminator="\n")
+
+
+# ---------------------------------------------------------------- transfer matrices
+
+
+def in_language_layer_means(rows):
+    """Mean in-language score per (step, layer): over seeds, then over languages."""
+    own = rows[rows.train_lang == rows.test_lang]
+    per_language = own.groupby(["step", "layer", "test_lang"]).value.mean()
+    return per_language.groupby(["step", "layer"]).mean()
+
+
+def transfer_matrix(rows, step: int, layer: int, languages):
+    """Train x test matrix at one step and layer, mean over seeds (NaN where not scored)."""
+    cells = rows[(rows.step == step) & (rows.layer == layer)]
+    means = cells.groupby(["train_lang", "test_lang"]).value.mean().unstack("test_lang")
+    matrix = means.reindex(index=languages, columns=languages)
+    matrix.index.name = "train_lang"
+    matrix.columns.name = None
+    return matrix
+
+
+def transfer_matrices(table, model: str, task: str, steps, languages, out_dir, source) -> None:
+    """Write ``{step}_best.csv``, ``{step}_last.csv`` per step and ``layers.csv`` into a fresh
+    ``out_dir`` (replaced as a whole, atomically)."""
+    import pandas as pd
+
+    from mlm_dynamics.atomic import atomic_dir
+
+    rows = table[
+        (table.model == model)
+        & (table.task == task)
+        & (table.metric == "accuracy")
+        & (table.layer >= 0)
+    ]
+    if rows.empty:
+        raise InputError(f"{source}: no {task} accuracy rows for model {model!r}")
+    steps = steps or sorted(int(step) for step in rows.step.unique())
+    languages = languages or sorted(set(rows.train_lang) | set(rows.test_lang))
+    layer_means = in_language_layer_means(rows)
+    chosen, matrices = [], {}
+    for step in steps:
+        if step not in layer_means.index.get_level_values("step"):
+            raise InputError(
+                f"{source}: no in-language {task} accuracy of model {model!r} at step {step}"
+            )
+        means = layer_means.loc[step]
+        best = int(means.index[np.argmax(means.to_numpy())])  # first maximum = lowest layer
+        last = int(rows[rows.step == step].layer.max())
+        chosen.append(
+            dict(step=step, best_layer=best, in_language_mean=means.loc[best], last_layer=last)
+        )
+        for kind, layer in (("best", best), ("last", last)):
+            matrices[f"{step}_{kind}.csv"] = transfer_matrix(rows, step, layer, languages)
+    with atomic_dir(out_dir) as tmp:
+        for name, matrix in matrices.items():
+            matrix.to_csv(tmp / name, float_format="%.6f", lineterminator="\n")
+        pd.DataFrame(chosen).to_csv(
+            tmp / "layers.csv", index=False, float_format="%.6f", lineterminator="\n"
+        )
+
+
+# ---------------------------------------------------------------- commands
+
+
+def main(command: str, argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}")
+    if command == "collect-table":
+        parser.description = "Concatenate per-job score tables into the tidy table."
+        parser.add_argument("--inputs", nargs="+", required=True, help="score .parquet files")
+        parser.add_argument("--out", required=True, help="the table, .parquet")
+        parser.add_argument("--csv", help="the same table as .csv")
+        args = parser.parse_args(argv)
+        table = collect(args.inputs)
+        save_outputs(table, args.out, args.csv)
+        print(f"{len(table)} rows from {len(args.inputs)} files -> {args.out}")
+        return
+    parser.description = "Train x test language matrices of one model and task, per step."
+    parser.add_argument("--table", required=True, help="the tidy table, .parquet")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--steps", nargs="*", type=int, help="steps to write (default: all)")
+    parser.add_argument("--languages", nargs="*", help="rows and columns, in order (default: all)")
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    table = read_scores(args.table)
+    transfer_matrices(
+        table, args.model, args.task, args.steps, args.languages, args.out_dir, args.table
+    )
+    print(f"transfer matrices of {args.model} {args.task} -> {args.out_dir}")

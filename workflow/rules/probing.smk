@@ -1,0 +1,90 @@
+# UD probes (pos, arc, deprel): one probe file per model x step x task x training language,
+# scored on the test split of every language of its transfer set; then the tidy table of every
+# score and the transfer matrices (see mlm_dynamics/probe_cli.py and mlm_dynamics/tables.py).
+# Probe jobs are light CPU jobs; scoring never imports torch.
+
+
+rule train_probe:
+    input:
+        activations=activation_input,
+        treebank="results/treebanks/{lang}.json.gz",
+    output:
+        "results/probes/{model}/{step}/{task}/{lang}.npz",
+    log:
+        "logs/probing/train/{model}/{step}/{task}/{lang}.log",
+    wildcard_constraints:
+        task=PROBING_TASK_PATTERN,
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=probe_mem_mb,
+        runtime=probe_runtime,
+    params:
+        seeds=config["probing"]["seeds"],
+        l2=config["probing"]["l2"],
+        max_iter=config["probing"]["max_iter"],
+        backend=config["probing"]["backend"],
+    shell:
+        "python -m mlm_dynamics train-probe --task {wildcards.task}"
+        " --activations {input.activations} --treebank {input.treebank} --seeds {params.seeds}"
+        " --l2 {params.l2} --max-iter {params.max_iter} --backend {params.backend}"
+        " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule score_probe:
+    input:
+        probes=score_probe_inputs,
+        activations=activation_input,
+        treebank="results/treebanks/{lang}.json.gz",
+    output:
+        "results/scores/{model}/{step}/{task}/{lang}.parquet",
+    log:
+        "logs/probing/score/{model}/{step}/{task}/{lang}.log",
+    wildcard_constraints:
+        task=PROBING_TASK_PATTERN,
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=probe_mem_mb,
+        runtime=probe_runtime,
+    shell:
+        "python -m mlm_dynamics score-probe --task {wildcards.task} --probes {input.probes}"
+        " --activations {input.activations} --treebank {input.treebank}"
+        " --model {wildcards.model} --step {wildcards.step} --out {output} > {log} 2>&1"
+
+
+rule collect_table:
+    input:
+        score_table_inputs,
+    output:
+        table=PROBING_TABLE,
+        csv=PROBING_TABLE_CSV,
+    log:
+        "logs/probing/collect_table.log",
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        "python -m mlm_dynamics collect-table --inputs {input} --out {output.table}"
+        " --csv {output.csv} > {log} 2>&1"
+
+
+rule transfer_matrices:
+    input:
+        PROBING_TABLE,
+    output:
+        directory("results/tables/transfer/{model}/{task}"),
+    log:
+        "logs/probing/transfer_matrices/{model}/{task}.log",
+    wildcard_constraints:
+        task=PROBING_TASK_PATTERN,
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    params:
+        steps=transfer_steps_argument,
+        languages=" ".join(config["transfer_languages"]),
+    shell:
+        "python -m mlm_dynamics transfer-matrices --table {input} --model {wildcards.model}"
+        " --task {wildcards.task} --steps {params.steps} --languages {params.languages}"
+        " --out-dir {output} > {log} 2>&1"
