@@ -98,7 +98,7 @@ def hidden_features(task: str, split_dir: Path) -> int:
 # ---------------------------------------------------------------- commands
 
 
-def train(args) -> None:
+def train(args, task: str, out: str) -> None:
     from mlm_dynamics.probe import make_probe
 
     if args.seeds < 1:
@@ -116,15 +116,15 @@ def train(args) -> None:
     probes, majority, n_train = [], [], []
     data = None
     for seed in range(args.seeds):
-        if data is None or args.task == "arc":  # only arc's negatives depend on the seed
-            data = probing_tasks.build(args.task, sentences, split_dir, args.treebank, seed)
+        if data is None or task == "arc":  # only arc's negatives depend on the seed
+            data = probing_tasks.build(task, sentences, split_dir, args.treebank, seed)
         if len(np.unique(data.y)) < 2:
-            raise InputError(f"{args.treebank}: the train split has a single {args.task} label")
+            raise InputError(f"{args.treebank}: the train split has a single {task} label")
         start = time.perf_counter()
         probe = make_probe(args.backend, args.l2, args.max_iter, seed).fit(data.X, data.y)
         train_accuracy = probe.score(data.X, data.y)
         log(
-            f"{language} {args.task} seed {seed}: {len(data.y)} items, {data.X.shape[2]} features,"
+            f"{language} {task} seed {seed}: {len(data.y)} items, {data.X.shape[2]} features,"
             f" {len(layers)} layers fitted in {time.perf_counter() - start:.1f} s ({args.backend},"
             f" iterations {np.asarray(probe.n_iter_).tolist()}); train accuracy per layer "
             + " ".join(f"{a:.3f}" for a in train_accuracy)
@@ -133,43 +133,43 @@ def train(args) -> None:
         majority.append(int(np.bincount(data.y).argmax()))
         n_train.append(len(data.y))
     save_probe_file(
-        args.out, args.task, language, args.backend, layers, list(range(args.seeds)),
+        out, task, language, args.backend, layers, list(range(args.seeds)),
         probes, majority, n_train, args,
     )  # fmt: skip
-    log(f"wrote {args.out}")
+    log(f"wrote {out}")
 
 
-def score(args) -> None:
+def score(args, task: str, probe_paths: list[str]) -> list[dict]:
+    """Tidy rows of every probe of one task on the test split of one language."""
     from mlm_dynamics.probe import FittedProbe
-    from mlm_dynamics.tables import tidy_frame
 
     test_lang = args.language or language_of(args.treebank)
     sentences = load_split(args.treebank, "test")
     split_dir = Path(args.activations) / "test"
     layers = probing_tasks.cached_layers(split_dir)
-    labels = probing_tasks.LABELS[args.task]
+    labels = probing_tasks.LABELS[task]
     test_data = {}  # seed -> TaskData; pos and deprel share one
     records = []
-    for path in args.probes:
+    for path in probe_paths:
         probe_file = load_probe_file(path)
-        if str(probe_file["task"]) != args.task:
-            raise InputError(f"{path}: a {probe_file['task']} probe, not {args.task}")
+        if str(probe_file["task"]) != task:
+            raise InputError(f"{path}: a {probe_file['task']} probe, not {task}")
         if probe_file["layers"].tolist() != layers:
             raise InputError(
                 f"{path}: probes of {len(probe_file['layers'])} layers, but {split_dir} caches "
                 f"{len(layers)}"
             )
         train_lang = str(probe_file["language"])
-        if probe_file["mean"].shape[-1] != hidden_features(args.task, split_dir):
+        if probe_file["mean"].shape[-1] != hidden_features(task, split_dir):
             raise InputError(
-                f"{path}: probes of {probe_file['mean'].shape[-1]} features, but the {args.task} "
-                f"features of {split_dir} have {hidden_features(args.task, split_dir)}"
+                f"{path}: probes of {probe_file['mean'].shape[-1]} features, but the {task} "
+                f"features of {split_dir} have {hidden_features(task, split_dir)}"
             )
         for i, seed in enumerate(probe_file["seeds"].tolist()):
-            key = seed if args.task == "arc" else 0
+            key = seed if task == "arc" else 0
             if key not in test_data:
                 test_data[key] = probing_tasks.build(
-                    args.task, sentences, split_dir, args.treebank, seed
+                    task, sentences, split_dir, args.treebank, seed
                 )
             data = test_data[key]
             probe = FittedProbe(
@@ -186,7 +186,7 @@ def score(args) -> None:
                 )
             accuracy = probe.score(data.X, data.y)
             common = {
-                "model": args.model, "step": args.step, "task": args.task,
+                "model": args.model, "step": args.step, "task": task,
                 "train_lang": train_lang, "test_lang": test_lang, "seed": seed, "n": len(data.y),
             }  # fmt: skip
             for layer, value in zip(layers, accuracy, strict=True):
@@ -196,34 +196,49 @@ def score(args) -> None:
                 {**common, "layer": -1, "metric": "majority_accuracy", "value": majority}
             )
             log(
-                f"{train_lang} -> {test_lang} {args.task} seed {seed}: accuracy per layer "
+                f"{train_lang} -> {test_lang} {task} seed {seed}: accuracy per layer "
                 + " ".join(f"{a:.3f}" for a in accuracy)
                 + f" (majority {majority:.3f})"
             )
-    from mlm_dynamics.atomic import save_table
+    return records
 
-    save_table(args.out, tidy_frame(records))
-    log(f"wrote {len(records)} rows to {args.out}")
+
+def probe_task(path: str) -> str:
+    return str(load_probe_file(path)["task"])
 
 
 def main(command: str, argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}")
-    parser.add_argument("--task", required=True, choices=probing_tasks.TASKS)
     parser.add_argument("--activations", required=True, help="one language's cache directory")
     parser.add_argument("--treebank", required=True, type=Path, help="prepared .json.gz")
     parser.add_argument("--language", help="language code (default: from the treebank name)")
-    parser.add_argument("--out", required=True)
     if command == "train-probe":
-        parser.description = "Fit one linear probe per layer and seed on a train split."
+        parser.description = "Fit one linear probe per task, layer and seed on a train split."
+        parser.add_argument("--tasks", nargs="+", required=True, choices=probing_tasks.TASKS)
+        parser.add_argument("--out", nargs="+", required=True, help="one .npz per task")
         parser.add_argument("--seeds", type=int, default=1, help="probes per layer (seeds 0..N-1)")
         parser.add_argument("--l2", type=float, default=1e-4, help="penalty, 1 / (C n)")
         parser.add_argument("--max-iter", type=int, default=100, help="L-BFGS iterations")
         parser.add_argument("--backend", choices=["torch", "sklearn"], default="torch")
         parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-        train(parser.parse_args(argv))
+        args = parser.parse_args(argv)
+        if len(args.out) != len(args.tasks):
+            raise InputError(f"--out: {len(args.out)} files for {len(args.tasks)} tasks")
+        for task, out in zip(args.tasks, args.out, strict=True):
+            train(args, task, out)
     else:
-        parser.description = "Score probes on the test split of one language."
+        parser.description = "Score probes (any tasks) on the test split of one language."
         parser.add_argument("--probes", nargs="+", required=True, help="probe .npz files")
         parser.add_argument("--model", required=True)
         parser.add_argument("--step", required=True, type=int)
-        score(parser.parse_args(argv))
+        parser.add_argument("--out", required=True, help="tidy .parquet")
+        args = parser.parse_args(argv)
+        by_task: dict[str, list[str]] = {}
+        for path in args.probes:
+            by_task.setdefault(probe_task(path), []).append(path)
+        from mlm_dynamics.atomic import save_table
+        from mlm_dynamics.tables import tidy_frame
+
+        records = [row for task in sorted(by_task) for row in score(args, task, by_task[task])]
+        save_table(args.out, tidy_frame(records))
+        log(f"wrote {len(records)} rows to {args.out}")

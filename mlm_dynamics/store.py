@@ -2,9 +2,9 @@
 
 Layout, one directory per model x step x language x split::
 
-    results/activations/{model}/{step}/{lang}/{split}/layer00.npy   # embeddings, float16 (words, hidden)
-    results/activations/{model}/{step}/{lang}/{split}/layer01.npy   # first transformer layer, ...
-    results/activations/{model}/{step}/{lang}/{split}/index.npz     # offsets, word_counts, truncated
+    results/activations/{model}/{step}/{lang}/{split}/layer00.npy  # embeddings (words, hidden) f16
+    results/activations/{model}/{step}/{lang}/{split}/layer01.npy  # first transformer layer, ...
+    results/activations/{model}/{step}/{lang}/{split}/index.npz    # offsets, word_counts, truncated
 
 Row ``i`` of every layer file is the i-th word of the split in treebank order; sentence ``s`` owns
 rows ``offsets[s]:offsets[s + 1]``.

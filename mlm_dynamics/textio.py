@@ -15,14 +15,14 @@ def read_lines(path: str | Path, limit: int | None = None) -> list[str]:
         raise InputError(f"{path}: no such file")
     opener = gzip.open if path.suffix == ".gz" else open
     lines = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                line = line.strip()
-                if line:
-                    lines.append(line)
-                if limit is not None and len(lines) >= limit:
-                    break
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}:{number}: not UTF-8 text ({exc.reason})") from None
+    with opener(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}:{number}: not UTF-8 text ({exc.reason})") from None
+            if line:
+                lines.append(line)
+            if limit is not None and len(lines) >= limit:
+                break
     return lines

@@ -68,8 +68,10 @@ def main(ud_root: Path, out: Path) -> None:
         write_gz(out / "heldout" / f"{lang}.txt.gz", "".join(text_of(b) + "\n" for b in heldout))
         write_gz(out / "text" / f"{lang}.txt.gz", "".join(text_of(b) + "\n" for b in pretrain))
         leaked = forbidden & {text_of(b) for b in pretrain}
-        print(f"{lang}: train {len(probe_train)} test {len(probe_test)} heldout {len(heldout)} "
-              f"pretrain {len(pretrain)} (identical strings shared with test/heldout: {len(leaked)})")
+        print(
+            f"{lang}: train {len(probe_train)} test {len(probe_test)} heldout {len(heldout)} "
+            f"pretrain {len(pretrain)} (identical strings shared with test/heldout: {len(leaked)})"
+        )
 
 
 if __name__ == "__main__":

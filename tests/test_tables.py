@@ -31,18 +31,18 @@ def workspace(tmp_path_factory):
         write_treebank(root / f"treebanks/{lang}.json.gz", splits, lang)
         for split, sentences in splits.items():
             write_cache(root / f"act/{lang}/{split}", sentences, seed=2 * i + len(split))
+    for lang in LANGS:  # both tasks in one job, as the workflow runs them
+        probe_cli.main(
+            "train-probe",
+            ["--tasks", "pos", "arc", "--activations", str(root / f"act/{lang}")]
+            + ["--treebank", str(root / f"treebanks/{lang}.json.gz"), "--seeds", "2", "--out"]
+            + [str(root / f"probes/{task}/{lang}.npz") for task in ("pos", "arc")],
+        )
     for task in ("pos", "arc"):
         for lang in LANGS:
             probe_cli.main(
-                "train-probe",
-                ["--task", task, "--activations", str(root / f"act/{lang}")]
-                + ["--treebank", str(root / f"treebanks/{lang}.json.gz"), "--seeds", "2"]
-                + ["--out", str(root / f"probes/{task}/{lang}.npz")],
-            )
-        for lang in LANGS:
-            probe_cli.main(
                 "score-probe",
-                ["--task", task, "--probes"]
+                ["--probes"]
                 + [str(root / f"probes/{task}/{train}.npz") for train in LANGS]
                 + ["--activations", str(root / f"act/{lang}")]
                 + ["--treebank", str(root / f"treebanks/{lang}.json.gz")]
@@ -158,15 +158,21 @@ def test_transfer_matrices_refuse_a_missing_step(workspace, tmp_path):
         )
 
 
-def test_score_probe_refuses_a_probe_of_another_task(workspace, tmp_path):
-    with pytest.raises(InputError, match=r"aa\.npz: a arc probe, not pos"):
-        probe_cli.main(
-            "score-probe",
-            ["--task", "pos", "--probes", str(workspace / "probes/arc/aa.npz")]
-            + ["--activations", str(workspace / "act/aa")]
-            + ["--treebank", str(workspace / "treebanks/aa.json.gz")]
-            + ["--model", "m", "--step", "7", "--out", str(tmp_path / "x.parquet")],
-        )
+def test_one_score_job_scores_every_task_of_its_probes(workspace, tmp_path):
+    out = tmp_path / "both.parquet"
+    probe_cli.main(
+        "score-probe",
+        ["--probes", str(workspace / "probes/arc/aa.npz"), str(workspace / "probes/pos/aa.npz")]
+        + ["--activations", str(workspace / "act/bb")]
+        + ["--treebank", str(workspace / "treebanks/bb.json.gz")]
+        + ["--model", "m", "--step", "7", "--out", str(out)],
+    )
+    both = pd.read_parquet(out)
+    assert set(both.task) == {"pos", "arc"}
+    for task in ("pos", "arc"):
+        alone = pd.read_parquet(workspace / f"scores/{task}/bb.parquet")
+        alone = alone[alone.train_lang == "aa"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(both[both.task == task].reset_index(drop=True), alone)
 
 
 def test_score_probe_never_imports_torch(workspace, tmp_path):
@@ -175,7 +181,7 @@ def test_score_probe_never_imports_torch(workspace, tmp_path):
         "import sys; from mlm_dynamics.__main__ import main; "
         "rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch'; sys.exit(rc)"
     )
-    argv = ["score-probe", "--task", "pos", "--probes", str(workspace / "probes/pos/aa.npz")]
+    argv = ["score-probe", "--probes", str(workspace / "probes/pos/aa.npz")]
     argv += ["--activations", str(workspace / "act/bb"), "--treebank"]
     argv += [str(workspace / "treebanks/bb.json.gz"), "--model", "m", "--step", "7"]
     argv += ["--out", str(out)]
@@ -191,6 +197,6 @@ def test_empty_train_split_names_the_file(tmp_path):
     with pytest.raises(InputError, match=r"cc\.json\.gz: the train split has no sentences"):
         probe_cli.main(
             "train-probe",
-            ["--task", "pos", "--activations", str(tmp_path), "--treebank"]
+            ["--tasks", "pos", "--activations", str(tmp_path), "--treebank"]
             + [str(tmp_path / "cc.json.gz"), "--out", str(tmp_path / "p.npz")],
         )

@@ -8,10 +8,11 @@ from pathlib import Path
 
 # Rule commands run `python -m mlm_dynamics ...` from this checkout, in whatever software
 # environment (local, conda, SLURM node) the job lands in.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(Path(workflow.basedir).resolve())]
-    + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+# (Braces are doubled twice: once for this f-string, once for Snakemake's formatting.)
+shell.prefix(
+    f"export PYTHONPATH={Path(workflow.basedir).resolve()}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
+
 
 SPLITS = ["train", "test"]
 
@@ -139,7 +140,11 @@ def pretrain_inputs(wildcards):
 def pretrain_arguments(wildcards):
     settings = dict(config["pretrain"])
     settings["layers"] = config["models"][wildcards.model]["layers"]
-    for key in ("texts", "vocab_size", "threads"):  # inputs and job settings, not the model's
+    for key in (
+        "texts",
+        "vocab_size",
+        "threads",
+    ):  # inputs and job settings, not the model's
         settings.pop(key)
     return " ".join(
         f"--{key.replace('_', '-')} {value}" for key, value in sorted(settings.items())
@@ -277,20 +282,29 @@ def probe_train_languages(lang):
     return list(dict.fromkeys([lang, *transfer])) if lang in transfer else [lang]
 
 
+def probe_outputs():
+    """train_probe's outputs: one probe file per configured task."""
+    return [
+        probe_file("{model}", "{step}", task, "{lang}")
+        for task in config["probing"]["tasks"]
+    ]
+
+
 def score_probe_inputs(wildcards):
     return [
-        probe_file(wildcards.model, wildcards.step, wildcards.task, lang)
+        probe_file(wildcards.model, wildcards.step, task, lang)
+        for task in config["probing"]["tasks"]
         for lang in probe_train_languages(wildcards.lang)
     ]
 
 
 def probing_scores():
     return [
-        f"results/scores/{model}/{step}/{task}/{lang}.parquet"
+        f"results/scores/{model}/{step}/{lang}.parquet"
         for model in config["models"]
         for step in model_steps(model)
-        for task in config["probing"]["tasks"]
         for lang in ud_languages()
+        if config["probing"]["tasks"]
     ]
 
 

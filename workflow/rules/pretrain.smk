@@ -9,12 +9,12 @@ rule train_tokenizer:
         directory("results/checkpoints/{model}/tokenizer"),
     log:
         "logs/pretrain/{model}/tokenizer.log",
-    params:
-        vocab_size=config["pretrain"]["vocab_size"],
     wildcard_constraints:
         model=model_name_pattern("embedded"),
     conda:
         "../../envs/core.yaml"
+    params:
+        vocab_size=config["pretrain"]["vocab_size"],
     shell:
         "python -m mlm_dynamics train-tokenizer --texts {input.texts}"
         " --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
@@ -27,17 +27,19 @@ rule pretrain:
         directory("results/checkpoints/{model}/{step}"),
     log:
         "logs/pretrain/{model}/{step}.log",
-    params:
-        settings=pretrain_arguments,
-        resume=lambda wildcards, input: f"--resume {input.resume}" if "resume" in input.keys() else "",
     wildcard_constraints:
         model=model_name_pattern("embedded"),
+    conda:
+        "../../envs/core.yaml"
     threads: config["pretrain"]["threads"]
     resources:
         mem_mb=pretrain_mem_mb,
         runtime=pretrain_runtime,
-    conda:
-        "../../envs/core.yaml"
+    params:
+        settings=pretrain_arguments,
+        resume=lambda wildcards, input: (
+            f"--resume {input.resume}" if "resume" in input.keys() else ""
+        ),
     shell:
         "python -m mlm_dynamics pretrain --texts {input.texts} --tokenizer {input.tokenizer}"
         " --step {wildcards.step} {params.resume} {params.settings} --threads {threads}"

@@ -1,5 +1,7 @@
 # UD probes (pos, arc, deprel): one probe file per model x step x task x training language,
-# scored on the test split of every language of its transfer set; then the tidy table of every
+# scored on the test split of every language of its transfer set. One job fits (and one scores)
+# every task of a model x step x language: a paper-scale run stays at a few jobs per checkpoint
+# and language, which keeps both the DAG and the scheduler's queue small; then the tidy table of every
 # score and the transfer matrices (see mlm_dynamics/probe_cli.py and mlm_dynamics/tables.py).
 # Probe jobs are light CPU jobs; scoring never imports torch.
 
@@ -9,23 +11,22 @@ rule train_probe:
         activations=activation_input,
         treebank="results/treebanks/{lang}.json.gz",
     output:
-        "results/probes/{model}/{step}/{task}/{lang}.npz",
+        probe_outputs(),
     log:
-        "logs/probing/train/{model}/{step}/{task}/{lang}.log",
-    wildcard_constraints:
-        task=PROBING_TASK_PATTERN,
+        "logs/probing/train/{model}/{step}/{lang}.log",
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=probe_mem_mb,
         runtime=probe_runtime,
     params:
+        tasks=" ".join(config["probing"]["tasks"]),
         seeds=config["probing"]["seeds"],
         l2=config["probing"]["l2"],
         max_iter=config["probing"]["max_iter"],
         backend=config["probing"]["backend"],
     shell:
-        "python -m mlm_dynamics train-probe --task {wildcards.task}"
+        "python -m mlm_dynamics train-probe --tasks {params.tasks}"
         " --activations {input.activations} --treebank {input.treebank} --seeds {params.seeds}"
         " --l2 {params.l2} --max-iter {params.max_iter} --backend {params.backend}"
         " --threads {threads} --out {output} > {log} 2>&1"
@@ -37,18 +38,16 @@ rule score_probe:
         activations=activation_input,
         treebank="results/treebanks/{lang}.json.gz",
     output:
-        "results/scores/{model}/{step}/{task}/{lang}.parquet",
+        "results/scores/{model}/{step}/{lang}.parquet",
     log:
-        "logs/probing/score/{model}/{step}/{task}/{lang}.log",
-    wildcard_constraints:
-        task=PROBING_TASK_PATTERN,
+        "logs/probing/score/{model}/{step}/{lang}.log",
     conda:
         "../../envs/core.yaml"
     resources:
         mem_mb=probe_mem_mb,
         runtime=probe_runtime,
     shell:
-        "python -m mlm_dynamics score-probe --task {wildcards.task} --probes {input.probes}"
+        "python -m mlm_dynamics score-probe --probes {input.probes}"
         " --activations {input.activations} --treebank {input.treebank}"
         " --model {wildcards.model} --step {wildcards.step} --out {output} > {log} 2>&1"
 
