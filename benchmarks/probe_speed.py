@@ -1,14 +1,21 @@
 """Probe fitting speed: all layers at once in torch vs scikit-learn layer by layer.
 
     python benchmarks/probe_speed.py --activations results/activations/tiny-xlmr/400/en \\
-        --treebank results/treebanks/en.json.gz
+        --treebank results/treebanks/en.json.gz --threads 1 --repeats 3
+    python benchmarks/probe_speed.py --all results/activations/tiny-xlmr/400 \\
+        --languages en zh ko --threads 1       # every task x language: a summary table
     python benchmarks/probe_speed.py            # no cache yet: a random-init tiny XLM-R
 
-Fits the pos probe of every cached layer of one language's train split with both backends in
-this one process (same l2, same standardisation, 2 threads each), scores both on the test split
-and prints the fitting times, their ratio and the accuracy difference per layer. Without
-``--activations`` it prepares the bundled English treebank (600 train / 300 test sentences) and
-extracts a randomly initialised 4-layer, hidden-128 XLM-R's activations into a temporary folder.
+Fits the probe of one task on every cached layer of one language's train split with both
+backends in this one process, alternating them: the torch probe with the workflow's defaults
+(``probing.l2`` and ``probing.max_iter`` read from workflow/schemas/config.schema.yaml) and
+scikit-learn's ``LogisticRegression`` with its own defaults (lbfgs, max_iter 100, tol 1e-4) at the
+same C = 1 / (l2 n). Both are scored on the same language's test split. It prints the fitting
+times (best of ``--repeats``), their ratio, and per layer the accuracy difference and the
+difference of the training objectives (mean cross-entropy + l2/2 ||W||^2, in float64; negative:
+torch got further). Without ``--activations`` it prepares the bundled English treebank (600 train
+/ 300 test sentences) and extracts a randomly initialised 4-layer, hidden-128 XLM-R's activations
+into a temporary folder.
 """
 
 from __future__ import annotations
@@ -21,6 +28,16 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SKLEARN_MAX_ITER = 100  # LogisticRegression's default
+
+
+def workflow_defaults() -> dict:
+    """The probing section's defaults in the workflow's config schema."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    properties = schema["properties"]["probing"]["properties"]
+    return {key: properties[key]["default"] for key in ("l2", "max_iter")}
 
 
 def random_model_cache(work: Path) -> tuple[Path, Path]:
@@ -51,66 +68,138 @@ def random_model_cache(work: Path) -> tuple[Path, Path]:
     return activations, treebank_file
 
 
+def training_objective(probe, X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+    """Mean cross-entropy + l2/2 ||W||^2 per layer, in float64, from the fitted attributes."""
+    from scipy.special import logsumexp
+
+    target = np.searchsorted(probe.classes_, y)
+    values = []
+    for layer in range(X.shape[0]):
+        Z = (X[layer].astype(np.float64) - probe.mean_[layer]) / probe.scale_[layer]
+        W = probe.coef_[layer].astype(np.float64)
+        logits = Z @ W + probe.intercept_[layer]
+        if logits.shape[1] == 1:
+            logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
+        cross_entropy = logsumexp(logits, axis=1) - logits[np.arange(len(y)), target]
+        values.append(cross_entropy.mean() + 0.5 * l2 * (W * W).sum())
+    return np.array(values)
+
+
+def compare(task, activations, treebank, l2, max_iter, repeats, verbose=True) -> dict:
+    """Fit both backends on one task x language (alternating, best time of ``repeats``)."""
+    from mlm_dynamics import probing_tasks
+    from mlm_dynamics.probe import LinearProbe, SklearnProbe
+    from mlm_dynamics.treebank import load_prepared
+
+    splits = load_prepared(treebank)
+    train, test = (
+        probing_tasks.build(task, splits[split], Path(activations) / split, treebank)
+        for split in ("train", "test")
+    )
+    layers, n, d = train.X.shape
+    if verbose:
+        print(
+            f"{task} {activations}: {layers} layers, {n} train / {len(test.y)} test items, "
+            f"{d} features, {len(np.unique(train.y))} classes, l2 {l2}; "
+            f"torch max_iter {max_iter}, sklearn max_iter {SKLEARN_MAX_ITER}"
+        )
+    probes = {
+        "torch": LinearProbe(l2=l2, max_iter=max_iter),
+        "sklearn": SklearnProbe(l2=l2, max_iter=SKLEARN_MAX_ITER),
+    }
+    seconds = {name: np.inf for name in probes}
+    for _ in range(repeats):
+        for name, probe in probes.items():
+            start = time.perf_counter()
+            probe.fit(train.X, train.y)
+            seconds[name] = min(seconds[name], time.perf_counter() - start)
+    accuracy = {name: probe.score(test.X, test.y) for name, probe in probes.items()}
+    objective = {name: training_objective(p, train.X, train.y, l2) for name, p in probes.items()}
+    diff = 100 * (accuracy["torch"] - accuracy["sklearn"])
+    result = {
+        "seconds": seconds,
+        "ratio": seconds["sklearn"] / seconds["torch"],
+        "max_abs_diff": float(np.abs(diff).max()),
+        "max_objective_diff": float((objective["torch"] - objective["sklearn"]).max()),
+    }
+    if verbose:
+        for name, probe in probes.items():
+            print(f"{name:8s} fit {seconds[name]:7.2f} s  iterations per layer {probe.n_iter_}")
+        print(f"speed-up (sklearn time / torch time): {result['ratio']:.1f}x")
+        print("layer  torch acc  sklearn acc  diff (points)  objective torch - sklearn")
+        objective_diff = objective["torch"] - objective["sklearn"]
+        for layer in range(layers):
+            print(
+                f"{layer:5d}  {accuracy['torch'][layer]:9.4f}  {accuracy['sklearn'][layer]:11.4f}"
+                f"  {diff[layer]:+13.2f}  {objective_diff[layer]:+.5f}"
+            )
+        print(f"largest |diff|: {result['max_abs_diff']:.2f} points")
+    return result
+
+
 def main() -> None:
+    defaults = workflow_defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--activations", type=Path, help="one language's cache directory")
     parser.add_argument("--treebank", type=Path, help="its prepared treebank .json.gz")
     parser.add_argument("--task", default="pos", choices=["pos", "arc", "deprel"])
-    parser.add_argument("--l2", type=float, default=1e-4)
-    parser.add_argument("--max-iter", type=int, default=100, help="scikit-learn's iterations")
-    parser.add_argument("--torch-max-iter", type=int, help="torch's (default: --max-iter)")
+    parser.add_argument(
+        "--all",
+        type=Path,
+        metavar="STEP_DIR",
+        help="a step's cache directory (.../{model}/{step}): every task x language in it",
+    )
+    parser.add_argument("--languages", nargs="+", help="with --all: these languages only")
+    parser.add_argument("--treebanks", type=Path, default=Path("results/treebanks"))
+    parser.add_argument("--l2", type=float, default=defaults["l2"])
+    parser.add_argument(
+        "--max-iter", type=int, default=defaults["max_iter"], help="the torch probe's iterations"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="fits per backend; best time kept")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work-dir", type=Path, help="keep the random-model cache here")
     args = parser.parse_args()
 
     import torch
     from threadpoolctl import threadpool_limits
 
-    from mlm_dynamics import probing_tasks
-    from mlm_dynamics.probe import LinearProbe, SklearnProbe
-    from mlm_dynamics.treebank import load_prepared
-
     torch.set_num_threads(args.threads)
-    torch_max_iter = args.torch_max_iter or args.max_iter
+    print(f"threads {args.threads}, repeats {args.repeats}")
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads):
+        if args.all is not None:
+            languages = args.languages or sorted(p.name for p in args.all.iterdir() if p.is_dir())
+            rows = []
+            for task in ("pos", "arc", "deprel"):
+                for language in languages:
+                    treebank = args.treebanks / f"{language}.json.gz"
+                    result = compare(
+                        task, args.all / language, treebank, args.l2, args.max_iter,
+                        args.repeats, verbose=False,
+                    )  # fmt: skip
+                    rows.append((task, language, result))
+                    print(
+                        f"{task:7s} {language:3s}  torch {result['seconds']['torch']:6.2f} s  "
+                        f"sklearn {result['seconds']['sklearn']:7.2f} s  "
+                        f"ratio {result['ratio']:5.1f}x  max |acc diff| "
+                        f"{result['max_abs_diff']:.2f} points  max objective diff "
+                        f"{result['max_objective_diff']:+.5f}",
+                        flush=True,
+                    )
+            print(f"\nsummary ({args.all}, torch max_iter {args.max_iter}, l2 {args.l2})")
+            print("task     lang   ratio  max |acc diff|")
+            for task, language, result in rows:
+                print(
+                    f"{task:7s}  {language:4s} {result['ratio']:5.1f}x  "
+                    f"{result['max_abs_diff']:6.2f}"
+                )
+            return
         if args.activations is None:
             work = args.work_dir or Path(tmp)
             if (work / "activations").is_dir():
                 args.activations, args.treebank = work / "activations", work / "en.json.gz"
             else:
                 args.activations, args.treebank = random_model_cache(work)
-        splits = load_prepared(args.treebank)
-        train, test = (
-            probing_tasks.build(args.task, splits[split], args.activations / split, args.treebank)
-            for split in ("train", "test")
-        )
-        layers, n, d = train.X.shape
-        print(
-            f"{args.task}: {layers} layers, {n} train / {len(test.y)} test items, {d} features, "
-            f"l2 {args.l2}, max_iter {args.max_iter} (torch {torch_max_iter}),"
-            f" threads {args.threads}"
-        )
-        results = {}
-        for name, probe in (
-            ("torch", LinearProbe(l2=args.l2, max_iter=torch_max_iter)),
-            ("sklearn", SklearnProbe(l2=args.l2, max_iter=args.max_iter)),
-        ):
-            seconds = np.inf
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                probe.fit(train.X, train.y)
-                seconds = min(seconds, time.perf_counter() - start)
-            results[name] = (seconds, probe.score(test.X, test.y), probe.n_iter_)
-            print(f"{name:8s} fit {seconds:7.2f} s  iterations per layer {probe.n_iter_.tolist()}")
-
-    (torch_s, torch_acc, _), (sk_s, sk_acc, _) = results["torch"], results["sklearn"]
-    print(f"speed-up (sklearn time / torch time): {sk_s / torch_s:.1f}x")
-    print("layer  torch acc  sklearn acc  diff (points)")
-    for layer in range(layers):
-        diff = 100 * (torch_acc[layer] - sk_acc[layer])
-        print(f"{layer:5d}  {torch_acc[layer]:9.4f}  {sk_acc[layer]:11.4f}  {diff:+8.2f}")
-    print(f"largest |diff|: {100 * np.abs(torch_acc - sk_acc).max():.2f} points")
+        compare(args.task, args.activations, args.treebank, args.l2, args.max_iter, args.repeats)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ in scikit-learn: the first class scores 0 and the second ``x w + b``.
 ``LinearProbe`` fits every layer at once in torch, float32: full-batch L-BFGS over a
 ``(layers, d, outputs)`` weight tensor, each layer with its own curvature memory, line search and
 stopping test (scikit-learn's: largest gradient entry <= ``tol``), all layers evaluated in one
-batched matrix product; a layer that has converged leaves the batch. ``SklearnProbe`` is
+batched matrix product; a layer that has converged leaves the batch. Its L-BFGS is preconditioned
+by the inverse feature covariance (the objective, so the optimum, is unchanged), which on real
+activations reaches in about 40 iterations the objective scikit-learn reaches in 100
+(benchmarks/probe_speed.py). ``SklearnProbe`` is
 scikit-learn's ``LogisticRegression`` (lbfgs, float64) fitted layer by layer: the reference.
 
 Prediction and scoring need numpy only (torch is imported inside ``LinearProbe.fit``), so scoring
@@ -60,13 +63,16 @@ class _FittedLinear:
 
 
 def standardisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-layer mean and standard deviation (layers, d); constant features get scale 1."""
+    """Per-layer mean and standard deviation (layers, d); constant features get scale 1.
+
+    Sums accumulate in float64 over float32 values, without a float64 copy of X."""
     mean = np.empty((X.shape[0], X.shape[2]), dtype=np.float64)
     scale = np.empty_like(mean)
     for layer in range(X.shape[0]):
-        values = X[layer].astype(np.float64)
-        mean[layer] = values.mean(axis=0)
-        scale[layer] = values.std(axis=0)
+        mean[layer] = X[layer].mean(axis=0, dtype=np.float64)
+        centred = X[layer] - mean[layer].astype(np.float32)
+        np.square(centred, out=centred)
+        scale[layer] = np.sqrt(centred.sum(axis=0, dtype=np.float64) / X.shape[1])
     scale[scale == 0] = 1.0
     return mean.astype(np.float32), scale.astype(np.float32)
 
@@ -85,8 +91,12 @@ def check_fit_input(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 class LinearProbe(_FittedLinear):
-    """All layers fitted together by batched full-batch L-BFGS in torch.
+    """All layers fitted together by batched full-batch L-BFGS in torch, preconditioned.
 
+    L-BFGS starts each update from the inverse feature covariance, ``(Sigma + (l2 + 1e-3) I)^-1``
+    per layer on the weights' feature dimension (``Sigma`` of the standardised features, from a
+    subsample of rows), instead of the identity: it then behaves as on decorrelated features and
+    needs far fewer iterations, while the objective, and so the optimum, is unchanged.
     ``seed`` draws the (tiny) initial weights; the objective is convex, so it only moves the
     result within the optimiser's tolerance. ``tol`` bounds the largest gradient entry (as
     scikit-learn's ``tol``; float32 sums make values much below 1e-5 unreachable, and then the
@@ -107,15 +117,18 @@ class LinearProbe(_FittedLinear):
         outputs = 1 if len(classes) == 2 else len(classes)
         mean, scale = standardisation(X)
 
-        Z = torch.from_numpy(X).float().sub(torch.from_numpy(mean)[:, None, :])  # one copy
-        Z.div_(torch.from_numpy(scale)[:, None, :])
+        features = augmented_features(X, mean, scale)
+        objective = _Objective(features, y_index, outputs, float(self.l2))
+        preconditioner = _Preconditioner(features, float(self.l2) + PRECONDITIONER_FLOOR, self.seed)
         generator = torch.Generator().manual_seed(int(self.seed))
-        W0 = 1e-3 * torch.randn(layers, d * outputs, generator=generator)
-        x0 = torch.cat([W0, torch.zeros(layers, outputs)], dim=1)
-        objective = _Objective(Z, torch.from_numpy(y_index), outputs, float(self.l2))
-        x, n_iter = batched_lbfgs(objective, x0, self.max_iter, self.tol)
-        self.coef_ = x[:, : d * outputs].reshape(layers, d, outputs).numpy().astype(np.float32)
-        self.intercept_ = x[:, d * outputs :].numpy().astype(np.float32)
+        W0 = torch.zeros(layers, d + 1, outputs)
+        W0[:, :d] = 1e-3 * torch.randn(layers, d, outputs, generator=generator)
+        W, n_iter = batched_lbfgs(
+            objective, W0.reshape(layers, -1), self.max_iter, self.tol, preconditioner
+        )
+        W = W.reshape(layers, d + 1, outputs)
+        self.coef_ = W[:, :d].numpy().astype(np.float32)
+        self.intercept_ = W[:, d].numpy().astype(np.float32)
         self.mean_ = mean
         self.scale_ = scale
         self.classes_ = classes
@@ -123,60 +136,141 @@ class LinearProbe(_FittedLinear):
         return self
 
 
-class _Objective:
-    """The objective of several layers at once, at ``x = [vec(W); b]`` (one row per layer).
+def augmented_features(X: np.ndarray, mean: np.ndarray, scale: np.ndarray):
+    """Standardised features with a ones column, (layers, n, d + 1) float32 torch: the intercept
+    is then the weights' last row. Written in one pass, as ``x * (1 / scale) - mean / scale``."""
+    import torch
 
-    Called with ``x`` (rows, p) and ``rows`` (which layers), it returns losses (rows,), gradients
+    layers, n, d = X.shape
+    features = torch.empty(layers, n, d + 1)
+    features[:, :, d] = 1.0
+    inverse_scale = 1.0 / torch.from_numpy(scale)
+    offset = -torch.from_numpy(mean) * inverse_scale
+    X_torch = torch.from_numpy(np.asarray(X, dtype=np.float32))  # no copy if float32
+    torch.addcmul(offset[:, None, :], X_torch, inverse_scale[:, None, :], out=features[:, :, :d])
+    return features
+
+
+# The preconditioner's covariance comes from at most this many rows (a seeded subsample): its
+# cost grows as rows * d^2, and a preconditioner need only be close. Below about 10 d rows the
+# estimate is too rough and L-BFGS needs more iterations again.
+PRECONDITIONER_ROWS = 4096
+# Added to the covariance's diagonal (besides l2): directions with almost no variance carry no
+# signal, and a floor keeps the subsample's estimate of them from dominating the first steps.
+# On real probing data 1e-3 .. 1e-2 took fewer evaluations than l2 = 1e-4 alone.
+PRECONDITIONER_FLOOR = 1e-3
+
+
+class _Preconditioner:
+    """``M q``: the inverse of ``[Sigma + ridge I, 0; 0, 1]`` applied to the feature dimension of
+    ``q`` (rows, (d + 1) * outputs), per layer, where ``Sigma`` is the covariance of the
+    standardised features and 1 the ones column's second moment (the features have mean 0).
+
+    L-BFGS starting from ``M`` rather than the identity behaves as on decorrelated features; the
+    objective is untouched, so is its optimum."""
+
+    def __init__(self, features, ridge: float, seed: int):
+        import torch
+
+        layers, n, d1 = features.shape
+        if n > PRECONDITIONER_ROWS:
+            generator = torch.Generator().manual_seed(int(seed))
+            sample = features[:, torch.randperm(n, generator=generator)[:PRECONDITIONER_ROWS]]
+        else:
+            sample = features
+        moments = torch.bmm(sample.transpose(1, 2), sample).double() / sample.shape[1]
+        moments[:, :-1, :-1] += ridge * torch.eye(d1 - 1, dtype=torch.float64)
+        moments[:, :-1, -1] = moments[:, -1, :-1] = 0.0
+        moments[:, -1, -1] = 1.0
+        self.inverse = torch.linalg.inv(moments).float()
+        self.cache = (None, None)
+
+    def __call__(self, q, rows):
+        import torch
+
+        key = tuple(rows.tolist())
+        if len(key) == self.inverse.shape[0]:
+            inverse = self.inverse
+        else:
+            if self.cache[0] != key:
+                self.cache = (key, self.inverse[rows])
+            inverse = self.cache[1]
+        r = len(rows)
+        return torch.bmm(inverse, q.reshape(r, inverse.shape[1], -1)).reshape(r, -1)
+
+
+class _Objective:
+    """The objective of several layers at once, at ``W = [W; b]`` (layers, d + 1, outputs)
+    flattened to one row per layer.
+
+    Called with ``w`` (rows, p) and ``rows`` (which layers), it returns losses (rows,), gradients
     (rows, p) and their largest entries (rows,), scikit-learn's lbfgs stopping measure.
+    ``features`` (layers, n, d + 1) end with a ones column, so one batched product gives the
+    logits, intercept included.
     """
 
-    def __init__(self, Z, y_index, outputs: int, l2: float):
+    def __init__(self, features, y_index, outputs: int, l2: float):
         import torch
 
-        self.Z, self.outputs, self.l2 = Z, outputs, l2
-        self.n, self.d = Z.shape[1], Z.shape[2]
-        self.y = y_index.long()[None, :, None]
-        self.minus_one = torch.full((1, self.n, 1), -1.0)
-        self.cache = {}
-
-    def features(self, rows):
-        """Z of some layers (a copy, kept for the last two sets of layers asked for)."""
-        key = tuple(rows.tolist())
-        if key not in self.cache:
-            full = len(rows) == self.Z.shape[0]
-            self.cache = dict(list(self.cache.items())[-1:])
-            self.cache[key] = self.Z if full else self.Z[rows]
-        return self.cache[key]
-
-    def __call__(self, x, rows):
-        import torch
-
-        Z = self.features(rows)
-        r, n, d, outputs = len(rows), self.n, self.d, self.outputs
-        W = x[:, : d * outputs].reshape(r, d, outputs)
-        b = x[:, d * outputs :].reshape(r, 1, outputs)
-        logits = torch.baddbmm(b, Z, W)
+        layers, n, d1 = features.shape
+        self.features, self.n, self.d, self.outputs, self.l2 = features, n, d1 - 1, outputs, l2
+        y = torch.from_numpy(np.asarray(y_index)).long()
         if outputs == 1:
-            logits = torch.cat([torch.zeros_like(logits), logits], dim=2)
-        y = self.y.expand(r, n, 1)
-        log_probs = torch.log_softmax(logits, dim=2)
-        loss = -log_probs.gather(2, y).sum(dim=(1, 2)) / n
-        loss = loss + 0.5 * self.l2 * (W * W).sum(dim=(1, 2))
-        residual = log_probs.exp_()  # softmax minus one-hot, in place
-        residual.scatter_add_(2, y, self.minus_one.expand(r, n, 1))
-        residual = residual[:, :, 1:] if outputs == 1 else residual
-        grad_W = torch.baddbmm(W, Z.transpose(1, 2), residual, beta=self.l2, alpha=1.0 / n)
-        grad = torch.cat([grad_W.reshape(r, -1), residual.sum(dim=1) / n], dim=1)
+            self.y = (y == 1).float()
+            self.sign = 1.0 - 2.0 * self.y  # loss of one item: softplus(sign * z)
+        else:
+            self.flat_target = torch.arange(n) * outputs + y  # index of the target logits
+        self.cache = (None, None)
+
+    def batch(self, rows):
+        """The features of some layers (a copy, kept for the last set asked for)."""
+        key = tuple(rows.tolist())
+        if len(key) == self.features.shape[0]:
+            return self.features
+        if self.cache[0] != key:
+            self.cache = (key, self.features[rows])
+        return self.cache[1]
+
+    def __call__(self, w, rows):
+        import torch
+
+        features = self.batch(rows)
+        r, n, d, outputs = len(rows), self.n, self.d, self.outputs
+        W = w.reshape(r, d + 1, outputs)
+        if outputs == 1:
+            # one layer at a time: a matrix-vector product, much faster than bmm with one column
+            z = torch.stack([torch.mv(features[i], W[i, :, 0]) for i in range(r)])
+            loss = torch.nn.functional.softplus(z * self.sign).sum(dim=1)
+            residual = z.sigmoid_().sub_(self.y)[:, None, :]  # (r, 1, n)
+        else:
+            logits = torch.bmm(features, W)
+            shifted = logits.sub_(logits.amax(dim=2, keepdim=True))
+            # cross-entropy of one item: log(sum exp(shifted)) - shifted[target], small terms
+            target = shifted.view(r, -1)[:, self.flat_target]
+            probs = shifted.exp_()
+            total = probs.sum(dim=2, keepdim=True)
+            loss = total.log().view(r, n).sub_(target).sum(dim=1)
+            probs.div_(total)
+            probs.view(r, -1)[:, self.flat_target] -= 1.0  # softmax minus one-hot
+            residual = probs.transpose(1, 2)  # (r, outputs, n)
+        # (r, outputs, d + 1): the products' fast layout, transposed back below (it is small)
+        grad = torch.bmm(residual, features).transpose(1, 2).contiguous().div_(n)
+        penalty = (W[:, :d] * W[:, :d]).flatten(1).sum(dim=1)
+        loss = loss / n + 0.5 * self.l2 * penalty
+        grad[:, :d] += self.l2 * W[:, :d]
+        grad = grad.reshape(r, -1)
         return loss, grad, grad.abs().amax(dim=1)
 
 
-def batched_lbfgs(objective, x0, max_iter: int, tol: float, history: int = 10):
+def batched_lbfgs(objective, x0, max_iter: int, tol: float, precondition=None, history: int = 10):
     """Minimise independent problems at once: row ``i`` of ``x0`` (problems, p) is problem ``i``.
 
     ``objective(x, rows)`` returns losses, gradients and a stopping measure of the problems
     ``rows``. Each problem has its own L-BFGS memory, its own backtracking (Armijo) step and its
     own stopping test (measure <= ``tol``, or a line search that finds no decrease); a problem
-    that has stopped is dropped from the batch.
+    that has stopped is dropped from the batch. ``precondition(q, rows)``, if given, applies a
+    fixed symmetric positive definite ``M`` to ``q`` (rows, p): each update's initial inverse
+    Hessian is then ``(s.y / y.M y) M`` instead of ``(s.y / y.y) I``.
     Returns the minimisers and the iterations each problem took, (problems,).
     """
     import torch
@@ -187,7 +281,7 @@ def batched_lbfgs(objective, x0, max_iter: int, tol: float, history: int = 10):
     x = x0.clone()
     loss, grad, stop = objective(x, rows)
     memory = []  # (s, y, rho = 1 / s.y) of the latest updates, oldest first; rho 0 = inert
-    scaling = torch.ones(len(rows))  # s.y / y.y of the latest update: the initial Hessian guess
+    scaling = torch.ones(len(rows))  # s.y / y.M y of the latest update: H0 = scaling * M
     for _ in range(max_iter):
         going = stop > tol
         if not going.all():  # drop the problems that have converged
@@ -206,7 +300,7 @@ def batched_lbfgs(objective, x0, max_iter: int, tol: float, history: int = 10):
             alpha = rho * (s * q).sum(dim=1)
             q -= alpha[:, None] * y
             alphas.append(alpha)
-        q *= scaling[:, None]
+        q = (q if precondition is None else precondition(q, rows)) * scaling[:, None]
         for (s, y, rho), alpha in zip(memory, reversed(alphas), strict=True):
             q += (alpha - rho * (y * q).sum(dim=1))[:, None] * s
         direction = -q
@@ -241,7 +335,8 @@ def batched_lbfgs(objective, x0, max_iter: int, tol: float, history: int = 10):
         sy = (s * y).sum(dim=1)
         useful = sy > 1e-10
         rho = torch.where(useful, 1.0 / sy.clamp_min(1e-10), 0.0)
-        scaling = torch.where(useful, sy / (y * y).sum(dim=1).clamp_min(1e-30), scaling)
+        y_M = y if precondition is None else precondition(y, rows)
+        scaling = torch.where(useful, sy / (y * y_M).sum(dim=1).clamp_min(1e-30), scaling)
         memory = [*memory[-(history - 1) :], (s, y, rho)]
         x, loss, grad, stop = x_new, loss_new, grad_new, stop_new
     result[rows] = x

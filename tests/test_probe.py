@@ -65,11 +65,12 @@ def test_binary_probe_has_one_logit_column_like_sklearn():
     X = rng.normal(size=(2, 500, 6)).astype(np.float32)
     w = np.array([2.0, -1.0, 0.0, 0.5, 0.0, 1.0])
     y = (X[0] @ w + 0.1 * rng.normal(size=500) > 0).astype(int)
-    probe = LinearProbe(l2=1e-3, max_iter=300).fit(X, y)
-    reference = SklearnProbe(l2=1e-3, max_iter=300).fit(X, y)
+    # converged: at tol 1e-4 both stop within ~2e-3 of the optimum along a flat direction
+    probe = LinearProbe(l2=1e-3, max_iter=300, tol=1e-6).fit(X, y)
+    reference = SklearnProbe(l2=1e-3, max_iter=300, tol=1e-6).fit(X, y)
     assert probe.coef_.shape == (2, 6, 1)
-    np.testing.assert_allclose(probe.coef_, reference.coef_, atol=2e-3)
-    np.testing.assert_allclose(probe.intercept_, reference.intercept_, atol=2e-3)
+    np.testing.assert_allclose(probe.coef_, reference.coef_, atol=2e-4)
+    np.testing.assert_allclose(probe.intercept_, reference.intercept_, atol=2e-4)
     assert probe.score(X, y)[0] > 0.95
 
 
@@ -80,6 +81,39 @@ def test_objective_is_sklearns_with_l2_one_over_c_n():
         torch_probe = LinearProbe(l2=l2, max_iter=500, tol=1e-5).fit(X, y)
         sk_probe = SklearnProbe(l2=l2, max_iter=500, tol=1e-5).fit(X, y)
         np.testing.assert_allclose(torch_probe.coef_, sk_probe.coef_, atol=5e-3)
+
+
+def test_preconditioning_keeps_the_optimum_and_saves_iterations():
+    """Strongly correlated features: L-BFGS from the inverse covariance lands on the optimum that
+    plain L-BFGS and scikit-learn (float64) find, in fewer iterations."""
+    import torch
+
+    from mlm_dynamics.probe import (
+        _Objective,
+        _Preconditioner,
+        augmented_features,
+        batched_lbfgs,
+        standardisation,
+    )
+
+    rng = np.random.default_rng(5)
+    n, d, classes, l2 = 600, 10, 3, 0.1
+    latent = rng.normal(size=(2, n, d))
+    mixing = np.eye(d) + 0.97 * np.ones((d, d))  # condition number of the covariance ~ 1e4
+    X = (latent @ mixing).astype(np.float32)
+    y = np.argmax(latent[0, :, :classes] + 0.3 * rng.normal(size=(n, classes)), axis=1)
+    mean, scale = standardisation(X)
+    features = augmented_features(X, mean, scale)
+    objective = _Objective(features, y, classes, l2)
+    x0 = torch.zeros(2, (d + 1) * classes)
+    plain, plain_iter = batched_lbfgs(objective, x0, 500, 1e-6)
+    preconditioner = _Preconditioner(features, l2, seed=0)
+    fast, fast_iter = batched_lbfgs(objective, x0, 500, 1e-6, preconditioner)
+    reference = SklearnProbe(l2=l2, max_iter=2000, tol=1e-8).fit(X, y)
+    coef = fast.reshape(2, d + 1, classes)[:, :d].numpy()
+    np.testing.assert_allclose(coef, plain.reshape(2, d + 1, classes)[:, :d], atol=1e-3)
+    np.testing.assert_allclose(coef, reference.coef_, atol=1e-3)
+    assert fast_iter.sum() < plain_iter.sum() / 2  # measured: 15 vs 44
 
 
 @pytest.fixture(scope="module")
