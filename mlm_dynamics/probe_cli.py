@@ -218,7 +218,7 @@ def main(command: str, argv: list[str]) -> None:
         parser.add_argument("--out", nargs="+", required=True, help="one .npz per task")
         parser.add_argument("--seeds", type=int, default=1, help="probes per layer (seeds 0..N-1)")
         parser.add_argument("--l2", type=float, default=1e-4, help="penalty, 1 / (C n)")
-        parser.add_argument("--max-iter", type=int, default=100, help="L-BFGS iterations")
+        parser.add_argument("--max-iter", type=int, default=50, help="L-BFGS iterations")
         parser.add_argument("--backend", choices=["torch", "sklearn"], default="torch")
         parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
         args = parser.parse_args(argv)

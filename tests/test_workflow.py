@@ -25,8 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 LANGUAGES = ["en", "ru", "zh"]  # three scripts
 STEPS = [0, 20, 40]
 
-pytestmark = pytest.mark.e2e
-
 
 def reduced_config(languages=LANGUAGES, steps=STEPS) -> dict:
     """config.yaml with a smaller model, fewer languages, steps and sentences."""
@@ -97,12 +95,14 @@ def scheduled_jobs(workdir: Path, config: dict, *extra: str) -> Counter:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    """The reduced default, run from nothing (minutes: the tests using it are marked e2e)."""
     workdir = tmp_path_factory.mktemp("reference")
     (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
     run_to_completion(workdir)
     return workdir
 
 
+@pytest.mark.e2e
 def test_every_activation_matches_its_treebank(reference):
     import gzip
     import json
@@ -124,12 +124,14 @@ def test_every_activation_matches_its_treebank(reference):
                     assert np.isfinite(array).all()
 
 
+@pytest.mark.e2e
 def test_second_run_has_nothing_to_do(reference):
     done = snakemake(reference, "-n")
     assert done.returncode == 0
     assert "Nothing to be done" in done.stdout + done.stderr
 
 
+@pytest.mark.e2e
 def test_tables_figures_and_bpc(reference):
     table = pd.read_parquet(reference / "results/tables/probing.parquet")
     probes = table[table.task.isin(["pos", "arc", "deprel"]) & (table.metric == "accuracy")]
@@ -148,6 +150,7 @@ def test_tables_figures_and_bpc(reference):
     assert len(figures) >= 6 and all(p.stat().st_size > 5000 for p in figures)
 
 
+@pytest.mark.e2e
 def test_killed_run_resumes_to_identical_results(reference, tmp_path):
     """SIGKILL the whole run while activations are being written; the rerun ends identical."""
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
@@ -201,6 +204,7 @@ def aggregate_jobs(workdir: Path, config: dict) -> Counter:
     )
 
 
+@pytest.mark.e2e
 def test_a_new_checkpoint_schedules_only_its_jobs_and_the_aggregates(reference):
     config = reduced_config(steps=[*STEPS, 60])
     n = len(LANGUAGES)
@@ -212,6 +216,7 @@ def test_a_new_checkpoint_schedules_only_its_jobs_and_the_aggregates(reference):
     assert scheduled_jobs(reference, config) == expected
 
 
+@pytest.mark.e2e
 def test_a_new_language_schedules_only_what_it_touches(reference):
     """ko joins the probed languages and the transfer set; the model is unchanged."""
     config = reduced_config(languages=[*LANGUAGES, "ko"])
@@ -229,3 +234,25 @@ def test_a_new_language_schedules_only_what_it_touches(reference):
         }
     ) + aggregate_jobs(reference, config)
     assert scheduled_jobs(reference, config) == expected
+
+
+def test_default_config_dag_shape(tmp_path):
+    """The embedded default's DAG from a dry run: jobs per rule for config.yaml as shipped."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for spec in config["languages"].values():
+        for key in spec:
+            spec[key] = str(REPO / spec[key])
+    config["pretrain"]["texts"] = [str(REPO / path) for path in config["pretrain"]["texts"]]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    steps = len(config["models"]["tiny-xlmr"]["steps"])
+    languages = len(config["languages"])
+    jobs = scheduled_jobs(tmp_path, config)
+    per_step_and_language = ("extract_activations", "bpc", "train_probe", "score_probe")
+    assert {rule: jobs[rule] for rule in per_step_and_language} == dict.fromkeys(
+        per_step_and_language, steps * languages
+    )
+    assert jobs["pretrain"] == steps and jobs["train_tokenizer"] == 1
+    assert jobs["prepare_treebank"] == languages
+    assert jobs["collect_table"] == jobs["analyse"] == 1
+    assert jobs["transfer_matrices"] == 3  # one per UD task
+    assert not {"xnli_features", "xnli_probe", "simalign", "fetch_checkpoint"} & set(jobs)
