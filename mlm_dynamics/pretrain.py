@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,19 +33,10 @@ OPTIMIZER_FILE = "optimizer.pt"  # the AdamW state the next step resumes from
 STATE_FILE = "pretrain_state.json"  # step and settings, checked on resume
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A unigram tokenizer as ``XLMRobertaTokenizerFast``, with XLM-R's special tokens and ids.
-
-    Google's SentencePiece trainer chooses the pieces and their log-probabilities; the
-    ``tokenizers`` library's Unigram model then does the tokenising. (The ``tokenizers`` unigram
-    trainer would do both, but its output changes from run to run: it breaks ties in hash-map
-    order, and identical configs must give identical checkpoints.)
-    """
+def train_sentencepiece(texts: list[str], vocab_size: int, model) -> None:
+    """Google's SentencePiece unigram trainer, writing its model to the file object ``model``."""
     import sentencepiece
-    from tokenizers.models import Unigram
-    from transformers import XLMRobertaTokenizerFast
 
-    model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=model,
@@ -64,6 +56,31 @@ def train_tokenizer(texts: list[str], vocab_size: int):
         num_threads=1,
         minloglevel=2,
     )
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A unigram tokenizer as ``XLMRobertaTokenizerFast``, with XLM-R's special tokens and ids.
+
+    Google's SentencePiece trainer chooses the pieces and their log-probabilities; the
+    ``tokenizers`` library's Unigram model then does the tokenising. (The ``tokenizers`` unigram
+    trainer would do both, but its output changes from run to run: it breaks ties in hash-map
+    order, and identical configs must give identical checkpoints.)
+    """
+    import sentencepiece
+    from tokenizers.models import Unigram
+    from transformers import XLMRobertaTokenizerFast
+
+    model = io.BytesIO()
+    try:
+        train_sentencepiece(texts, vocab_size, model)
+    except RuntimeError as exc:
+        needed = re.search(r"required_chars\. \d+ vs (\d+)", str(exc))
+        if not needed:
+            raise
+        raise InputError(
+            f"pretrain.vocab_size: {vocab_size} is smaller than the {needed.group(1)} characters "
+            "the pretraining text needs; raise it or use less (or less varied) text"
+        ) from None
     processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
     vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(len(processor))]
     spm = SentencePieceUnigramTokenizer()
