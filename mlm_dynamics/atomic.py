@@ -7,6 +7,7 @@ final name, so Snakemake (and a person) never mistakes a partial file for a fini
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -29,11 +30,22 @@ FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove what a killed writer of ``path`` left (SIGKILL skips every cleanup). Safe: one job
+    at a time writes a given output."""
+    for stale in path.parent.glob(f".tmp-{glob.escape(path.name)}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -53,6 +65,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; renamed onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
     try:
         yield tmp
