@@ -90,7 +90,17 @@ def check_fit_input(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return X, classes, y_index
 
 
-class LinearProbe(_FittedLinear):
+class _Estimator(_FittedLinear):
+    """The hyper-parameters both backends share (set in __init__, never changed by fit)."""
+
+    def __init__(self, l2: float = 1e-4, max_iter: int = 100, seed: int = 0, tol: float = 1e-4):
+        self.l2 = l2
+        self.max_iter = max_iter
+        self.seed = seed
+        self.tol = tol
+
+
+class LinearProbe(_Estimator):
     """All layers fitted together by batched full-batch L-BFGS in torch, preconditioned.
 
     L-BFGS starts each update from the inverse feature covariance, ``(Sigma + (l2 + 1e-3) I)^-1``
@@ -102,12 +112,6 @@ class LinearProbe(_FittedLinear):
     scikit-learn's ``tol``; float32 sums make values much below 1e-5 unreachable, and then the
     line search finding no decrease stops the layer).
     """
-
-    def __init__(self, l2: float = 1e-4, max_iter: int = 100, seed: int = 0, tol: float = 1e-4):
-        self.l2 = l2
-        self.max_iter = max_iter
-        self.seed = seed
-        self.tol = tol
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         import torch
@@ -343,14 +347,8 @@ def batched_lbfgs(objective, x0, max_iter: int, tol: float, precondition=None, h
     return result, n_iter.numpy()
 
 
-class SklearnProbe(_FittedLinear):
+class SklearnProbe(_Estimator):
     """scikit-learn's LogisticRegression (lbfgs), one layer at a time: the reference backend."""
-
-    def __init__(self, l2: float = 1e-4, max_iter: int = 100, seed: int = 0, tol: float = 1e-4):
-        self.l2 = l2
-        self.max_iter = max_iter
-        self.seed = seed
-        self.tol = tol
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> SklearnProbe:
         import warnings

@@ -229,6 +229,19 @@ def local_path(location: str) -> Path:
     )
 
 
+def fetched_file(url: str, directory: str | Path, name: str, retries: int, missing: str) -> Path:
+    """The file at ``url``: downloaded into ``directory`` (http/https), else the local path
+    itself; ``missing`` is the error when a local file does not exist."""
+    if urllib.parse.urlsplit(url).scheme in {"http", "https"}:
+        path = Path(directory) / name
+        _download(url, path, retries)
+        return path
+    path = local_path(url)
+    if not path.is_file():
+        raise InputError(missing)
+    return path
+
+
 def fetch_fairseq(
     url: str,
     tokenizer: str,
@@ -239,15 +252,10 @@ def fetch_fairseq(
 ) -> None:
     from mlm_dynamics.fairseq_convert import convert_checkpoint, load_tokenizer
 
-    scheme = urllib.parse.urlsplit(url).scheme
     with tempfile.TemporaryDirectory(prefix=".download-", dir=_existing_parent(output)) as tmpdir:
-        if scheme in {"http", "https"}:
-            path = Path(tmpdir) / "checkpoint.pt"
-            _download(url, path, retries)
-        else:
-            path = local_path(url)
-            if not path.is_file():
-                raise InputError(f"{url}: no such checkpoint file")
+        path = fetched_file(
+            url, tmpdir, "checkpoint.pt", retries, f"{url}: no such checkpoint file"
+        )
         fetched_sha = sha256_file(path)
         check_pin(url, fetched_sha, sha256)
         tok = load_tokenizer(tokenizer)

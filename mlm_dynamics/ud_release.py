@@ -16,11 +16,10 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.parse
 from pathlib import Path, PurePosixPath
 
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.sources import _download, check_pin, local_path, sha256_file
+from mlm_dynamics.sources import check_pin, fetched_file, sha256_file
 
 
 def treebank_of(member: str, wanted: set[str]) -> tuple[str, PurePosixPath] | None:
@@ -88,13 +87,8 @@ def fetch_ud(
         raise InputError("ud_release.sha256: empty; pin the release archive's sha256")
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=directory) as tmp:
-        if urllib.parse.urlsplit(url).scheme in {"http", "https"}:
-            archive = Path(tmp) / "release.tgz"
-            _download(url, archive, retries)
-        else:
-            archive = local_path(url)
-            if not archive.is_file():
-                raise InputError(f"ud_release.url: no such file {url}")
+        missing = f"ud_release.url: no such file {url}"
+        archive = fetched_file(url, tmp, "release.tgz", retries, missing)
         check_pin(f"ud_release.url {url}", sha256_file(archive), sha256)
         unpack(archive, needed, directory, url)
     return needed
