@@ -5,7 +5,7 @@
 #
 # Snakemake only orchestrates: every rule calls one command of the mlm_dynamics package.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -17,12 +17,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
-
-
 report: "workflow/report/workflow.rst"
 
 
+# common.smk validates the config against workflow/schemas/config.schema.yaml first.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sources.smk"
 include: "workflow/rules/pretrain.smk"

@@ -256,3 +256,21 @@ def test_default_config_dag_shape(tmp_path):
     assert jobs["collect_table"] == jobs["analyse"] == 1
     assert jobs["transfer_matrices"] == 3  # one per UD task
     assert not {"xnli_features", "xnli_probe", "simalign", "fetch_checkpoint"} & set(jobs)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: c["models"]["tiny-xlmr"].update(layerz=2), "models.tiny-xlmr: Additional"),
+        (lambda c: c["transfer_languages"].append("xx"), "transfer_languages[3]: unknown"),
+        (lambda c: c["probing"].update(tasks=["pos", "foo"]), "probing.tasks.1: 'foo'"),
+    ],
+)
+def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, change, expected):
+    config = reduced_config()
+    change(config)
+    done = snakemake(tmp_path, "-n", config=config)
+    assert done.returncode != 0
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert lines[-1].startswith(f"error: config: {expected}"), lines[-3:]
+    assert not (tmp_path / "results").exists()

@@ -6,12 +6,37 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
 # Rule commands run `python -m mlm_dynamics ...` from this checkout, in whatever software
 # environment (local, conda, SLURM node) the job lands in.
 # (Braces are doubled twice: once for this f-string, once for Snakemake's formatting.)
 shell.prefix(
     f"export PYTHONPATH={Path(workflow.basedir).resolve()}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
+
+
+CONFIG_SCHEMA = "../schemas/config.schema.yaml"
+
+
+def schema_error(config):
+    """The first schema violation as one line naming the key (Snakemake's own message prints
+    the whole schema)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load((Path(workflow.current_basedir) / CONFIG_SCHEMA).read_text())
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    error = jsonschema.exceptions.best_match(errors)
+    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    return f"error: config: {key}: {error.message}"
+
+
+try:
+    validate(config, CONFIG_SCHEMA, set_default=True)
+except WorkflowError:
+    sys.exit(schema_error(config))
 
 
 SPLITS = ["train", "test"]
