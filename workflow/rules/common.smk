@@ -26,7 +26,9 @@ def schema_error(config):
     import jsonschema
     import yaml
 
-    schema = yaml.safe_load((Path(workflow.current_basedir) / CONFIG_SCHEMA).read_text())
+    schema = yaml.safe_load(
+        (Path(workflow.current_basedir) / CONFIG_SCHEMA).read_text()
+    )
     errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
     error = jsonschema.exceptions.best_match(errors)
     key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
