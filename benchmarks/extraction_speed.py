@@ -35,9 +35,7 @@ def default_checkpoint(directory: Path) -> Path:
     found = [p for p in found if (p / "config.json").is_file()]
     if found:
         return found[-1]
-    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
-
-    from mlm_dynamics.pretrain import train_tokenizer
+    from mlm_dynamics.pretrain import PretrainSettings, initial_model, train_tokenizer
     from mlm_dynamics.textio import read_lines
 
     texts = [
@@ -46,19 +44,8 @@ def default_checkpoint(directory: Path) -> Path:
         for line in read_lines(path)
     ]
     tokenizer = train_tokenizer(texts, vocab_size=8000)
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=512,
-        max_position_embeddings=64 + 2,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    XLMRobertaForMaskedLM(config).save_pretrained(directory)
+    # the embedded default's architecture, randomly initialised (seed 0)
+    initial_model(tokenizer, PretrainSettings()).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
