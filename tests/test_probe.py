@@ -65,12 +65,14 @@ def test_binary_probe_has_one_logit_column_like_sklearn():
     X = rng.normal(size=(2, 500, 6)).astype(np.float32)
     w = np.array([2.0, -1.0, 0.0, 0.5, 0.0, 1.0])
     y = (X[0] @ w + 0.1 * rng.normal(size=500) > 0).astype(int)
-    # converged: at tol 1e-4 both stop within ~2e-3 of the optimum along a flat direction
+    # converged (tol 1e-6): the weights, up to 7, agree to 1e-3; the objective is so flat along
+    # the separating direction that float32 (torch) and float64 (scikit-learn) stop ~6e-4 apart
+    # at objectives 1e-8 apart
     probe = LinearProbe(l2=1e-3, max_iter=300, tol=1e-6).fit(X, y)
     reference = SklearnProbe(l2=1e-3, max_iter=300, tol=1e-6).fit(X, y)
     assert probe.coef_.shape == (2, 6, 1)
-    np.testing.assert_allclose(probe.coef_, reference.coef_, atol=2e-4)
-    np.testing.assert_allclose(probe.intercept_, reference.intercept_, atol=2e-4)
+    np.testing.assert_allclose(probe.coef_, reference.coef_, atol=1e-3)
+    np.testing.assert_allclose(probe.intercept_, reference.intercept_, atol=1e-3)
     assert probe.score(X, y)[0] > 0.95
 
 
@@ -88,13 +90,7 @@ def test_preconditioning_keeps_the_optimum_and_saves_iterations():
     plain L-BFGS and scikit-learn (float64) find, in fewer iterations."""
     import torch
 
-    from mlm_dynamics.probe import (
-        _Objective,
-        _Preconditioner,
-        augmented_features,
-        batched_lbfgs,
-        standardisation,
-    )
+    from mlm_dynamics.probe import _Objective, _Preconditioner, batched_lbfgs, standardisation
 
     rng = np.random.default_rng(5)
     n, d, classes, l2 = 600, 10, 3, 0.1
@@ -103,11 +99,11 @@ def test_preconditioning_keeps_the_optimum_and_saves_iterations():
     X = (latent @ mixing).astype(np.float32)
     y = np.argmax(latent[0, :, :classes] + 0.3 * rng.normal(size=(n, classes)), axis=1)
     mean, scale = standardisation(X)
-    features = augmented_features(X, mean, scale)
-    objective = _Objective(features, y, classes, l2)
+    features = torch.from_numpy(X)
+    objective = _Objective(features, y, classes, l2, mean, scale)
     x0 = torch.zeros(2, (d + 1) * classes)
     plain, plain_iter = batched_lbfgs(objective, x0, 500, 1e-6)
-    preconditioner = _Preconditioner(features, l2, seed=0)
+    preconditioner = _Preconditioner(features, mean, scale, l2, seed=0)
     fast, fast_iter = batched_lbfgs(objective, x0, 500, 1e-6, preconditioner)
     reference = SklearnProbe(l2=l2, max_iter=2000, tol=1e-8).fit(X, y)
     coef = fast.reshape(2, d + 1, classes)[:, :d].numpy()
