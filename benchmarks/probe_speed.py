@@ -205,7 +205,8 @@ def main() -> None:
                         f"{seconds['sklearn-converged']:6.2f} s  ratio {ratio['sklearn']:5.1f}x / "
                         f"{ratio['sklearn-converged']:5.1f}x  "
                         f"max |acc diff| {diff['sklearn']:.2f} / {diff['sklearn-converged']:.2f} "
-                        f"points  sklearn vs converged {result['sklearn_gap']:.2f}",
+                        f"points  sklearn vs converged {result['sklearn_gap']:.2f}  objective "
+                        f"torch - sklearn {result['max_objective_diff']:+.5f}",
                         flush=True,
                     )
             print(f"\nsummary ({args.all}, torch max_iter {args.max_iter}, l2 {args.l2})")

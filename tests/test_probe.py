@@ -172,3 +172,14 @@ def test_single_class_is_refused():
     X = np.zeros((1, 5, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="at least 2 classes"):
         LinearProbe().fit(X, np.zeros(5, dtype=int))
+
+
+@pytest.mark.parametrize("classes", [3, 15, 16, 29])
+def test_log_softmax_matches_torch_on_both_sides_of_its_fast_path(classes):
+    import torch
+
+    from mlm_dynamics.probe import log_softmax
+
+    logits = torch.randn(50, classes, generator=torch.Generator().manual_seed(classes)) * 20
+    expected = torch.log_softmax(logits, dim=1)
+    torch.testing.assert_close(log_softmax(logits.clone()), expected, atol=1e-5, rtol=1e-5)
