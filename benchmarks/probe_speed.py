@@ -5,6 +5,7 @@
     python benchmarks/probe_speed.py --all results/activations/tiny-xlmr/400 \\
         --languages en zh ko --threads 1       # every task x language: a summary table
     python benchmarks/probe_speed.py            # no cache yet: a random-init tiny XLM-R
+    python benchmarks/probe_speed.py --device cuda --threads 16   # the torch probe on a GPU
 
 Fits the probe of one task on every cached layer of one language's train split with both
 backends in this one process, alternating them: the torch probe with the workflow's defaults
@@ -88,7 +89,7 @@ def training_objective(probe, X: np.ndarray, y: np.ndarray, l2: float) -> np.nda
     return np.array(values)
 
 
-def compare(task, activations, treebank, l2, max_iter, repeats, verbose=True) -> dict:
+def compare(task, activations, treebank, l2, max_iter, repeats, device="cpu", verbose=True):
     """Fit the torch probe and both scikit-learn fits on one task x language (alternating; the
     best time of ``repeats``)."""
     from mlm_dynamics import probing_tasks
@@ -108,7 +109,7 @@ def compare(task, activations, treebank, l2, max_iter, repeats, verbose=True) ->
             f"{max_iter}, sklearn max_iter {SKLEARN_MAX_ITER} and {SKLEARN_CONVERGED_MAX_ITER}"
         )
     probes = {
-        "torch": LinearProbe(l2=l2, max_iter=max_iter),
+        "torch": LinearProbe(l2=l2, max_iter=max_iter, device=device),
         "sklearn": SklearnProbe(l2=l2, max_iter=SKLEARN_MAX_ITER),
         "sklearn-converged": SklearnProbe(l2=l2, max_iter=SKLEARN_CONVERGED_MAX_ITER),
     }
@@ -179,6 +180,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=1, help="fits per backend; best time kept")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device", default="cpu", help="the torch probe's device (cuda: time includes the copy)"
+    )
     parser.add_argument("--work-dir", type=Path, help="keep the random-model cache here")
     args = parser.parse_args()
 
@@ -186,7 +190,7 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
-    print(f"threads {args.threads}, repeats {args.repeats}")
+    print(f"threads {args.threads}, repeats {args.repeats}, torch probe on {args.device}")
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads):
         if args.all is not None:
             languages = args.languages or sorted(p.name for p in args.all.iterdir() if p.is_dir())
@@ -196,7 +200,7 @@ def main() -> None:
                     treebank = args.treebanks / f"{language}.json.gz"
                     result = compare(
                         task, args.all / language, treebank, args.l2, args.max_iter,
-                        args.repeats, verbose=False,
+                        args.repeats, args.device, verbose=False,
                     )  # fmt: skip
                     rows.append((task, language, result))
                     seconds, ratio = result["seconds"], result["ratio"]
@@ -230,7 +234,10 @@ def main() -> None:
                 args.activations, args.treebank = work / "activations", work / "en.json.gz"
             else:
                 args.activations, args.treebank = random_model_cache(work)
-        compare(args.task, args.activations, args.treebank, args.l2, args.max_iter, args.repeats)
+        compare(
+            args.task, args.activations, args.treebank, args.l2, args.max_iter, args.repeats,
+            args.device,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

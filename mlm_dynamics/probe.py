@@ -17,8 +17,10 @@ leaves the batch. The standardisation is folded into the weights (``x W / scale`
 features), so no standardised copy of the features is made, and each layer's products read its
 features in place. Its L-BFGS is preconditioned by the inverse feature covariance (the objective,
 so the optimum, is unchanged), which on real activations reaches in 50 iterations a lower
-objective than scikit-learn in its default 100 (benchmarks/probe_speed.py). ``SklearnProbe`` is
-scikit-learn's ``LogisticRegression`` (lbfgs, float64) fitted layer by layer: the reference.
+objective than scikit-learn in its default 100 (benchmarks/probe_speed.py). It runs where
+``device`` says (a torch device: ``"cpu"``, ``"cuda"``); the fitted attributes are numpy arrays
+either way. ``SklearnProbe`` is scikit-learn's ``LogisticRegression`` (lbfgs, float64) fitted
+layer by layer: the reference.
 
 Prediction and scoring need numpy only (torch is imported inside ``LinearProbe.fit``), so scoring
 jobs start fast.
@@ -121,8 +123,20 @@ class LinearProbe(_Estimator):
     ``seed`` draws the (tiny) initial weights; the objective is convex, so it only moves the
     result within the optimiser's tolerance. ``tol`` bounds the largest gradient entry (as
     scikit-learn's ``tol``; float32 sums make values much below 1e-5 unreachable, and then the
-    line search finding no decrease stops the layer).
+    line search finding no decrease stops the layer). ``device`` is the torch device the fit runs
+    on; the initial weights are drawn on the CPU, so a seed means the same start everywhere.
     """
+
+    def __init__(
+        self,
+        l2: float = 1e-4,
+        max_iter: int = 100,
+        seed: int = 0,
+        tol: float = 1e-4,
+        device: str = "cpu",
+    ):
+        super().__init__(l2=l2, max_iter=max_iter, seed=seed, tol=tol)
+        self.device = device
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         import torch
@@ -131,7 +145,9 @@ class LinearProbe(_Estimator):
         layers, n, d = X.shape
         outputs = 1 if len(classes) == 2 else len(classes)
         mean, scale = standardisation(X)
-        features = torch.from_numpy(np.asarray(X, dtype=np.float32))  # no copy if float32
+        device = torch.device(self.device)
+        # no copy if X is float32 and the device the CPU
+        features = torch.from_numpy(np.asarray(X, dtype=np.float32)).to(device)
         objective = _Objective(features, y_index, outputs, float(self.l2), mean, scale)
         ridge = float(self.l2) + PRECONDITIONER_FLOOR
         preconditioner = _Preconditioner(features, mean, scale, ridge, self.seed)
@@ -139,9 +155,9 @@ class LinearProbe(_Estimator):
         W0 = torch.zeros(layers, d + 1, outputs)
         W0[:, :d] = 1e-3 * torch.randn(layers, d, outputs, generator=generator)
         W, n_iter = batched_lbfgs(
-            objective, W0.reshape(layers, -1), self.max_iter, self.tol, preconditioner
+            objective, W0.reshape(layers, -1).to(device), self.max_iter, self.tol, preconditioner
         )
-        W = W.reshape(layers, d + 1, outputs)
+        W = W.reshape(layers, d + 1, outputs).cpu()
         self.coef_ = W[:, :d].numpy().astype(np.float32)
         self.intercept_ = W[:, d].numpy().astype(np.float32)
         self.mean_ = mean
@@ -174,16 +190,19 @@ class _Preconditioner:
         import torch
 
         layers, n, d = features.shape
+        device = features.device
         rows = max(PRECONDITIONER_MIN_ROWS, PRECONDITIONER_ROWS_PER_FEATURE * d)
-        if n > rows:
+        if n > rows:  # the sample is drawn on the CPU: the same rows on every device
             generator = torch.Generator().manual_seed(int(seed))
-            sample = features[:, torch.randperm(n, generator=generator)[:rows].sort().values]
+            chosen = torch.randperm(n, generator=generator)[:rows].sort().values
+            sample = features[:, chosen.to(device)]
         else:
             sample = features
-        sample = (sample - torch.from_numpy(mean)[:, None]) / torch.from_numpy(scale)[:, None]
+        mean, scale = torch.from_numpy(mean).to(device), torch.from_numpy(scale).to(device)
+        sample = (sample - mean[:, None]) / scale[:, None]
         moments = torch.bmm(sample.transpose(1, 2), sample).double() / sample.shape[1]
-        moments += ridge * torch.eye(d, dtype=torch.float64)
-        inverse = torch.zeros(layers, d + 1, d + 1)
+        moments += ridge * torch.eye(d, dtype=torch.float64, device=device)
+        inverse = torch.zeros(layers, d + 1, d + 1, device=device)
         inverse[:, :d, :d] = torch.cholesky_inverse(torch.linalg.cholesky(moments)).float()
         inverse[:, d, d] = 1.0
         self.inverse = inverse
@@ -213,22 +232,23 @@ class _Objective:
 
         layers, n, d = features.shape
         self.features, self.n, self.d, self.outputs, self.l2 = features, n, d, outputs, l2
-        self.mean = torch.from_numpy(mean)
-        self.inverse_scale = 1.0 / torch.from_numpy(scale)
-        y = torch.from_numpy(np.asarray(y_index)).long()
+        device = features.device
+        self.mean = torch.from_numpy(mean).to(device)
+        self.inverse_scale = 1.0 / torch.from_numpy(scale).to(device)
+        y = torch.from_numpy(np.asarray(y_index)).long().to(device)
         if outputs == 1:
             self.y = (y == 1).float()
             self.sign = 1.0 - 2.0 * self.y  # loss of one item: softplus(sign * z)
         else:
-            self.flat_target = torch.arange(n) * outputs + y  # index of the target logits
+            self.flat_target = torch.arange(n, device=device) * outputs + y  # target logits
 
     def __call__(self, w, rows):
         import torch
 
         r, n, d, outputs = len(rows), self.n, self.d, self.outputs
         W = w.reshape(r, d + 1, outputs)
-        loss = torch.empty(r)
-        grad = torch.empty(r, d + 1, outputs)
+        loss = torch.empty(r, device=w.device)
+        grad = torch.empty(r, d + 1, outputs, device=w.device)
         for i, layer in enumerate(rows.tolist()):
             X, mean = self.features[layer], self.mean[layer]
             inverse_scale = self.inverse_scale[layer]
@@ -257,11 +277,11 @@ class _Objective:
 
 
 def log_softmax(logits):
-    """Row-wise log-softmax of (n, classes) logits, in place where torch's kernel is slow: below
-    16 classes it takes a scalar path, ~10x slower than the same sums written out."""
+    """Row-wise log-softmax of (n, classes) logits, in place where torch's kernel is slow: on the
+    CPU below 16 classes it takes a scalar path, ~10x slower than the same sums written out."""
     import torch
 
-    if logits.shape[1] >= 16:
+    if logits.shape[1] >= 16 or logits.device.type != "cpu":
         return torch.log_softmax(logits, dim=1)
     logits -= logits.amax(dim=1, keepdim=True)
     return logits.sub_(logits.exp().sum(dim=1, keepdim=True).log_())
@@ -281,17 +301,20 @@ def batched_lbfgs(objective, x0, max_iter: int, tol: float, precondition=None, h
     that has stopped is dropped from the batch. ``precondition(q, rows)``, if given, applies a
     fixed symmetric positive definite ``M`` to ``q`` (rows, p): each update's initial inverse
     Hessian is then ``(s.y / y.M y) M`` instead of ``(s.y / y.y) I``.
-    Returns the minimisers and the iterations each problem took, (problems,).
+    Everything stays on ``x0``'s device. Returns the minimisers and the iterations each problem
+    took, (problems,) on the CPU.
     """
     import torch
 
+    device = x0.device
     result = x0.clone()
-    n_iter = torch.zeros(x0.shape[0], dtype=torch.long)
-    rows = torch.arange(x0.shape[0])
+    n_iter = torch.zeros(x0.shape[0], dtype=torch.long, device=device)
+    rows = torch.arange(x0.shape[0], device=device)
     x = x0.clone()
     loss, grad, stop = objective(x, rows)
     memory = []  # (s, y, rho = 1 / s.y) of the latest updates, oldest first; rho 0 = inert
-    scaling = torch.ones(len(rows))  # s.y / y.M y of the latest update: H0 = scaling * M
+    # s.y / y.M y of the latest update: H0 = scaling * M
+    scaling = torch.ones(len(rows), device=device)
     for _ in range(max_iter):
         going = stop > tol
         if not going.all():  # drop the problems that have converged
@@ -321,7 +344,7 @@ def batched_lbfgs(objective, x0, max_iter: int, tol: float, precondition=None, h
         slope = (grad * direction).sum(dim=1)
 
         # backtracking per problem, from the unit step; only failed problems are evaluated again
-        t = torch.ones(len(rows))
+        t = torch.ones(len(rows), device=device)
         x_new = x + direction
         loss_new, grad_new, stop_new = objective(x_new, rows)
         failed = torch.nonzero(loss_new > loss + 1e-4 * t * slope)[:, 0]
@@ -350,7 +373,7 @@ def batched_lbfgs(objective, x0, max_iter: int, tol: float, precondition=None, h
         memory = [*memory[-(history - 1) :], (s, y, rho)]
         x, loss, grad, stop = x_new, loss_new, grad_new, stop_new
     result[rows] = x
-    return result, n_iter.numpy()
+    return result, n_iter.cpu().numpy()
 
 
 class SklearnProbe(_Estimator):
@@ -391,7 +414,14 @@ class SklearnProbe(_Estimator):
 BACKENDS = {"torch": LinearProbe, "sklearn": SklearnProbe}
 
 
-def make_probe(backend: str, l2: float, max_iter: int, seed: int) -> LinearProbe | SklearnProbe:
+def make_probe(
+    backend: str, l2: float, max_iter: int, seed: int, device: str = "cpu"
+) -> LinearProbe | SklearnProbe:
+    """A probe of ``backend``; ``device`` is the torch backend's (scikit-learn runs on the CPU)."""
+    if backend == "torch":
+        return LinearProbe(l2=l2, max_iter=max_iter, seed=seed, device=device)
+    if device != "cpu":
+        raise ValueError(f"the {backend} backend runs on the CPU only, not on {device!r}")
     return BACKENDS[backend](l2=l2, max_iter=max_iter, seed=seed)
 
 

@@ -95,6 +95,19 @@ def hidden_features(task: str, split_dir: Path) -> int:
     return hidden if task == "pos" else 3 * hidden
 
 
+def probe_device(requested: str) -> str:
+    """The torch device of the fits: CUDA when asked for and visible, otherwise the CPU (as the
+    GPU rules do on a machine without one), said in the log."""
+    import torch
+
+    if requested == "cuda" and torch.cuda.is_available():
+        log(f"device: cuda ({torch.cuda.get_device_name(0)})")
+        return "cuda"
+    if requested == "cuda":
+        log(f"device: CUDA is not available, fitting on CPU ({torch.get_num_threads()} threads)")
+    return "cpu"
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -105,10 +118,14 @@ def train(args, task: str, out: str) -> None:
         raise InputError("--seeds: must be >= 1")
     if args.l2 < 0:
         raise InputError("--l2: must be >= 0")
+    device = "cpu"
     if args.backend == "torch":
         import torch
 
         torch.set_num_threads(args.threads)
+        device = probe_device(args.device)
+    elif args.device != "cpu":
+        raise InputError(f"--device {args.device}: the {args.backend} backend runs on the CPU")
     language = args.language or language_of(args.treebank)
     sentences = load_split(args.treebank, "train")
     split_dir = Path(args.activations) / "train"
@@ -121,13 +138,14 @@ def train(args, task: str, out: str) -> None:
         if len(np.unique(data.y)) < 2:
             raise InputError(f"{args.treebank}: the train split has a single {task} label")
         start = time.perf_counter()
-        probe = make_probe(args.backend, args.l2, args.max_iter, seed).fit(data.X, data.y)
+        probe = make_probe(args.backend, args.l2, args.max_iter, seed, device)
+        probe.fit(data.X, data.y)
         train_accuracy = probe.score(data.X, data.y)
         log(
             f"{language} {task} seed {seed}: {len(data.y)} items, {data.X.shape[2]} features,"
-            f" {len(layers)} layers fitted in {time.perf_counter() - start:.1f} s ({args.backend},"
-            f" iterations {np.asarray(probe.n_iter_).tolist()}); train accuracy per layer "
-            + " ".join(f"{a:.3f}" for a in train_accuracy)
+            f" {len(layers)} layers fitted in {time.perf_counter() - start:.1f} s ({args.backend}"
+            f" on {device}, iterations {np.asarray(probe.n_iter_).tolist()}); train accuracy"
+            " per layer " + " ".join(f"{a:.3f}" for a in train_accuracy)
         )
         probes.append(probe)
         majority.append(int(np.bincount(data.y).argmax()))
@@ -221,6 +239,12 @@ def main(command: str, argv: list[str]) -> None:
         parser.add_argument("--max-iter", type=int, default=50, help="L-BFGS iterations")
         parser.add_argument("--backend", choices=["torch", "sklearn"], default="torch")
         parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+        parser.add_argument(
+            "--device",
+            choices=["cpu", "cuda"],
+            default="cpu",
+            help="where the torch backend fits (cuda falls back to the CPU when none is visible)",
+        )
         args = parser.parse_args(argv)
         if len(args.out) != len(args.tasks):
             raise InputError(f"--out: {len(args.out)} files for {len(args.tasks)} tasks")

@@ -183,3 +183,21 @@ def test_log_softmax_matches_torch_on_both_sides_of_its_fast_path(classes):
     logits = torch.randn(50, classes, generator=torch.Generator().manual_seed(classes)) * 20
     expected = torch.log_softmax(logits, dim=1)
     torch.testing.assert_close(log_softmax(logits.clone()), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA device (the device machine)"
+)
+def test_cuda_fit_matches_the_cpu_fit(pos_problem):
+    X, y = pos_problem["train"]
+    X_test, y_test = pos_problem["test"]
+    cpu = LinearProbe(l2=1e-4, max_iter=100).fit(X, y)
+    cuda = LinearProbe(l2=1e-4, max_iter=100, device="cuda").fit(X, y)
+    assert isinstance(cuda.coef_, np.ndarray) and cuda.n_iter_.shape == (X.shape[0],)
+    np.testing.assert_allclose(cuda.score(X_test, y_test), cpu.score(X_test, y_test), atol=0.005)
+
+
+def test_make_probe_keeps_scikit_learn_on_the_cpu():
+    assert make_probe("torch", 1e-4, 10, 0, device="cuda").device == "cuda"
+    with pytest.raises(ValueError, match="runs on the CPU only"):
+        make_probe("sklearn", 1e-4, 10, 0, device="cuda")

@@ -200,3 +200,33 @@ def test_empty_train_split_names_the_file(tmp_path):
             ["--tasks", "pos", "--activations", str(tmp_path), "--treebank"]
             + [str(tmp_path / "cc.json.gz"), "--out", str(tmp_path / "p.npz")],
         )
+
+
+def test_cuda_device_fits_where_cuda_is_and_falls_back_to_the_cpu_elsewhere(
+    workspace, tmp_path, capsys
+):
+    import torch
+
+    argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
+    argv += [str(workspace / "treebanks/aa.json.gz"), "--seeds", "2"]
+    probe_cli.main("train-probe", argv + ["--device", "cuda", "--out", str(tmp_path / "c.npz")])
+    log = capsys.readouterr().err
+    if torch.cuda.is_available():
+        assert "device: cuda" in log and "on cuda, iterations" in log
+    else:
+        assert "device: CUDA is not available, fitting on CPU" in log and "on cpu," in log
+    fitted = np.load(tmp_path / "c.npz")
+    reference = np.load(workspace / "probes/pos/aa.npz")  # fitted on the CPU
+    np.testing.assert_array_equal(fitted["classes"], reference["classes"])
+    if torch.cuda.is_available():  # other kernels: the same optimum within tolerance
+        np.testing.assert_allclose(fitted["coef"], reference["coef"], atol=0.05)
+    else:  # the fallback is the CPU fit itself
+        np.testing.assert_array_equal(fitted["coef"], reference["coef"])
+
+
+def test_sklearn_backend_on_cuda_is_refused(workspace, tmp_path):
+    argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
+    argv += [str(workspace / "treebanks/aa.json.gz"), "--backend", "sklearn", "--device", "cuda"]
+    with pytest.raises(InputError, match="--device cuda: the sklearn backend runs on the CPU"):
+        probe_cli.main("train-probe", argv + ["--out", str(tmp_path / "p.npz")])
+    assert not (tmp_path / "p.npz").exists()

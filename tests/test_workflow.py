@@ -274,3 +274,15 @@ def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, change, expec
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert lines[-1].startswith(f"error: config: {expected}"), lines[-3:]
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("device", "gpus"), [("cpu", "0"), ("cuda", "1")])
+def test_probes_on_cuda_ask_the_scheduler_for_a_gpu(tmp_path, device, gpus):
+    config = reduced_config()
+    config["probing"]["device"] = device
+    done = snakemake(tmp_path, "-n", "-p", "--forceall", config=config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = (done.stdout + done.stderr).split("\nrule ")
+    probes = [job for job in jobs if job.startswith("train_probe:")]
+    assert len(probes) == len(LANGUAGES) * len(STEPS)
+    assert all(f"gpu={gpus}" in job and f"--device {device} " in job for job in probes)

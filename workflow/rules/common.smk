@@ -664,6 +664,11 @@ def probe_mem_mb(wildcards, attempt):
     )
 
 
+def probe_gpus():
+    """GPUs a train_probe job asks the scheduler for: one when probes fit on CUDA."""
+    return 1 if config["probing"]["device"] == "cuda" else 0
+
+
 def probe_runtime(wildcards, attempt):
     """Minutes of a probe job: a few, plus one per 200 MB of cache; doubling with each retry."""
     minutes = 5 + activation_cache_mb(wildcards.model, int(wildcards.step)) / 200

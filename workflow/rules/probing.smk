@@ -3,7 +3,7 @@
 # every task of a model x step x language: a paper-scale run stays at a few jobs per checkpoint
 # and language, which keeps both the DAG and the scheduler's queue small; then the tidy table of every
 # score and the transfer matrices (see mlm_dynamics/probe_cli.py and mlm_dynamics/tables.py).
-# Probe jobs are light CPU jobs; scoring never imports torch.
+# Probe jobs are light CPU jobs (unless probing.device is cuda); scoring never imports torch.
 
 
 rule train_probe:
@@ -19,17 +19,19 @@ rule train_probe:
     resources:
         mem_mb=probe_mem_mb,
         runtime=probe_runtime,
+        gpu=probe_gpus(),
     params:
         tasks=" ".join(config["probing"]["tasks"]),
         seeds=config["probing"]["seeds"],
         l2=config["probing"]["l2"],
         max_iter=config["probing"]["max_iter"],
         backend=config["probing"]["backend"],
+        device=config["probing"]["device"],
     shell:
         "python -m mlm_dynamics train-probe --tasks {params.tasks}"
         " --activations {input.activations} --treebank {input.treebank} --seeds {params.seeds}"
         " --l2 {params.l2} --max-iter {params.max_iter} --backend {params.backend}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule score_probe:
