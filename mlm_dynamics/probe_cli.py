@@ -112,6 +112,16 @@ def probe_device(requested: str) -> str:
 
 
 def train(args, task: str, out: str) -> None:
+    from threadpoolctl import threadpool_limits
+
+    # --threads bounds every pool a fit uses: torch's, and BLAS / OpenMP under scikit-learn and
+    # numpy (on this 2-core machine scikit-learn's lbfgs ran 3-5x slower with OpenBLAS on 2 threads
+    # than on 1). Snakemake sets the same limits through OMP_NUM_THREADS and friends.
+    with threadpool_limits(args.threads):
+        fit_task(args, task, out)
+
+
+def fit_task(args, task: str, out: str) -> None:
     from mlm_dynamics.probe import make_probe
 
     if args.seeds < 1:
@@ -238,7 +248,7 @@ def main(command: str, argv: list[str]) -> None:
         parser.add_argument("--l2", type=float, default=1e-4, help="penalty, 1 / (C n)")
         parser.add_argument("--max-iter", type=int, default=50, help="L-BFGS iterations")
         parser.add_argument("--backend", choices=["torch", "sklearn"], default="torch")
-        parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+        parser.add_argument("--threads", type=int, default=1, help="CPU threads of a fit")
         parser.add_argument(
             "--device",
             choices=["cpu", "cuda"],

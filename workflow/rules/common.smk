@@ -669,6 +669,12 @@ def probe_gpus():
     return 1 if config["probing"]["device"] == "cuda" else 0
 
 
+def probe_conda_env():
+    """train_probe's environment: the CUDA build of torch when probes fit on CUDA."""
+    env = "gpu" if config["probing"]["device"] == "cuda" else "core"
+    return f"../../envs/{env}.yaml"
+
+
 def probe_runtime(wildcards, attempt):
     """Minutes of a probe job: a few, plus one per 200 MB of cache; doubling with each retry."""
     minutes = 5 + activation_cache_mb(wildcards.model, int(wildcards.step)) / 200

@@ -15,7 +15,7 @@ rule train_probe:
     log:
         "logs/probing/train/{model}/{step}/{lang}.log",
     conda:
-        "../../envs/core.yaml"
+        probe_conda_env()
     resources:
         mem_mb=probe_mem_mb,
         runtime=probe_runtime,
