@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, help="keep the random-model cache here")
     args = parser.parse_args()
 
+    import sklearn.linear_model  # noqa: F401  (loaded first: the limits reach loaded libraries only)
     import torch
     from threadpoolctl import threadpool_limits
 

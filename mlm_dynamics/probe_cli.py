@@ -116,7 +116,10 @@ def train(args, task: str, out: str) -> None:
 
     # --threads bounds every pool a fit uses: torch's, and BLAS / OpenMP under scikit-learn and
     # numpy (on this 2-core machine scikit-learn's lbfgs ran 3-5x slower with OpenBLAS on 2 threads
-    # than on 1). Snakemake sets the same limits through OMP_NUM_THREADS and friends.
+    # than on 1). Snakemake sets the same limits through OMP_NUM_THREADS and friends. The limits
+    # reach only the libraries already loaded, so scikit-learn's (its OpenMP, SciPy's BLAS) first.
+    if args.backend == "sklearn":
+        import sklearn.linear_model  # noqa: F401
     with threadpool_limits(args.threads):
         fit_task(args, task, out)
 
