@@ -70,17 +70,36 @@ def env_requirements(path: Path) -> tuple[dict[str, str], list[str]]:
     return packages, options
 
 
-def test_env_files_exist_for_every_conda_directive():
-    """Every `conda:` of a rule names an env file that exists (paths are relative to the rule)."""
-    rules = sorted((REPO / "workflow" / "rules").glob("*.smk"))
-    referenced = set()
-    for rule_file in rules:
-        for match in re.finditer(r"conda:\s*\n\s*\"([^\"]+)\"", rule_file.read_text()):
-            target = (rule_file.parent / match.group(1)).resolve()
-            assert target.is_file(), f"{rule_file.name}: conda env {match.group(1)} does not exist"
-            referenced.add(target)
-    assert referenced, "no rule names a conda environment"
-    assert referenced <= {path.resolve() for path in ENV_FILES}
+def rule_conda_envs(config: dict) -> dict[str, Path | None]:
+    """The conda env file of every rule that runs a command, as Snakemake parses the workflow
+    under ``config`` (paths are relative to the rule's own file); None where it names none."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            snakefile=REPO / "Snakefile",
+            workdir=REPO,
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(config=config),
+        )
+        # the parsed rules are not public API; pyproject pins Snakemake to one major version
+        return {
+            rule.name: rule.conda_env and (Path(rule.snakefile).parent / rule.conda_env).resolve()
+            for rule in workflow._workflow.rules
+            if rule.shellcmd is not None
+        }
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_every_rule_names_an_env_file_and_probes_on_cuda_get_the_cuda_build(device):
+    envs = rule_conda_envs({"probing": {"device": device}})
+    assert len(envs) >= 20, sorted(envs)
+    assert not [rule for rule, env in envs.items() if env is None]
+    assert set(envs.values()) <= {path.resolve() for path in ENV_FILES}
+    assert envs["extract_activations"].name == "gpu.yaml"
+    assert envs["score_probe"].name == "core.yaml"
+    assert envs["train_probe"].name == ("gpu.yaml" if device == "cuda" else "core.yaml")
 
 
 @pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
