@@ -66,11 +66,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    import sklearn.linear_model  # noqa: F401  (loaded first: the limits reach loaded libraries only)
-    import torch
-    from threadpoolctl import threadpool_limits
+    from mlm_dynamics.probe import fitting_threads
 
-    torch.set_num_threads(args.threads)
     steps = args.steps or sorted((p.name for p in args.cache.iterdir() if p.is_dir()), key=int)
     print(
         f"{args.cache}: steps {' '.join(steps)}; l2 {args.l2}; torch budgets {args.iterations}; "
@@ -78,7 +75,7 @@ def main() -> None:
     )
     print("largest |accuracy difference| over layers, points: torch vs sklearn default / converged")
     rows = []
-    with threadpool_limits(args.threads):
+    with fitting_threads(args.threads):
         for step in steps:
             languages = args.languages or sorted(
                 p.name for p in (args.cache / step).iterdir() if p.is_dir()

@@ -186,13 +186,10 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, help="keep the random-model cache here")
     args = parser.parse_args()
 
-    import sklearn.linear_model  # noqa: F401  (loaded first: the limits reach loaded libraries only)
-    import torch
-    from threadpoolctl import threadpool_limits
+    from mlm_dynamics.probe import fitting_threads
 
-    torch.set_num_threads(args.threads)
     print(f"threads {args.threads}, repeats {args.repeats}, torch probe on {args.device}")
-    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads):
+    with tempfile.TemporaryDirectory() as tmp, fitting_threads(args.threads):
         if args.all is not None:
             languages = args.languages or sorted(p.name for p in args.all.iterdir() if p.is_dir())
             rows = []

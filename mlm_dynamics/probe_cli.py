@@ -111,34 +111,22 @@ def probe_device(requested: str) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def train(args, task: str, out: str) -> None:
-    from threadpoolctl import threadpool_limits
-
-    # --threads bounds every pool a fit uses: torch's, and BLAS / OpenMP under scikit-learn and
-    # numpy (on this 2-core machine scikit-learn's lbfgs ran 3-5x slower with OpenBLAS on 2 threads
-    # than on 1). Snakemake sets the same limits through OMP_NUM_THREADS and friends. The limits
-    # reach only the libraries already loaded, so scikit-learn's (its OpenMP, SciPy's BLAS) first.
-    if args.backend == "sklearn":
-        import sklearn.linear_model  # noqa: F401
-    with threadpool_limits(args.threads):
-        fit_task(args, task, out)
+def fitting_device(args) -> str:
+    """The device of ``train-probe``'s fits, checked against its backend."""
+    if args.backend == "torch":
+        return probe_device(args.device)
+    if args.device != "cpu":
+        raise InputError(f"--device {args.device}: the {args.backend} backend runs on the CPU")
+    return "cpu"
 
 
-def fit_task(args, task: str, out: str) -> None:
+def train(args, task: str, out: str, device: str) -> None:
     from mlm_dynamics.probe import make_probe
 
     if args.seeds < 1:
         raise InputError("--seeds: must be >= 1")
     if args.l2 < 0:
         raise InputError("--l2: must be >= 0")
-    device = "cpu"
-    if args.backend == "torch":
-        import torch
-
-        torch.set_num_threads(args.threads)
-        device = probe_device(args.device)
-    elif args.device != "cpu":
-        raise InputError(f"--device {args.device}: the {args.backend} backend runs on the CPU")
     language = args.language or language_of(args.treebank)
     sentences = load_split(args.treebank, "train")
     split_dir = Path(args.activations) / "train"
@@ -261,8 +249,12 @@ def main(command: str, argv: list[str]) -> None:
         args = parser.parse_args(argv)
         if len(args.out) != len(args.tasks):
             raise InputError(f"--out: {len(args.out)} files for {len(args.tasks)} tasks")
-        for task, out in zip(args.tasks, args.out, strict=True):
-            train(args, task, out)
+        from mlm_dynamics.probe import fitting_threads
+
+        with fitting_threads(args.threads, sklearn=args.backend == "sklearn"):
+            device = fitting_device(args)
+            for task, out in zip(args.tasks, args.out, strict=True):
+                train(args, task, out, device)
     else:
         parser.description = "Score probes (any tasks) on the test split of one language."
         parser.add_argument("--probes", nargs="+", required=True, help="probe .npz files")
