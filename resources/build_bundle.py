@@ -3,8 +3,9 @@
     python resources/build_bundle.py ../shared/ud
 
 Every output is a deterministic function of the input files: sentences are shuffled with a fixed
-seed and split so that the probe test sentences and the held-out (BPC) sentences never appear in the
-pretraining text.
+seed and split so that the probe dev and test sentences and the held-out (BPC) sentences never
+appear in the pretraining text (the dev split stands in for the test split when a layer or a
+hyper-parameter is chosen, so it must be as unseen as the test split is).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ TREEBANKS = {
     "zh": ("UD_Chinese-GSD", "zh_gsd"),
     "ko": ("UD_Korean-GSD", "ko_gsd"),
 }
-PROBE_TRAIN = 600  # sentences from the UD dev split
+PROBE_DEV = 150  # sentences from the UD dev split (its first ones after the shuffle)
+PROBE_TRAIN = 600  # further sentences from the UD dev split
 PROBE_TEST = 300  # sentences from the UD test split
 HELDOUT = 100  # further UD test sentences, raw text only, for bits per character
 SEED = 13
@@ -55,21 +57,25 @@ def main(ud_root: Path, out: Path) -> None:
         rng = random.Random(f"{SEED}-{lang}")
         rng.shuffle(dev)
         rng.shuffle(test)
-        probe_train = dev[:PROBE_TRAIN]
+        probe_dev = dev[:PROBE_DEV]
+        probe_train = dev[PROBE_DEV : PROBE_DEV + PROBE_TRAIN]
         probe_test = test[:PROBE_TEST]
         heldout = test[PROBE_TEST : PROBE_TEST + HELDOUT]
         # Short sentences recur ("Thank you."): drop every pretraining sentence whose text equals
-        # a probe-test or held-out sentence, so the model never trains on what is tested.
-        forbidden = {text_of(b) for b in probe_test + heldout}
-        pretrain = [b for b in dev + test[PROBE_TEST + HELDOUT :] if text_of(b) not in forbidden]
+        # a probe-dev, probe-test or held-out sentence, so the model never trains on them.
+        forbidden = {text_of(b) for b in probe_dev + probe_test + heldout}
+        rest = dev[PROBE_DEV:] + test[PROBE_TEST + HELDOUT :]
+        pretrain = [b for b in rest if text_of(b) not in forbidden]
         tb = out / "ud" / folder
         write_gz(tb / f"{prefix}-ud-train.conllu.gz", "\n".join(probe_train) + "\n")
+        write_gz(tb / f"{prefix}-ud-dev.conllu.gz", "\n".join(probe_dev) + "\n")
         write_gz(tb / f"{prefix}-ud-test.conllu.gz", "\n".join(probe_test) + "\n")
         write_gz(out / "heldout" / f"{lang}.txt.gz", "".join(text_of(b) + "\n" for b in heldout))
         write_gz(out / "text" / f"{lang}.txt.gz", "".join(text_of(b) + "\n" for b in pretrain))
         leaked = forbidden & {text_of(b) for b in pretrain}
         print(
-            f"{lang}: train {len(probe_train)} test {len(probe_test)} heldout {len(heldout)} "
+            f"{lang}: train {len(probe_train)} dev {len(probe_dev)} test {len(probe_test)} "
+            f"heldout {len(heldout)} "
             f"pretrain {len(pretrain)} (identical strings shared with test/heldout: {len(leaked)})"
         )
 

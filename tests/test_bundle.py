@@ -1,4 +1,5 @@
-"""The bundled data: the pretraining text never contains a probe-test or held-out sentence."""
+"""The bundled data: the pretraining text never contains a probe-dev, probe-test or held-out
+sentence."""
 
 import gzip
 from pathlib import Path
@@ -23,10 +24,16 @@ def texts_of_treebank(path):
 def test_pretraining_text_excludes_tested_sentences(lang):
     pretrain = lines(RESOURCES / "text" / f"{lang}.txt.gz")
     heldout = lines(RESOURCES / "heldout" / f"{lang}.txt.gz")
-    (test_file,) = (RESOURCES / "ud").glob(f"UD_*/{lang}_*-ud-test.conllu.gz")
-    probe_test = texts_of_treebank(test_file)
-    assert len(probe_test) > 250 and len(heldout) > 90 and len(pretrain) > 500
-    assert not pretrain & probe_test
+    probe = {
+        split: texts_of_treebank(
+            next((RESOURCES / "ud").glob(f"UD_*/{lang}_*-ud-{split}.conllu.gz"))
+        )
+        for split in ("train", "dev", "test")
+    }
+    assert len(probe["test"]) > 250 and len(probe["dev"]) > 140 and len(heldout) > 90
+    assert len(pretrain) > 400
+    assert not pretrain & probe["test"]
+    assert not pretrain & probe["dev"]
     assert not pretrain & heldout
 
 
