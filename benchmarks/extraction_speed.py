@@ -85,7 +85,7 @@ def main() -> None:
             sentences = load_prepared(args.treebank)["train"]
         else:
             treebank = REPO / "resources/ud/UD_English-EWT"
-            sentences = prepare(treebank, {"train": 600, "test": 0}, seed=13)["train"]
+            sentences = prepare(treebank, {"train": 600, "dev": 1, "test": 1}, seed=13)["train"]
         words = [list(s.words) for s in sentences]
         encoder = Encoder.from_checkpoint(checkpoint)
         print(f"checkpoint: {checkpoint}")

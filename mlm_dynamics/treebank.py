@@ -1,12 +1,18 @@
 """UD treebank preparation: validated CoNLL-U in, a compact subsampled JSON per language out.
 
-``prepare-treebank`` reads the train and test splits of one UD treebank directory (a bundled one
-or a full release's ``UD_<Name>`` folder), keeps the syntactic words (no multiword-token ranges, no
-empty nodes) with their form, UPOS, head and universal relation, draws a seeded subsample per split
-that keeps treebank order, and writes::
+``prepare-treebank`` reads the train, dev and test splits of one UD treebank directory (a bundled
+one or a full release's ``UD_<Name>`` folder), keeps the syntactic words (no multiword-token ranges,
+no empty nodes) with their form, UPOS, head and universal relation, draws a seeded subsample per
+split that keeps treebank order, and writes::
 
     results/treebanks/{lang}.json.gz      {"language", "source", "splits": {"train": [..], ...}}
     results/treebanks/{lang}.labels.json  {"upos": [...], "deprel": [...]}  (labels seen in train)
+
+The dev split is what every choice made from scores reads (a layer, the L2 strength); test is only
+reported. A treebank without a dev file gets one carved from its train file: a seeded
+``dev_fraction`` of its sentences, before the caps. Dev and test must each keep at least
+``min_sentences`` sentences (the bootstrap's smallest set), else the preparation stops naming the
+split.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import conllu
 from mlm_dynamics.atomic import atomic_path, save_json
 from mlm_dynamics.errors import InputError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "dev", "test")
 N_COLUMNS = 10
 
 
@@ -158,25 +164,58 @@ def subsample(sentences: list[Sentence], cap: int, seed: int, split: str) -> lis
     return [sentences[i] for i in keep]
 
 
-def prepare(treebank_dir: str | Path, caps: dict[str, int], seed: int) -> dict[str, list[Sentence]]:
-    """The subsampled splits of one treebank directory; ``caps[split] == 0`` drops that split."""
+def carve_dev(
+    train: list[Sentence], fraction: float, seed: int, min_sentences: int, path: Path
+) -> tuple[list[Sentence], list[Sentence]]:
+    """(train, dev): a seeded ``fraction`` of the train sentences becomes dev, both in order."""
+    n_dev = round(fraction * len(train))
+    if min(n_dev, len(train) - n_dev) < min_sentences:
+        raise InputError(
+            f"{path}: no dev split in the treebank, and its {len(train)} train sentences are too "
+            f"few to carve one ({n_dev} dev / {len(train) - n_dev} train at dev_fraction "
+            f"{fraction}; each needs >= {min_sentences})"
+        )
+    rng = random.Random(f"{seed}:carve-dev")
+    dev_rows = set(rng.sample(range(len(train)), n_dev))
+    return (
+        [s for i, s in enumerate(train) if i not in dev_rows],
+        [s for i, s in enumerate(train) if i in dev_rows],
+    )
+
+
+def prepare(
+    treebank_dir: str | Path,
+    caps: dict[str, int],
+    seed: int,
+    dev_fraction: float = 0.2,
+    min_sentences: int = 1,
+) -> dict[str, list[Sentence]]:
+    """The subsampled splits of one treebank directory; ``caps["train"] == 0`` drops train."""
     treebank_dir = Path(treebank_dir)
     if not treebank_dir.is_dir():
         raise InputError(f"{treebank_dir}: no such treebank directory")
     files = {split: split_file(treebank_dir, split) for split in SPLITS}
-    missing = [split for split, path in files.items() if path is None]
+    missing = [split for split in ("train", "test") if files[split] is None]
     if missing:
         wanted = " and ".join(f"*-ud-{split}.conllu[.gz]" for split in missing)
         raise InputError(f"{treebank_dir}: no {wanted} in the treebank directory")
-    splits = {}
-    for split, path in files.items():
-        if caps[split] == 0:
-            splits[split] = []
-            continue
-        sentences = subsample(read_conllu(path, split), caps[split], seed, split)
+    read = {split: read_conllu(path, split) for split, path in files.items() if path is not None}
+    for split, sentences in read.items():
         if not sentences:
-            raise InputError(f"{path}: no sentences with words")
-        splits[split] = sentences
+            raise InputError(f"{files[split]}: no sentences with words")
+    if files["dev"] is None:
+        read["train"], read["dev"] = carve_dev(
+            read["train"], dev_fraction, seed, min_sentences, files["train"]
+        )
+    splits = {split: subsample(read[split], caps[split], seed, split) for split in SPLITS}
+    for split in ("dev", "test"):
+        if len(splits[split]) < min_sentences:
+            where = files[split] or f"{files['train']} (carved dev)"
+            raise InputError(
+                f"{where}: {len(splits[split])} {split} sentences after the cap of {caps[split]}, "
+                f"fewer than the {min_sentences} a bootstrap interval needs "
+                "(statistics.min_sentences)"
+            )
     return splits
 
 
@@ -236,17 +275,27 @@ def main(command: str, argv: list[str]) -> None:
     )
     parser.add_argument("--treebank", required=True, help="UD treebank directory")
     parser.add_argument("--language", required=True, help="language code recorded in the output")
-    parser.add_argument("--max-train", type=int, default=600, help="train sentences (0 = none)")
-    parser.add_argument("--max-test", type=int, default=300, help="test sentences (0 = none)")
+    parser.add_argument("--max-train", type=int, required=True, help="train sentences")
+    parser.add_argument("--max-dev", type=int, required=True, help="dev sentences")
+    parser.add_argument("--max-test", type=int, required=True, help="test sentences")
+    parser.add_argument(
+        "--dev-fraction", type=float, required=True, help="share of train carved as dev if none"
+    )
+    parser.add_argument(
+        "--min-sentences", type=int, required=True, help="fewest dev and test sentences"
+    )
     parser.add_argument("--seed", type=int, default=13, help="seed of the subsample")
     parser.add_argument("--out", required=True, help="output .json.gz")
     parser.add_argument("--labels", required=True, help="output label inventory .json")
     args = parser.parse_args(argv)
-    for name in ("max_train", "max_test"):
-        if getattr(args, name) < 0:
-            raise InputError(f"--{name.replace('_', '-')}: must be >= 0")
+    for name in ("max_train", "max_dev", "max_test"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')}: must be >= 1")
+    if not 0 < args.dev_fraction <= 0.5:
+        raise InputError(f"--dev-fraction: {args.dev_fraction} is not in (0, 0.5]")
 
-    splits = prepare(args.treebank, {"train": args.max_train, "test": args.max_test}, args.seed)
+    caps = {"train": args.max_train, "dev": args.max_dev, "test": args.max_test}
+    splits = prepare(args.treebank, caps, args.seed, args.dev_fraction, args.min_sentences)
     save_prepared(args.out, splits, args.language, str(args.treebank))
     save_json(args.labels, label_inventory(splits))
     for split, sentences in splits.items():

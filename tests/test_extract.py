@@ -28,7 +28,9 @@ def encoder(tiny_checkpoint) -> Encoder:
 def english(tmp_path_factory) -> Path:
     """60 train and 20 test sentences of the bundled English treebank, prepared."""
     path = tmp_path_factory.mktemp("treebanks") / "en.json.gz"
-    splits = prepare(REPO / "resources/ud/UD_English-EWT", {"train": 60, "test": 20}, seed=13)
+    splits = prepare(
+        REPO / "resources/ud/UD_English-EWT", {"train": 60, "dev": 20, "test": 20}, seed=13
+    )
     save_prepared(path, splits, "en", "resources/ud/UD_English-EWT")
     return path
 
@@ -152,7 +154,9 @@ def test_a_failure_midway_leaves_no_partial_directory(tiny_checkpoint, english, 
 
 def test_a_dropped_split_gives_empty_layer_files(encoder, tiny_checkpoint, tmp_path):
     path = tmp_path / "en.json.gz"
-    splits = prepare(REPO / "resources/ud/UD_English-EWT", {"train": 5, "test": 0}, seed=13)
+    caps = {"train": 5, "dev": 5, "test": 5}
+    splits = prepare(REPO / "resources/ud/UD_English-EWT", caps, seed=13)
+    splits["test"] = []
     save_prepared(path, splits, "en", "resources/ud/UD_English-EWT")
     out = tmp_path / "out"
     argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint), "--treebank", str(path)]

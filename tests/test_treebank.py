@@ -10,10 +10,20 @@ import pytest
 
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.treebank import Sentence, load_prepared, prepare, read_conllu, subsample
+from mlm_dynamics.treebank import (
+    Sentence,
+    carve_dev,
+    load_prepared,
+    prepare,
+    read_conllu,
+    subsample,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_UD = REPO.parent / "shared" / "ud"
+
+
+CAPS = {"train": 10, "dev": 10, "test": 10}
 
 
 def conllu_line(*columns) -> str:
@@ -86,7 +96,7 @@ def test_bad_lines_are_refused_with_file_and_line(tmp_path, bad_line, message):
     text = SENTENCE_1 + "\n\n" + "\n".join(lines) + "\n\n"
     directory = write_treebank(tmp_path / "tb", train=text, test=SENTENCE_1 + "\n\n")
     with pytest.raises(InputError) as caught:
-        prepare(directory, {"train": 10, "test": 10}, seed=0)
+        prepare(directory, CAPS, seed=0)
     bad_number = len(SENTENCE_1.splitlines()) + 1 + len(lines)
     assert str(caught.value).startswith(f"{directory / 'xx_toy-ud-train.conllu'}:{bad_number}: ")
     assert message in str(caught.value)
@@ -97,6 +107,8 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, capsys):
     directory = write_treebank(tmp_path / "tb", train=bad + "\n\n", test=SENTENCE_1 + "\n\n")
     out = tmp_path / "out"
     argv = ["prepare-treebank", "--treebank", str(directory), "--language", "xx"]
+    argv += ["--max-train", "10", "--max-dev", "10", "--max-test", "10", "--dev-fraction", "0.2"]
+    argv += ["--min-sentences", "1"]
     argv += ["--out", str(out / "xx.json.gz"), "--labels", str(out / "xx.labels.json")]
     assert cli(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()
@@ -112,12 +124,45 @@ def test_missing_split_and_empty_split(tmp_path):
     directory.mkdir()
     (directory / "xx_toy-ud-train.conllu").write_text(SENTENCE_1 + "\n\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"tb: no \*-ud-test\.conllu\[\.gz\]"):
-        prepare(directory, {"train": 10, "test": 10}, seed=0)
+        prepare(directory, CAPS, seed=0)
     (directory / "xx_toy-ud-test.conllu").write_text("# only a comment\n\n", encoding="utf-8")
     with pytest.raises(InputError, match="xx_toy-ud-test.conllu: no sentences"):
-        prepare(directory, {"train": 10, "test": 10}, seed=0)
-    # a cap of 0 drops the split rather than failing on it
-    assert prepare(directory, {"train": 10, "test": 0}, seed=0)["test"] == []
+        prepare(directory, CAPS, seed=0)
+
+
+def toy_sentences(n, prefix="s"):
+    return [Sentence(f"{prefix}{i}", ("w",), ("X",), (0,), ("root",)) for i in range(n)]
+
+
+def test_dev_is_carved_from_train_when_the_treebank_has_none(tmp_path):
+    sentences = toy_sentences(100)
+    train, dev = carve_dev(sentences, 0.2, seed=13, min_sentences=5, path=Path("t.conllu"))
+    assert len(dev) == 20 and len(train) == 80
+    assert {s.id for s in train}.isdisjoint({s.id for s in dev})
+    assert [s.id for s in dev] == sorted((s.id for s in dev), key=lambda i: int(i[1:]))
+    assert carve_dev(sentences, 0.2, 13, 5, Path("t.conllu")) == (train, dev)  # seeded
+    with pytest.raises(InputError) as caught:
+        carve_dev(toy_sentences(40), 0.2, seed=13, min_sentences=30, path=Path("t.conllu"))
+    assert str(caught.value) == (
+        "t.conllu: no dev split in the treebank, and its 40 train sentences are too few to carve "
+        "one (8 dev / 32 train at dev_fraction 0.2; each needs >= 30)"
+    )
+
+
+def test_a_treebank_dev_file_is_used_and_small_sets_are_refused(tmp_path):
+    blocks = [f"# sent_id = t{i}\n" + word(1, f"w{i}", "NOUN", 0, "root") for i in range(40)]
+    text = "\n\n".join(blocks) + "\n\n"
+    directory = write_treebank(tmp_path / "tb", train=text, test=text)
+    (directory / "xx_toy-ud-dev.conllu").write_text(text.replace("t", "d"), encoding="utf-8")
+    splits = prepare(directory, {"train": 40, "dev": 35, "test": 40}, seed=0, min_sentences=30)
+    assert len(splits["dev"]) == 35 and splits["dev"][0].id.startswith("d")
+    assert len(splits["train"]) == 40  # nothing carved from train when dev exists
+    with pytest.raises(InputError) as caught:
+        prepare(directory, {"train": 40, "dev": 40, "test": 20}, seed=0, min_sentences=30)
+    assert str(caught.value) == (
+        f"{directory / 'xx_toy-ud-test.conllu'}: 20 test sentences after the cap of 20, fewer "
+        "than the 30 a bootstrap interval needs (statistics.min_sentences)"
+    )
 
 
 def test_subsample_is_seeded_keeps_order_and_caps():
@@ -135,12 +180,13 @@ def test_subsample_is_seeded_keeps_order_and_caps():
 def test_cli_on_bundled_treebank_writes_the_documented_files(tmp_path):
     out, labels = tmp_path / "en.json.gz", tmp_path / "en.labels.json"
     argv = ["prepare-treebank", "--treebank", str(REPO / "resources/ud/UD_English-EWT")]
-    argv += ["--language", "en", "--max-train", "40", "--max-test", "0", "--seed", "13"]
+    argv += ["--language", "en", "--max-train", "40", "--max-dev", "30", "--max-test", "35"]
+    argv += ["--dev-fraction", "0.2", "--min-sentences", "30", "--seed", "13"]
     assert cli(argv + ["--out", str(out), "--labels", str(labels)]) == 0
     with gzip.open(out, "rt", encoding="utf-8") as f:
         obj = json.load(f)
     assert obj["language"] == "en" and obj["source"].endswith("UD_English-EWT")
-    assert len(obj["splits"]["train"]) == 40 and obj["splits"]["test"] == []
+    assert [len(obj["splits"][split]) for split in ("train", "dev", "test")] == [40, 30, 35]
     first = obj["splits"]["train"][0]
     assert set(first) == {"id", "words", "upos", "head", "deprel"}
     splits = load_prepared(out)
@@ -166,7 +212,7 @@ def test_full_release_layout_with_plain_and_gzipped_files(tmp_path):
     (directory / "bg_btb-ud-dev.conllu.gz").symlink_to(source / "bg_btb-ud-dev.conllu.gz")
     with gzip.open(source / "bg_btb-ud-test.conllu.gz", "rb") as f:
         (directory / "bg_btb-ud-test.conllu").write_bytes(f.read())
-    splits = prepare(directory, {"train": 100, "test": 5000}, seed=13)
+    splits = prepare(directory, {"train": 100, "dev": 50, "test": 5000}, seed=13)
     assert len(splits["train"]) == 100
     all_test = read_conllu(directory / "bg_btb-ud-test.conllu", "test")
     assert splits["test"] == all_test and len(all_test) > 1000  # under the cap: all kept

@@ -14,9 +14,14 @@ rule prepare_treebank:
         "../../envs/core.yaml"
     params:
         max_train=config["treebanks"]["max_sentences"]["train"],
+        max_dev=config["treebanks"]["max_sentences"]["dev"],
         max_test=config["treebanks"]["max_sentences"]["test"],
+        dev_fraction=config["treebanks"]["dev_fraction"],
+        min_sentences=config["statistics"]["min_sentences"],
         seed=config["treebanks"]["seed"],
     shell:
         "python -m mlm_dynamics prepare-treebank --treebank {input} --language {wildcards.lang}"
-        " --max-train {params.max_train} --max-test {params.max_test} --seed {params.seed}"
+        " --max-train {params.max_train} --max-dev {params.max_dev} --max-test {params.max_test}"
+        " --dev-fraction {params.dev_fraction} --min-sentences {params.min_sentences}"
+        " --seed {params.seed}"
         " --out {output.treebank} --labels {output.labels} > {log} 2>&1"
