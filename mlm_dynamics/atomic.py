@@ -83,9 +83,9 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
-def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+def save_npz(path: str | os.PathLike, compressed: bool = False, **arrays: np.ndarray) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
+        (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:
