@@ -9,21 +9,26 @@ import numpy as np
 import pytest
 
 from mlm_dynamics import probing_tasks
-from mlm_dynamics.probe import FittedProbe, LinearProbe, SklearnProbe, make_probe
+from mlm_dynamics.probe import (
+    FittedProbe,
+    LinearProbe,
+    SklearnProbe,
+    fit_l2_grid,
+    make_probe,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny problems on a shared machine: one thread avoids OpenMP contention (the CLI does the
-    same with --threads 1)."""
-    import torch
+def one_thread():
+    """Tiny problems on a shared machine: one thread in torch, BLAS and OpenMP avoids contention
+    (the CLI does the same with --threads 1; scikit-learn's 4-value grid on pos_problem took
+    5.7 s with the default pools on 2 busy cores, 0.2 s with one thread)."""
+    from mlm_dynamics.probe import fitting_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with fitting_threads(1):
+        yield
 
 
 def planted(n=800, d=12, classes=4, layers=3, seed=0):
@@ -114,10 +119,13 @@ def test_preconditioning_keeps_the_optimum_and_saves_iterations():
 
 @pytest.fixture(scope="module")
 def pos_problem(tmp_path_factory):
-    """A real-ish pos problem: 150/100 English sentences, a noisy embedding per word form."""
+    """A real-ish pos problem: 150/100/100 English sentences (train/dev/test), a noisy embedding
+    per word form."""
     from mlm_dynamics.treebank import prepare
 
-    splits = prepare(REPO / "resources/ud/UD_English-EWT", {"train": 150, "test": 100}, seed=1)
+    splits = prepare(
+        REPO / "resources/ud/UD_English-EWT", {"train": 150, "dev": 100, "test": 100}, seed=1
+    )
     data = {}
     for split, sentences in splits.items():
         words = [w.lower() for s in sentences for w in s.words]
@@ -195,6 +203,201 @@ def test_cuda_fit_matches_the_cpu_fit(pos_problem):
     cuda = LinearProbe(l2=1e-4, max_iter=100, device="cuda").fit(X, y)
     assert isinstance(cuda.coef_, np.ndarray) and cuda.n_iter_.shape == (X.shape[0],)
     np.testing.assert_allclose(cuda.score(X_test, y_test), cpu.score(X_test, y_test), atol=0.005)
+
+
+GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def test_batched_grid_fit_matches_a_single_fit_per_value(pos_problem):
+    """Probe g of one batched fit_grid run is the single fit at grid[g]: same start, objective
+    and preconditioner; only float32 rounding in the batched L-BFGS vector sums differs."""
+    X, y = pos_problem["train"]
+    X_test, y_test = pos_problem["test"]
+    fits = LinearProbe(max_iter=100).fit_grid(X, y, GRID)
+    assert [fit.l2 for fit in fits] == list(GRID)
+    for value, fit in zip(GRID, fits, strict=True):
+        single = LinearProbe(l2=value, max_iter=100).fit(X, y)
+        np.testing.assert_allclose(fit.coef_, single.coef_, atol=1e-4)
+        np.testing.assert_allclose(fit.intercept_, single.intercept_, atol=1e-4)
+        np.testing.assert_array_equal(fit.mean_, single.mean_)
+        np.testing.assert_array_equal(fit.classes_, single.classes_)
+        difference = fit.score(X_test, y_test) - single.score(X_test, y_test)
+        assert np.max(np.abs(difference)) <= 0.002
+
+
+def test_torch_and_sklearn_grid_searches_agree(pos_problem):
+    """Every (grid value, layer) fit of the batched torch search scores on dev within 0.5 points
+    of scikit-learn's fit of the same value, both run to convergence."""
+    X, y = pos_problem["train"]
+    X_dev, y_dev = pos_problem["dev"]
+    settings = dict(grid=GRID, max_iter=300, tol=1e-5)
+    torch_search = fit_l2_grid(X, y, X_dev, y_dev, backend="torch", **settings)
+    sk_search = fit_l2_grid(X, y, X_dev, y_dev, backend="sklearn", **settings)
+    assert torch_search.dev_accuracy.shape == (len(GRID), 2)
+    assert np.all(torch_search.dev_accuracy > 0.5)  # a real signal
+    assert np.max(np.abs(torch_search.dev_accuracy - sk_search.dev_accuracy)) <= 0.005
+    for search, probe_class in ((torch_search, LinearProbe), (sk_search, SklearnProbe)):
+        assert type(search.probe) is probe_class and search.grid == GRID
+        layer = np.arange(2)
+        chosen = np.array([GRID.index(value) for value in search.l2])
+        np.testing.assert_array_equal(
+            search.probe.score(X_dev, y_dev), search.dev_accuracy[chosen, layer]
+        )
+        # the chosen probe is a probe with one l2 per layer: refitting it gives it back
+        refit = probe_class(l2=search.l2, max_iter=300, tol=1e-5).fit(X, y)
+        np.testing.assert_allclose(refit.coef_, search.probe.coef_, atol=1e-4)
+        np.testing.assert_array_equal(refit.n_iter_, search.probe.n_iter_)
+
+
+def overfitting(n=100, n_dev=400, n_test=400, d=80, classes=3, layers=3, seed=0):
+    """Few items for many noisy features (n = 1.25 d, 5 informative): a nearly unpenalised probe
+    separates train (100% accuracy) and generalises worse than a penalised one. Returns
+    (X, y) of train, dev and test."""
+    rng = np.random.default_rng(seed)
+    total = n + n_dev + n_test
+    y = np.arange(total) % classes
+    rng.shuffle(y)
+    X = rng.normal(size=(layers, total, d))
+    X[:, :, :5] += 0.7 * rng.normal(size=(classes, 5))[y]
+    X = X.astype(np.float32)
+    cut = [0, n, n + n_dev, total]
+    return [(X[:, a:b], y[a:b]) for a, b in zip(cut[:-1], cut[1:], strict=True)]
+
+
+def test_the_choice_penalises_a_planted_overfitting_probe():
+    (X, y), (X_dev, y_dev), _ = overfitting()
+    grid = (1e-4, 1e-2, 1e-1, 1.0)
+    search = fit_l2_grid(X, y, X_dev, y_dev, grid, max_iter=100)
+    smallest = LinearProbe(l2=grid[0], max_iter=100).fit(X, y)
+    assert np.all(smallest.score(X, y) == 1.0)  # it overfits
+    assert np.all(search.l2 > grid[0])
+    at_choice = search.dev_accuracy[[grid.index(value) for value in search.l2], np.arange(3)]
+    assert np.all(at_choice >= search.dev_accuracy[0])
+    assert np.mean(at_choice - search.dev_accuracy[0]) >= 0.02  # measured: 0.026
+    np.testing.assert_array_equal(search.dev_accuracy[0], smallest.score(X_dev, y_dev))
+
+
+def test_the_choice_reads_dev_only():
+    """fit_l2_grid takes no test split, so shuffling the test labels leaves the search as it was
+    (bit for bit); shuffling the dev labels, which it does read, moves the choice."""
+    (X, y), (X_dev, y_dev), (X_test, y_test) = overfitting()
+    grid = (1e-4, 1e-2, 1e-1, 1.0)
+    search = fit_l2_grid(X, y, X_dev, y_dev, grid, max_iter=100)
+    test_accuracy = search.probe.score(X_test, y_test)
+    rng = np.random.default_rng(0)
+    y_test[:] = rng.permutation(y_test)  # in place: the arrays the first search could have seen
+    again = fit_l2_grid(X, y, X_dev, y_dev, grid, max_iter=100)
+    np.testing.assert_array_equal(again.l2, search.l2)
+    np.testing.assert_array_equal(again.dev_accuracy, search.dev_accuracy)
+    np.testing.assert_array_equal(again.probe.coef_, search.probe.coef_)
+    assert np.any(again.probe.score(X_test, y_test) != test_accuracy)  # the shuffle mattered
+    shuffled = fit_l2_grid(X, y, X_dev, rng.permutation(y_dev), grid, max_iter=100)
+    assert np.all(shuffled.dev_accuracy < 0.45)  # chance is 1/3
+    assert not np.array_equal(shuffled.l2, search.l2)
+
+
+def test_ties_go_to_the_larger_l2(monkeypatch):
+    """Dev accuracy per (grid value, layer) set by hand; the grid is not sorted."""
+    grid = (1e-2, 1e-4, 1.0, 1e-1)
+    accuracy = {  # layer 0: 1e-2 and 1e-1 tie at the top; layer 1: all tie; layer 2: 1e-4 wins
+        1e-4: [0.8, 0.5, 0.9],
+        1e-2: [0.9, 0.5, 0.7],
+        1e-1: [0.9, 0.5, 0.7],
+        1.0: [0.6, 0.5, 0.7],
+    }
+    monkeypatch.setattr(LinearProbe, "score", lambda self, X, y: np.array(accuracy[self.l2]))
+    X, y, _ = planted(n=100)
+    search = fit_l2_grid(X, y, X, y, grid, max_iter=5)
+    np.testing.assert_array_equal(search.l2, [1e-1, 1.0, 1e-4])
+    np.testing.assert_array_equal(search.dev_accuracy, [accuracy[value] for value in grid])
+    assert search.probe.l2.tolist() == [1e-1, 1.0, 1e-4]
+
+
+@pytest.mark.parametrize("backend", ["torch", "sklearn"])
+def test_a_one_value_grid_is_the_plain_fit_bit_for_bit(backend):
+    X, y, _ = planted(n=300)
+    plain = make_probe(backend, 1e-3, 50, seed=2).fit(X, y)
+    search = fit_l2_grid(X, y, None, None, [1e-3], backend=backend, max_iter=50, seed=2)
+    assert type(search.probe) is type(plain) and search.probe.l2 == plain.l2 == 1e-3
+    for name in ("coef_", "intercept_", "mean_", "scale_", "classes_", "n_iter_"):
+        np.testing.assert_array_equal(getattr(search.probe, name), getattr(plain, name))
+    np.testing.assert_array_equal(search.l2, [1e-3] * 3)
+    assert search.dev_accuracy.shape == (1, 3) and np.all(np.isnan(search.dev_accuracy))
+    scored = fit_l2_grid(X, y, X, y, [1e-3], backend=backend, max_iter=50, seed=2)
+    np.testing.assert_array_equal(scored.probe.coef_, plain.coef_)
+    np.testing.assert_array_equal(scored.dev_accuracy[0], plain.score(X, y))
+
+
+def test_a_batched_grid_reads_the_features_in_place(monkeypatch):
+    """The objective and the preconditioner get the one (layers, n, d) tensor that shares X's
+    memory, whatever the grid size; each batch entry names its layer."""
+    import mlm_dynamics.probe as probe_module
+
+    seen = []
+
+    class Recording(probe_module._Objective):
+        def __init__(self, features, *args, **kwargs):
+            super().__init__(features, *args, **kwargs)
+            seen.append(self)
+
+    monkeypatch.setattr(probe_module, "_Objective", Recording)
+    X, y, _ = planted(n=300)
+    assert X.dtype == np.float32 and X.flags.c_contiguous
+    fit_l2_grid(X, y, X, y, GRID, max_iter=20)
+    (objective,) = seen
+    assert objective.features.shape == X.shape
+    assert objective.features.data_ptr() == X.ctypes.data  # a view of X, not a copy
+    assert objective.layer_of == [0, 1, 2] * len(GRID)
+    np.testing.assert_array_equal(objective.l2.numpy(), np.repeat(GRID, 3).astype(np.float32))
+
+
+@pytest.mark.parametrize("classes", [2, 3, 17])
+def test_batch_entries_sharing_a_layer_score_as_single_entries(classes):
+    """The objective of a batch in which entries share layers (multi-class ones then share one
+    product per layer) is, entry by entry, that of the entry evaluated alone."""
+    import torch
+
+    from mlm_dynamics.probe import _Objective, standardisation
+
+    rng = np.random.default_rng(classes)
+    X = (2 * rng.normal(size=(2, 500, 10)) + 1).astype(np.float32)
+    y = rng.integers(0, classes, size=500)
+    mean, scale = standardisation(X)
+    outputs = 1 if classes == 2 else classes
+    layer_of, l2 = [0, 1, 0, 0, 1], [1e-3, 1e-2, 1e-1, 1.0, 0.0]
+    objective = _Objective(torch.from_numpy(X), y, outputs, l2, mean, scale, layer_of)
+    w = torch.randn(5, 11 * outputs, generator=torch.Generator().manual_seed(0))
+    loss, grad, stop = objective(w, torch.arange(5))
+    subset = objective(w[[3, 2]], torch.tensor([3, 2]))  # a subset, out of order
+    torch.testing.assert_close(subset[0], loss[[3, 2]], rtol=1e-6, atol=1e-6)
+    for k in range(5):
+        alone = objective(w[k : k + 1], torch.tensor([k]))
+        torch.testing.assert_close(alone[0][0], loss[k], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(alone[1][0], grad[k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(alone[2][0], stop[k], rtol=1e-5, atol=1e-6)
+
+
+def test_grid_and_l2_are_checked():
+    X, y, _ = planted(n=100)
+    with pytest.raises(ValueError, match="needs a dev split"):
+        fit_l2_grid(X, y, None, None, [1e-3, 1e-2])
+    for grid in ([], [1e-3, 1e-3], [-1.0], [np.nan]):
+        with pytest.raises(ValueError, match="grid"):
+            fit_l2_grid(X, y, X, y, grid)
+    with pytest.raises(ValueError, match="one value per layer"):
+        LinearProbe(l2=[1e-3, 1e-2]).fit(X, y)  # 3 layers
+
+
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA device (the device machine)"
+)
+def test_cuda_grid_search_matches_the_cpu_one(pos_problem):
+    X, y = pos_problem["train"]
+    X_dev, y_dev = pos_problem["dev"]
+    cpu = fit_l2_grid(X, y, X_dev, y_dev, GRID, max_iter=100)
+    cuda = fit_l2_grid(X, y, X_dev, y_dev, GRID, max_iter=100, device="cuda")
+    assert isinstance(cuda.probe.coef_, np.ndarray)
+    np.testing.assert_allclose(cuda.dev_accuracy, cpu.dev_accuracy, atol=0.005)
 
 
 def test_make_probe_keeps_scikit_learn_on_the_cpu():
