@@ -1,0 +1,112 @@
+"""Control tasks for the ``pos`` and ``deprel`` probes (Hewitt & Liang 2019, "Designing and
+Interpreting Probes with Control Tasks").
+
+A control task keeps a real task's items and features but replaces each label by one that depends
+only on the word's identity, drawn at random once per word type. Its labels carry no linguistic
+structure, so a probe can only reach a high control accuracy by memorising word types. The
+*selectivity* of a probe, accuracy on the real task minus accuracy on its control task with the
+same probe and features, therefore separates what the representation encodes (and the probe reads
+off) from what the probe itself is expressive enough to memorise: a probe with high accuracy but
+low selectivity says little about the representation.
+
+Definition used here, per language and task:
+
+- The item order is exactly the real task's (:mod:`mlm_dynamics.probing_tasks`): ``pos`` has one
+  item per word of every sentence, in order; ``deprel`` one per non-root word, in the order of
+  :func:`~mlm_dynamics.probing_tasks.deprel_pairs` (keyed by the *dependent* word).
+- An item's label depends only on its word type, the lower-cased form (``str.lower()``).
+- The reference distribution is the empirical distribution of the task's labels in
+  ``reference_sentences`` (the train split): UPOS counts for ``pos``, counts of the relations of
+  non-root words for ``deprel``.
+- A type's label is that distribution's inverse CDF at ``u = stable_seed(key) / 2**64`` with
+  ``key = f"{seed}:{language}:{task}:{type}"``: the first label ``i`` whose cumulative count
+  exceeds ``u * total`` (computed exactly in integers). So the same type gets the same label in
+  every split with no stored mapping, a type never seen in train still gets one, and labels with
+  zero count never occur.
+
+Label ids index :data:`mlm_dynamics.probing_tasks.LABELS` (the universal inventories), so the
+control labels can be fed to the same probes as the real ones.
+"""
+
+from __future__ import annotations
+
+from itertools import accumulate
+
+import numpy as np
+
+from mlm_dynamics.errors import InputError
+from mlm_dynamics.probing_tasks import DEPRELS, UPOS, label_ids
+from mlm_dynamics.stats import stable_seed
+
+CONTROLLED = ("pos", "deprel")
+
+
+def check_task(task: str) -> None:
+    if task not in CONTROLLED:
+        raise InputError(f"no control task for {task!r} (one of {', '.join(CONTROLLED)})")
+
+
+def item_words(task: str, sentences) -> list[str]:
+    """The word form of each item of ``task``, in the real task's item order."""
+    if task == "pos":
+        return [word for sentence in sentences for word in sentence.words]
+    # deprel: the dependent of every gold arc except the root, as in deprel_pairs
+    return [
+        word
+        for sentence in sentences
+        for word, head in zip(sentence.words, sentence.head, strict=True)
+        if head != 0
+    ]
+
+
+def reference_counts(task: str, reference_sentences, where: str) -> np.ndarray:
+    """Counts (len(LABELS[task]),) int64 of the task's labels in the reference sentences."""
+    if task == "pos":
+        inventory, kind = UPOS, "UPOS tag"
+        values = [(s, s.upos) for s in reference_sentences]
+    else:
+        inventory, kind = DEPRELS, "relation"
+        values = [
+            (s, [rel for rel, head in zip(s.deprel, s.head, strict=True) if head != 0])
+            for s in reference_sentences
+        ]
+    ids = [i for s, labels in values for i in label_ids(labels, inventory, kind, s, where)]
+    return np.bincount(np.array(ids, dtype=np.int64), minlength=len(inventory))
+
+
+def type_label(cumulative: list[int], key: str) -> int:
+    """The inverse CDF of the cumulative counts at ``u = stable_seed(key) / 2**64``."""
+    # floor(u * total) < cum[i] iff u < cum[i] / total, exactly: no float rounding at boundaries
+    target = (stable_seed(key) * cumulative[-1]) >> 64
+    return int(np.searchsorted(cumulative, target, side="right"))
+
+
+def control_labels(
+    task: str,
+    sentences,
+    reference_sentences,
+    language: str,
+    seed: int,
+    where: str = "reference sentences",
+) -> np.ndarray:
+    """Control label ids (items,) int64 of ``task`` on ``sentences`` (see the module docstring).
+
+    ``reference_sentences`` (the train split) gives the label distribution; ``where`` names it in
+    errors.
+    """
+    check_task(task)
+    counts = reference_counts(task, reference_sentences, where)
+    if counts.sum() == 0:
+        raise InputError(
+            f"{where}: no {task} labels to draw control labels from "
+            f"({'no words' if task == 'pos' else 'no non-root words'})"
+        )
+    cumulative = list(accumulate(int(c) for c in counts))
+    cache: dict[str, int] = {}  # one hash per type, not per item
+    labels = []
+    for word in item_words(task, sentences):
+        word_type = word.lower()
+        if word_type not in cache:
+            cache[word_type] = type_label(cumulative, f"{seed}:{language}:{task}:{word_type}")
+        labels.append(cache[word_type])
+    return np.array(labels, dtype=np.int64)
