@@ -1,18 +1,39 @@
-"""Masked-LM bits per character on held-out text (``bpc``).
+"""Masked-LM bits per character on held-out text (``bpc``), with bootstrap intervals.
 
-A masked LM has no left-to-right likelihood, so a sentence is scored by its pseudo-log-likelihood
-(Salazar et al., 2020): every token is masked in turn and the model's log-probability of the true
-token at the masked position is summed. BPC is the sum of ``-log2 p`` over all tokens of all
-sentences, divided by the number of characters of the raw text: the characters of each line as
-read (surrounding whitespace stripped, spaces inside the line counted, no newline).
+Two estimates, config ``bpc.estimate`` (``pll``, ``mlm`` or ``both``):
+
+- ``bpc`` (the default, metric ``bpc``): the pseudo-log-likelihood (Salazar et al., 2020). A masked
+  LM has no left-to-right likelihood, so every token of a sentence is masked in turn, one masked
+  copy per token, and the model's ``-log2 p`` of the true token at the masked position is summed
+  over all tokens of all sentences; BPC is that sum divided by the number of characters of the
+  raw text: the characters of each line as read (surrounding whitespace stripped, spaces inside
+  the line counted, no newline). Metric ``pll_bits`` is the summed bits themselves.
+- ``bpc_mlm``: the standard masked-LM estimate. Each token is chosen with probability ``p``
+  (``bpc.mask_probability``, default 0.15), at least one per sentence (a sentence where the draw
+  chose none gets one token chosen uniformly); all chosen tokens of a window are replaced by the
+  mask token at once and one forward pass scores them. The per-token cross-entropy of the masked
+  positions, scaled to all tokens, over characters::
+
+      bpc_mlm = bits_masked / masked_tokens * tokens / characters
+
+  averaged over ``bpc.maskings`` (default 5) maskings. Masking ``k`` is drawn from
+  ``numpy.random.default_rng([MASK_SEED, k])``, sentence after sentence in file order, so every
+  checkpoint of a model (same tokenizer, same text) sees the same masked positions.
+
+Intervals: the held-out sentences are resampled (``stats.Bootstrap.weights``, keyed by the
+language and split ``heldout``, so every model and step scored on that text draws the same
+resamples and differences between steps are paired). A resample's BPC is its ratio of summed
+bits to summed characters (for ``bpc_mlm``, each masking's ratio of summed masked bits to summed
+masked tokens times the ratio of summed tokens to summed characters, averaged over maskings);
+``ci_low`` / ``ci_high`` are the percentiles of those. Rows carry split ``test``: held-out text is
+only ever reported, never used to choose anything.
 
 A sentence with more tokens than the model has positions is cut into consecutive windows, each
 wrapped in ``<s> ... </s>`` and scored on its own; the log says how many sentences were windowed.
 
-The masked copies of a sentence (one per token, ``<s>`` and ``</s>`` never masked) are batched
-together with other sentences' copies, length-sorted, up to ``--batch-tokens`` padded tokens a
-batch. Only the masked positions go through the LM head, so a batch never materialises a
-(batch, length, vocabulary) logit tensor.
+The masked copies (``<s>`` and ``</s>`` never masked) are batched together with other sentences'
+copies, length-sorted, up to ``--batch-tokens`` padded tokens a batch. Only the masked positions
+go through the LM head, so a batch never materialises a (batch, length, vocabulary) logit tensor.
 """
 
 from __future__ import annotations
@@ -23,7 +44,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mlm_dynamics.errors import InputError
+
+ESTIMATES = ("pll", "mlm", "both")
+MASK_SEED = 0
+HELDOUT_SPLIT = "heldout"  # the bootstrap key's split; table rows say "test"
 
 
 def log(message: str) -> None:
@@ -59,93 +86,233 @@ def windows(token_ids: list[int], width: int) -> list[list[int]]:
     return [token_ids[i : i + width] for i in range(0, max(len(token_ids), 1), width)]
 
 
+# ---------------------------------------------------------------- tokenised sentences
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """The encoder inputs of some sentences: ``<s> window </s>`` per window of each sentence."""
+
+    sequences: list[list[int]]
+    sentence: np.ndarray  # (sequences,) the sentence of each sequence
+    first_token: np.ndarray  # (sequences,) sentence token index of the window's first token
+    tokens: np.ndarray  # (sentences,) tokens of each sentence (specials excluded)
+    windowed_sentences: int
+    width: int  # tokens a window holds
+
+
+def tokenise(model, tokenizer, sentences: list[str]) -> Sequences:
+    from mlm_dynamics.extract import max_positions
+
+    width = max_positions(tokenizer, model.config) - 2
+    if width < 1:
+        raise InputError(f"model has {width + 2} positions: too few to score a token")
+    bos, eos = tokenizer.cls_token_id, tokenizer.sep_token_id
+    sequences, owner, first = [], [], []
+    tokens = np.zeros(len(sentences), dtype=np.int64)
+    windowed = 0
+    for s, ids in enumerate(tokenizer(sentences, add_special_tokens=False)["input_ids"]):
+        tokens[s] = len(ids)
+        pieces = windows(ids, width)
+        windowed += len(pieces) > 1
+        for k, piece in enumerate(pieces):
+            if piece:
+                sequences.append([bos, *piece, eos])
+                owner.append(s)
+                first.append(k * width)
+    return Sequences(
+        sequences, np.array(owner, np.int64), np.array(first, np.int64), tokens, windowed, width
+    )
+
+
+def masked_bits(
+    model, tokenizer, sequences: list[list[int]], copies, batch_tokens: int, device
+) -> np.ndarray:
+    """``-log2 p`` of the true tokens, summed per copy, with each copy's positions masked.
+
+    ``copies``: (sequence index, positions) pairs; a copy is its sequence with every one of its
+    positions (indices into the sequence, specials excluded) replaced by the mask token at once.
+    """
+    import torch
+
+    pad, mask = tokenizer.pad_token_id, tokenizer.mask_token_id
+    order = sorted(range(len(copies)), key=lambda c: len(sequences[copies[c][0]]))
+    bits = np.zeros(len(copies))
+    head = model.lm_head if hasattr(model, "lm_head") else model.cls
+    start = 0
+    with torch.inference_mode():
+        while start < len(order):
+            # Copies are length-sorted, so the last one in a batch sets its padded length.
+            end = start + 1
+            while end < len(order) and (
+                (end + 1 - start) * len(sequences[copies[order[end]][0]]) <= batch_tokens
+            ):
+                end += 1
+            batch = order[start:end]
+            length = len(sequences[copies[batch[-1]][0]])
+            input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
+            attention = torch.zeros((len(batch), length), dtype=torch.long)
+            rows, columns, targets = [], [], []
+            for row, c in enumerate(batch):
+                s, positions = copies[c]
+                sequence = torch.tensor(sequences[s])
+                positions = torch.as_tensor(np.asarray(positions), dtype=torch.long)
+                input_ids[row, : len(sequence)] = sequence
+                attention[row, : len(sequence)] = 1
+                input_ids[row, positions] = mask
+                rows.append(torch.full((len(positions),), row, dtype=torch.long))
+                columns.append(positions)
+                targets.append(sequence[positions])
+            rows, columns = torch.cat(rows).to(device), torch.cat(columns).to(device)
+            targets = torch.cat(targets).to(device)
+            hidden = model.base_model(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device)
+            ).last_hidden_state
+            logits = head(hidden[rows, columns]).float()
+            picked = torch.arange(len(targets), device=device)
+            log_p = torch.log_softmax(logits, dim=-1)[picked, targets]
+            per_row = torch.zeros(len(batch), dtype=torch.float64, device=device)
+            per_row.index_add_(0, rows, -log_p.double() / math.log(2))
+            bits[batch] = per_row.cpu().numpy()
+            start = end
+    return bits
+
+
+# ---------------------------------------------------------------- pseudo-log-likelihood
+
+
 @dataclass(frozen=True)
 class PseudoLogLikelihood:
-    bits: float  # sum of -log2 p(token | rest) over every scored token
-    tokens: int
+    sentence_bits: np.ndarray  # (sentences,) sum of -log2 p(token | rest) over its tokens
+    sentence_tokens: np.ndarray  # (sentences,)
     windowed_sentences: int
+
+    @property
+    def bits(self) -> float:
+        return float(self.sentence_bits.sum())
+
+    @property
+    def tokens(self) -> int:
+        return int(self.sentence_tokens.sum())
 
 
 def pseudo_log_likelihood(
     model, tokenizer, sentences: list[str], batch_tokens: int = 8192, device=None
 ) -> PseudoLogLikelihood:
-    """Sum of ``-log2 p`` of every token of ``sentences`` with that token masked."""
+    """Per sentence, the sum of ``-log2 p`` of every token with that token masked."""
     import torch
-
-    from mlm_dynamics.extract import max_positions
 
     device = device or torch.device("cpu")
     model = model.to(device)
-    width = max_positions(tokenizer, model.config) - 2
-    if width < 1:
-        raise InputError(f"model has {width + 2} positions: too few to score a token")
-    bos, eos = tokenizer.cls_token_id, tokenizer.sep_token_id
-    pad, mask = tokenizer.pad_token_id, tokenizer.mask_token_id
-
-    sequences = []  # <s> window </s>
-    windowed = 0
-    for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]:
-        pieces = windows(ids, width)
-        windowed += len(pieces) > 1
-        sequences += [[bos, *piece, eos] for piece in pieces if piece]
-
-    # One masked copy per (sequence, position); copies of similar length share a batch.
+    seqs = tokenise(model, tokenizer, sentences)
+    # One masked copy per (sequence, position).
     copies = [
-        (s, position)
-        for s in sorted(range(len(sequences)), key=lambda s: len(sequences[s]))
-        for position in range(1, len(sequences[s]) - 1)
+        (s, [position])
+        for s, sequence in enumerate(seqs.sequences)
+        for position in range(1, len(sequence) - 1)
     ]
-    bits = 0.0
-    start = 0
-    head = model.lm_head if hasattr(model, "lm_head") else model.cls
-    with torch.inference_mode():
-        while start < len(copies):
-            # Copies are length-sorted, so the last one in a batch sets its padded length.
-            end = start + 1
-            while end < len(copies) and (
-                (end + 1 - start) * len(sequences[copies[end][0]]) <= batch_tokens
-            ):
-                end += 1
-            batch = copies[start:end]
-            length = len(sequences[batch[-1][0]])
-            input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
-            attention = torch.zeros((len(batch), length), dtype=torch.long)
-            targets = torch.empty(len(batch), dtype=torch.long)
-            positions = torch.empty(len(batch), dtype=torch.long)
-            for row, (s, position) in enumerate(batch):
-                sequence = sequences[s]
-                input_ids[row, : len(sequence)] = torch.tensor(sequence)
-                attention[row, : len(sequence)] = 1
-                targets[row] = sequence[position]
-                positions[row] = position
-                input_ids[row, position] = mask
-            hidden = model.base_model(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device)
-            ).last_hidden_state
-            rows = torch.arange(len(batch), device=device)
-            logits = head(hidden[rows, positions.to(device)]).float()
-            log_p = torch.log_softmax(logits, dim=-1)[rows, targets.to(device)]
-            bits -= float(log_p.sum()) / math.log(2)
-            start = end
-    return PseudoLogLikelihood(bits, len(copies), windowed)
+    bits = masked_bits(model, tokenizer, seqs.sequences, copies, batch_tokens, device)
+    owner = seqs.sentence[[s for s, _ in copies]] if copies else np.zeros(0, np.int64)
+    sentence_bits = np.bincount(owner, weights=bits, minlength=len(sentences))
+    return PseudoLogLikelihood(sentence_bits, seqs.tokens, seqs.windowed_sentences)
+
+
+def sentence_characters(sentences: list[str]) -> np.ndarray:
+    characters = np.array([len(sentence) for sentence in sentences], dtype=np.int64)
+    if characters.sum() == 0:
+        raise InputError("no text to score")
+    return characters
 
 
 def bits_per_character(
     model, tokenizer, sentences: list[str], batch_tokens: int = 8192, device=None
 ) -> tuple[float, int, PseudoLogLikelihood]:
     """BPC, the number of characters it is divided by, and the pseudo-log-likelihood."""
-    characters = sum(len(sentence) for sentence in sentences)
-    if characters == 0:
-        raise InputError("no text to score")
+    characters = int(sentence_characters(sentences).sum())
     pll = pseudo_log_likelihood(model, tokenizer, sentences, batch_tokens, device)
     return pll.bits / characters, characters, pll
 
 
-def main(command: str, argv: list[str]) -> None:
-    import pandas as pd
+# ---------------------------------------------------------------- masked-LM estimate
 
-    from mlm_dynamics.analysis import tidy_table
+
+def mlm_masks(tokens: np.ndarray, probability: float, masking: int) -> list[np.ndarray]:
+    """Masking ``masking``: the masked token indices of each sentence (see the module docstring).
+
+    Each token is chosen with ``probability``; a sentence with tokens but none chosen gets one,
+    uniformly. Reproducible: the same token counts, probability and masking give the same masks.
+    """
+    if not 0 < probability <= 1:
+        raise InputError(f"--mask-probability: {probability} is not in (0, 1]")
+    rng = np.random.default_rng([MASK_SEED, masking])
+    masks = []
+    for n in tokens:
+        chosen = np.flatnonzero(rng.random(int(n)) < probability)
+        if n and not len(chosen):
+            chosen = np.array([rng.integers(int(n))])
+        masks.append(chosen.astype(np.int64))
+    return masks
+
+
+@dataclass(frozen=True)
+class MaskedEstimate:
+    masked_bits: np.ndarray  # (sentences, maskings) -log2 p summed over the masked tokens
+    masked_tokens: np.ndarray  # (sentences, maskings)
+    sentence_tokens: np.ndarray  # (sentences,)
+    windowed_sentences: int
+
+
+def masked_lm_bits(
+    model,
+    tokenizer,
+    sentences: list[str],
+    maskings: int = 5,
+    probability: float = 0.15,
+    batch_tokens: int = 8192,
+    device=None,
+) -> MaskedEstimate:
+    """Bits of the masked tokens per sentence and masking (see the module docstring)."""
+    import torch
+
+    if maskings < 1:
+        raise InputError("--maskings: must be >= 1")
+    device = device or torch.device("cpu")
+    model = model.to(device)
+    seqs = tokenise(model, tokenizer, sentences)
+    masked_bits_ = np.zeros((len(sentences), maskings))
+    masked_tokens = np.zeros((len(sentences), maskings), dtype=np.int64)
+    copies, where = [], []  # one copy per (masking, window with a masked token)
+    for k in range(maskings):
+        masks = mlm_masks(seqs.tokens, probability, k)
+        for q, (s, first) in enumerate(zip(seqs.sentence, seqs.first_token, strict=True)):
+            mask = masks[s]
+            inside = mask[(mask >= first) & (mask < first + seqs.width)]
+            if len(inside):
+                copies.append((q, 1 + inside - first))  # +1: after <s>
+                where.append((s, k))
+        masked_tokens[:, k] = [len(mask) for mask in masks]
+    bits = masked_bits(model, tokenizer, seqs.sequences, copies, batch_tokens, device)
+    for (s, k), value in zip(where, bits, strict=True):
+        masked_bits_[s, k] += value
+    return MaskedEstimate(masked_bits_, masked_tokens, seqs.tokens, seqs.windowed_sentences)
+
+
+def mlm_resampled(weights: np.ndarray, mlm: MaskedEstimate, characters: np.ndarray) -> np.ndarray:
+    """``bpc_mlm`` per resample (rows of ``weights``; a row of ones gives the point value)."""
+    from mlm_dynamics.stats import resampled_ratios
+
+    per_token = resampled_ratios(weights, mlm.masked_bits, mlm.masked_tokens)  # (R, maskings)
+    tokens_per_character = resampled_ratios(weights, mlm.sentence_tokens, characters)  # (R,)
+    return (per_token * tokens_per_character[:, None]).mean(axis=1)
+
+
+# ---------------------------------------------------------------- command
+
+
+def main(command: str, argv: list[str]) -> None:
+    from mlm_dynamics import stats
     from mlm_dynamics.atomic import save_table
+    from mlm_dynamics.tables import tidy_frame
     from mlm_dynamics.textio import read_lines
 
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
@@ -153,35 +320,67 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the checkpoint)")
     parser.add_argument("--text", required=True, help="held-out text, one sentence a line")
     parser.add_argument("--max-sentences", type=int, default=100)
+    parser.add_argument("--estimate", choices=ESTIMATES, default="pll", help="bpc.estimate")
+    parser.add_argument("--maskings", type=int, default=5, help="bpc_mlm: seeded maskings")
+    parser.add_argument("--mask-probability", type=float, default=0.15, help="bpc_mlm: share")
     parser.add_argument("--batch-tokens", type=int, default=8192)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--model", required=True)
     parser.add_argument("--step", type=int, required=True)
     parser.add_argument("--language", required=True)
     parser.add_argument("--out", required=True, help="tidy score table (.parquet)")
+    stats.add_arguments(parser)
     args = parser.parse_args(argv)
+    bootstrap = stats.from_arguments(args)
+    if args.maskings < 1:
+        raise InputError("--maskings: must be >= 1")
+    if not 0 < args.mask_probability <= 1:
+        raise InputError(f"--mask-probability: {args.mask_probability} is not in (0, 1]")
 
     sentences = read_lines(args.text, limit=args.max_sentences)
+    characters = sentence_characters(sentences)
+    weights = bootstrap.weights(
+        len(sentences), args.language, HELDOUT_SPLIT, f"{args.text} (BPC, {args.language})"
+    )
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     model, tokenizer = load_checkpoint(args.checkpoint, args.tokenizer, masked_lm=True)
     device = pick_device()
-    bpc, characters, pll = bits_per_character(
-        model, tokenizer, sentences, args.batch_tokens, device
-    )
+    key = dict(model=args.model, step=args.step, task="bpc", layer=-1, train_lang="")
+    key.update(test_lang=args.language, split="test", seed=0)
+    rows = []
+
+    def add(metric: str, value: float, samples: np.ndarray, n: int) -> None:
+        low, high = bootstrap.interval(samples)
+        rows.append(
+            {**key, "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": n}
+        )
+
+    summary = f"{args.model} step {args.step} {args.language}: {len(sentences)} sentences, "
+    summary += f"{characters.sum()} characters"
+    if args.estimate in ("pll", "both"):
+        pll = pseudo_log_likelihood(model, tokenizer, sentences, args.batch_tokens, device)
+        bpc = pll.bits / characters.sum()
+        samples = stats.resampled_ratios(weights, pll.sentence_bits, characters)
+        add("bpc", bpc, samples, int(characters.sum()))
+        add("pll_bits", pll.bits, weights @ pll.sentence_bits, pll.tokens)
+        tokens, windowed = pll.tokens, pll.windowed_sentences
+        summary += f"; BPC (pseudo-log-likelihood) {bpc:.4f}"
+    if args.estimate in ("mlm", "both"):
+        mlm = masked_lm_bits(
+            model, tokenizer, sentences, args.maskings, args.mask_probability,
+            args.batch_tokens, device,
+        )  # fmt: skip
+        value = float(mlm_resampled(np.ones((1, len(sentences))), mlm, characters)[0])
+        add("bpc_mlm", value, mlm_resampled(weights, mlm, characters), int(characters.sum()))
+        tokens, windowed = int(mlm.sentence_tokens.sum()), mlm.windowed_sentences
+        summary += (
+            f"; BPC (masked-LM, {args.maskings} maskings of {args.mask_probability:g}) {value:.4f}"
+        )
     log(
-        f"{args.model} step {args.step} {args.language}: {len(sentences)} sentences, "
-        f"{characters} characters, {pll.tokens} tokens, {pll.windowed_sentences} sentences "
-        f"longer than the model's positions scored in windows; BPC {bpc:.4f}"
+        f"{summary}; {tokens} tokens, {windowed} sentences longer than the model's positions "
+        f"scored in windows"
     )
-    row = dict(model=args.model, step=args.step, task="bpc", layer=-1, train_lang="")
-    row.update(test_lang=args.language, seed=0)
-    table = pd.DataFrame(
-        [
-            {**row, "metric": "bpc", "value": bpc, "n": characters},
-            {**row, "metric": "pll_bits", "value": pll.bits, "n": pll.tokens},
-        ]
-    )
-    save_table(args.out, tidy_table(table))
+    save_table(args.out, tidy_frame(rows))

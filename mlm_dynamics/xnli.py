@@ -1,20 +1,37 @@
 """XNLI: a sentence-pair probe trained on one language and scored on every language.
 
-Data: per language ``{lang}.train.tsv`` and ``{lang}.test.tsv`` (or ``.jsonl``) in a directory, in
-XNLI's column layout: a tab-separated header naming ``premise``, ``hypothesis`` and ``label``
-(XNLI 1.0's ``sentence1``, ``sentence2`` and ``gold_label`` are read too; other columns are
-ignored), or one JSON object a line with those keys. Labels are ``entailment``, ``neutral``,
-``contradiction`` or their ids 0, 1, 2 as in ``facebook/xnli``. With ``--data hub`` the
+Data: per language ``{lang}.train.tsv``, ``{lang}.dev.tsv`` and ``{lang}.test.tsv`` (or
+``.jsonl``) in a directory, in XNLI's column layout: a tab-separated header naming ``premise``,
+``hypothesis`` and ``label`` (XNLI 1.0's ``sentence1``, ``sentence2`` and ``gold_label`` are read
+too; other columns are ignored), or one JSON object a line with those keys. Labels are
+``entailment``, ``neutral``, ``contradiction`` or their ids 0, 1, 2 as in ``facebook/xnli``. The
+dev split is XNLI's validation set (``validation`` on the hub). With ``--data hub`` the
 ``facebook/xnli`` dataset is loaded through the ``datasets`` library at a pinned revision.
 
 ``xnli-features`` encodes premise and hypothesis separately and mean-pools each sentence's subword
-vectors (special tokens excluded) for every hidden state, caching per split
+vectors (special tokens excluded) for every hidden state, caching per split (train, dev, test)
 ``layerNN.npy`` float16 ``(pairs, 2, hidden)`` (premise u, hypothesis v) and ``labels.npy``.
-Splits larger than ``--max-train`` / ``--max-test`` are subsampled: the same seeded choice of row
-numbers for every language, so translated splits keep the same pairs.
+Splits larger than ``--max-train`` / ``--max-dev`` / ``--max-test`` are subsampled: the same
+seeded choice of row numbers for every language, so translated splits keep the same pairs.
 
 ``xnli-probe`` fits a multinomial logistic-regression probe per layer on ``[u; v; |u - v|; u * v]``
-of one language's train split and scores it on the test split of every language.
+of one language's train split, each layer's L2 strength chosen from the ``--l2`` grid by accuracy
+on that language's dev split (``probe.fit_l2_grid``; test is never read for it), and scores it on
+the test split of every language (split ``test`` rows) and on its own language's dev split (split
+``dev`` rows: what any choice made from scores, such as a layer, reads). As for the UD probes,
+seed 0 fits on the whole train split and each further seed on a bootstrap resample of the
+training pairs (keyed by seed, language and ``train``), so the spread over seeds is the
+probe-training variance. Metrics, per layer and probe seed:
+
+- ``accuracy``: correct pairs / pairs;
+- ``majority_accuracy``: the accuracy of always answering the train split's majority label.
+
+Each carries a 95% (``--confidence``) percentile bootstrap interval over sentence pairs (``ci_low``,
+``ci_high``): the pairs of one evaluation set are resampled with the matrix that
+``stats.Bootstrap.weights`` keys by (seed, language, split), so every probe, layer, step and
+training language scored on that set sees the same resamples. A dev or test set with fewer pairs
+than ``--min-sentences`` is refused. The per-pair correctness of every probe (``stats.ItemScores``,
+one pair = one unit) goes to ``--items`` (``.npz``), so later statistics need no refit.
 """
 
 from __future__ import annotations
@@ -36,7 +53,8 @@ COLUMNS = {
     "hypothesis": ("hypothesis", "sentence2"),
     "label": ("label", "gold_label"),
 }
-SPLITS = ("train", "test")
+SPLITS = ("train", "dev", "test")
+HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 SUBSAMPLE_SEED = 13
 SENTENCES_PER_CHUNK = 512  # bounds the float32 word vectors held at once
 
@@ -144,11 +162,12 @@ def load_hub(lang: str, split: str, revision: str) -> Pairs:
         raise InputError("xnli.hub_revision: 'hub' data needs a pinned revision of facebook/xnli")
     import datasets
 
+    name = HUB_SPLITS[split]
     try:
-        table = datasets.load_dataset("facebook/xnli", lang, split=split, revision=revision)
+        table = datasets.load_dataset("facebook/xnli", lang, split=name, revision=revision)
     except ValueError as exc:
-        raise InputError(f"xnli: facebook/xnli has no {lang!r} {split} split ({exc})") from None
-    where = f"facebook/xnli@{revision} {lang} {split}"
+        raise InputError(f"xnli: facebook/xnli has no {lang!r} {name} split ({exc})") from None
+    where = f"facebook/xnli@{revision} {lang} {name}"
     premises, hypotheses = [], []
     for i, (premise, hypothesis) in enumerate(
         zip(table["premise"], table["hypothesis"], strict=True)
@@ -234,7 +253,7 @@ def features_main(args) -> None:
     from mlm_dynamics.atomic import atomic_dir
     from mlm_dynamics.extract import Encoder
 
-    limits = {"train": args.max_train, "test": args.max_test}
+    limits = {"train": args.max_train, "dev": args.max_dev, "test": args.max_test}
     splits = {}
     for split in SPLITS:
         pairs = load_pairs(args.data, args.language, split, args.hub_revision)
@@ -251,37 +270,107 @@ def features_main(args) -> None:
     log(f"wrote {args.out}")
 
 
+def evaluation_sets(features: Path, train_language: str, languages: list[str]):
+    """(language, split) -> its features directory: every test language's test split, then the
+    training language's own dev split."""
+    sets = {(lang, "test"): features / lang / "test" for lang in languages}
+    sets[(train_language, "dev")] = features / train_language / "dev"
+    return sets
+
+
+def training_rows(pairs: int, seed: int, language: str) -> np.ndarray:
+    """The training pairs of probe seed ``seed``: all of them for seed 0, else a bootstrap
+    resample of them (a pair drawn ``k`` times appears ``k`` times)."""
+    from mlm_dynamics.stats import resample_counts, resample_key
+
+    if seed == 0:
+        return np.arange(pairs)
+    counts = resample_counts(pairs, 1, resample_key(seed, language, "train"))[0]
+    return np.repeat(np.arange(pairs), counts.astype(np.int64))
+
+
+def accuracy_rows(bootstrap, weights, correct: np.ndarray, metric: str, key: dict) -> list[dict]:
+    """One row per layer: accuracy of ``correct`` (layers, pairs) with its bootstrap interval."""
+    from mlm_dynamics.stats import resampled_ratios
+
+    pairs = correct.shape[1]
+    value = correct.mean(axis=1)
+    # (pairs, 1) denominators: stats.resampled_ratios does not broadcast (pairs,) ones
+    low, high = bootstrap.interval(resampled_ratios(weights, correct.T, np.ones((pairs, 1))))
+    return [
+        {**key, "layer": layer, "metric": metric, "value": value[layer], "ci_low": low[layer],
+         "ci_high": high[layer], "n": pairs}
+        for layer in range(correct.shape[0])
+    ]  # fmt: skip
+
+
 def probe_main(args) -> None:
-    import pandas as pd
-
-    from mlm_dynamics.analysis import tidy_table
+    from mlm_dynamics import stats
     from mlm_dynamics.atomic import save_table
-    from mlm_dynamics.probe import make_probe
+    from mlm_dynamics.probe import fit_l2_grid
+    from mlm_dynamics.tables import tidy_frame
 
+    bootstrap = stats.from_arguments(args)
+    if args.seeds < 1:
+        raise InputError("--seeds: must be >= 1")
+    if min(args.l2) < 0:
+        raise InputError("--l2: must be >= 0")
     features = Path(args.features)
     X_train, y_train = load_features(features / args.train_language / "train")
-    tests = {lang: load_features(features / lang / "test") for lang in args.languages}
+    sets = evaluation_sets(features, args.train_language, args.languages)
+    data = {key: load_features(path) for key, path in sets.items()}
+    # Refuse a too-small set before any fitting.
+    weights = {
+        (lang, split): bootstrap.weights(
+            len(y), lang, split, f"{sets[lang, split]} (XNLI {lang} {split})"
+        )
+        for (lang, split), (_, y) in data.items()
+    }
     majority = np.bincount(y_train, minlength=len(LABELS)).argmax()
-    rows = []
+    X_dev, y_dev = data[args.train_language, "dev"]
+    rows, items = [], []
     for seed in range(args.seeds):
-        probe = make_probe(args.backend, args.l2, args.max_iter, seed).fit(X_train, y_train)
-        log(f"seed {seed}: fitted {X_train.shape[0]} layers on {len(y_train)} pairs")
-        for lang, (X_test, y_test) in tests.items():
-            accuracy = probe.score(X_test, y_test)
-            key = dict(train_lang=args.train_language, test_lang=lang, seed=seed, n=len(y_test))
-            for layer, value in enumerate(accuracy):
-                rows.append({**key, "layer": layer, "metric": "accuracy", "value": value})
-            majority_accuracy = float(np.mean(y_test == majority))
-            rows += [
-                {**key, "layer": layer, "metric": "majority_accuracy", "value": majority_accuracy}
-                for layer in range(len(accuracy))
-            ]
-            log(f"{args.train_language} -> {lang}: best layer accuracy {accuracy.max():.3f}")
-    table = pd.DataFrame(rows).assign(model=args.model, step=args.step, task="xnli")
-    save_table(args.out, tidy_table(table))
+        train = training_rows(len(y_train), seed, args.train_language)
+        search = fit_l2_grid(
+            X_train[:, train], y_train[train], X_dev, y_dev, args.l2,
+            backend=args.backend, max_iter=args.max_iter, seed=seed,
+        )  # fmt: skip
+        probe = search.probe
+        log(
+            f"seed {seed}: fitted {X_train.shape[0]} layers on {len(train)} pairs; L2 per layer "
+            f"(chosen on {args.train_language} dev) {' '.join(f'{v:g}' for v in search.l2)}"
+        )
+        for (lang, split), (X, y) in data.items():
+            correct = probe.predict(X) == y[None, :]  # (layers, pairs)
+            layers = correct.shape[0]
+            key = dict(train_lang=args.train_language, test_lang=lang, split=split, seed=seed)
+            rows += accuracy_rows(bootstrap, weights[lang, split], correct, "accuracy", key)
+            baseline = np.repeat((y == majority)[None, :], layers, axis=0)
+            rows += accuracy_rows(
+                bootstrap, weights[lang, split], baseline, "majority_accuracy", key
+            )
+            items.append(
+                stats.ItemScores(
+                    task="xnli", train_lang=args.train_language, test_lang=lang, split=split,
+                    seed=seed, layers=np.arange(layers), correct=correct.astype(np.uint8),
+                    units=np.arange(len(y)), n_units=len(y),
+                )
+            )  # fmt: skip
+            accuracy = correct.mean(axis=1)
+            log(
+                f"{args.train_language} -> {lang} {split}: accuracy {accuracy.min():.3f} to "
+                f"{accuracy.max():.3f} over layers ({len(y)} pairs)"
+            )
+    table = tidy_frame(
+        [{**row, "model": args.model, "step": args.step, "task": "xnli"} for row in rows]
+    )
+    save_table(args.out, table)
+    stats.save_item_scores(args.items, items, model=args.model, step=args.step)
 
 
 def main(command: str, argv: list[str]) -> None:
+    from mlm_dynamics import stats
+
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
     if command == "xnli-features":
         parser.add_argument("--checkpoint", required=True, help="Hugging Face-format directory")
@@ -290,6 +379,7 @@ def main(command: str, argv: list[str]) -> None:
         parser.add_argument("--hub-revision", default="", help="pinned facebook/xnli revision")
         parser.add_argument("--language", required=True)
         parser.add_argument("--max-train", type=int, default=2000)
+        parser.add_argument("--max-dev", type=int, default=1000)
         parser.add_argument("--max-test", type=int, default=1000)
         parser.add_argument("--batch-tokens", type=int, default=8192)
         parser.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -300,10 +390,14 @@ def main(command: str, argv: list[str]) -> None:
         parser.add_argument("--train-language", required=True)
         parser.add_argument("--languages", nargs="+", required=True, help="test languages")
         parser.add_argument("--backend", choices=("torch", "sklearn"), default="torch")
-        parser.add_argument("--l2", type=float, default=1e-4)
+        parser.add_argument(
+            "--l2", type=float, nargs="+", default=[1e-4], help="L2 grid (chosen on dev)"
+        )
         parser.add_argument("--max-iter", type=int, default=200)
         parser.add_argument("--seeds", type=int, default=1)
         parser.add_argument("--model", required=True)
         parser.add_argument("--step", type=int, required=True)
         parser.add_argument("--out", required=True, help="tidy score table (.parquet)")
+        parser.add_argument("--items", required=True, help="per-pair correctness (.npz)")
+        stats.add_arguments(parser)
         probe_main(parser.parse_args(argv))

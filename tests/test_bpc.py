@@ -1,14 +1,16 @@
-"""Bits per character: the batched pseudo-log-likelihood against a one-token-at-a-time reference."""
+"""Bits per character: the batched pseudo-log-likelihood and masked-LM estimates against plain
+one-sequence-at-a-time references, and the command's rows with their bootstrap intervals."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from mlm_dynamics import bpc
+from mlm_dynamics import bpc, stats
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.analysis import COLUMNS
 from mlm_dynamics.pretrain import train_tokenizer
@@ -37,10 +39,11 @@ def tiny_model(tokenizer, positions: int, seed: int = 0):
     return XLMRobertaForMaskedLM(config).eval()
 
 
-def reference_bits(model, tokenizer, sentences, width):
+def reference_sentence_bits(model, tokenizer, sentences, width):
     """Plain loop: one sequence, one masked position, one full forward pass at a time."""
-    bits = 0.0
+    per_sentence = []
     for sentence in sentences:
+        bits = 0.0
         ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
         for start in range(0, len(ids), width):
             sequence = [tokenizer.cls_token_id, *ids[start : start + width], tokenizer.sep_token_id]
@@ -50,7 +53,35 @@ def reference_bits(model, tokenizer, sentences, width):
                 with torch.no_grad():
                     logits = model(input_ids=torch.tensor([masked])).logits[0, i]
                 bits -= float(torch.log_softmax(logits, -1)[sequence[i]]) / math.log(2)
-    return bits
+        per_sentence.append(bits)
+    return np.array(per_sentence)
+
+
+def reference_bits(model, tokenizer, sentences, width):
+    return float(reference_sentence_bits(model, tokenizer, sentences, width).sum())
+
+
+def reference_masked_bits(model, tokenizer, sentences, width, masks):
+    """Plain loop for one masking: per sentence and window, one forward pass with every chosen
+    token of the window masked at once; (bits, masked tokens) summed per sentence."""
+    bits, counts = [], []
+    for sentence, mask in zip(sentences, masks, strict=True):
+        ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        total = 0.0
+        for start in range(0, len(ids), width):
+            sequence = [tokenizer.cls_token_id, *ids[start : start + width], tokenizer.sep_token_id]
+            chosen = [1 + t - start for t in mask if start <= t < start + width]
+            if not chosen:
+                continue
+            masked = list(sequence)
+            for i in chosen:
+                masked[i] = tokenizer.mask_token_id
+            with torch.no_grad():
+                log_p = torch.log_softmax(model(input_ids=torch.tensor([masked])).logits[0], -1)
+            total -= sum(float(log_p[i, sequence[i]]) for i in chosen) / math.log(2)
+        bits.append(total)
+        counts.append(len(mask))
+    return np.array(bits), np.array(counts)
 
 
 def test_batched_pll_matches_one_at_a_time_reference(tokenizer):
@@ -62,6 +93,8 @@ def test_batched_pll_matches_one_at_a_time_reference(tokenizer):
     pll = bpc.pseudo_log_likelihood(model, tokenizer, sentences, batch_tokens=200)
     assert pll.windowed_sentences > 0
     assert pll.bits == pytest.approx(expected, rel=1e-4)
+    per_sentence = reference_sentence_bits(model, tokenizer, sentences, width=14)
+    np.testing.assert_allclose(pll.sentence_bits, per_sentence, rtol=1e-4)
     n_tokens = sum(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sentences)
     assert pll.tokens == n_tokens
     # A random model predicts roughly uniformly: about log2(vocabulary) bits a token.
@@ -69,6 +102,52 @@ def test_batched_pll_matches_one_at_a_time_reference(tokenizer):
     value, characters, _ = bpc.bits_per_character(model, tokenizer, sentences, batch_tokens=200)
     assert characters == sum(len(s) for s in sentences)
     assert value == pytest.approx(expected / characters, rel=1e-4)
+
+
+def test_masks_are_reproducible_and_at_least_one_per_sentence():
+    tokens = np.array([1, 3, 40, 0, 7])
+    masks = bpc.mlm_masks(tokens, 0.15, masking=0)
+    again = bpc.mlm_masks(tokens, 0.15, masking=0)
+    assert all((a == b).all() for a, b in zip(masks, again, strict=True))
+    other = bpc.mlm_masks(tokens, 0.15, masking=1)
+    assert any(len(a) != len(b) or (a != b).any() for a, b in zip(masks, other, strict=True))
+    # A vanishing probability still masks exactly one token per sentence (none when it is empty).
+    assert [len(m) for m in bpc.mlm_masks(tokens, 1e-12, masking=0)] == [1, 1, 1, 0, 1]
+    # Probability 1 masks every token.
+    assert [m.tolist() for m in bpc.mlm_masks(tokens, 1.0, 3)] == [list(range(n)) for n in tokens]
+
+
+def test_masked_estimate_matches_one_at_a_time_reference(tokenizer):
+    model = tiny_model(tokenizer, positions=16)  # windows again
+    sentences = read_lines(HELDOUT.format("en"), 5)
+    characters = bpc.sentence_characters(sentences)
+    tokens = np.array([len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sentences])
+    mlm = bpc.masked_lm_bits(model, tokenizer, sentences, 3, 0.15, batch_tokens=100)
+    assert mlm.windowed_sentences > 0
+    np.testing.assert_array_equal(mlm.sentence_tokens, tokens)
+    expected = []
+    for k in range(3):
+        masks = bpc.mlm_masks(tokens, 0.15, k)
+        bits, counts = reference_masked_bits(model, tokenizer, sentences, 14, masks)
+        np.testing.assert_array_equal(mlm.masked_tokens[:, k], counts)
+        np.testing.assert_allclose(mlm.masked_bits[:, k], bits, rtol=1e-4)
+        expected.append(bits.sum() / counts.sum() * tokens.sum() / characters.sum())
+    point = bpc.mlm_resampled(np.ones((1, len(sentences))), mlm, characters)[0]
+    assert point == pytest.approx(np.mean(expected), rel=1e-4)
+
+
+def test_masking_every_token_scores_all_bits_at_once(tokenizer):
+    # With p = 1 every token of a window is masked together: bits_masked / masked * tokens is
+    # the summed bits, so bpc_mlm = bits / characters, for any number of maskings.
+    model = tiny_model(tokenizer, positions=16)
+    sentences = read_lines(HELDOUT.format("de"), 3)
+    characters = bpc.sentence_characters(sentences)
+    tokens = np.array([len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sentences])
+    bits, _ = reference_masked_bits(model, tokenizer, sentences, 14, [range(n) for n in tokens])
+    mlm = bpc.masked_lm_bits(model, tokenizer, sentences, 2, 1.0)
+    np.testing.assert_allclose(mlm.masked_bits, np.stack([bits, bits], axis=1), rtol=1e-4)
+    point = bpc.mlm_resampled(np.ones((1, 3)), mlm, characters)[0]
+    assert point == pytest.approx(bits.sum() / characters.sum(), rel=1e-4)
 
 
 def test_training_lowers_bpc(tokenizer):
@@ -95,27 +174,85 @@ def test_training_lowers_bpc(tokenizer):
     assert after < 0.9 * before
 
 
-def test_command_writes_one_tidy_row(tokenizer, tmp_path):
-    model = tiny_model(tokenizer, positions=32)
-    model.save_pretrained(tmp_path / "ckpt")
-    tokenizer.save_pretrained(tmp_path / "ckpt")
-    out = tmp_path / "bpc" / "de.parquet"
-    argv = ["bpc", "--checkpoint", str(tmp_path / "ckpt"), "--text", HELDOUT.format("de")]
+STATS = ["--resamples", "200", "--confidence", "0.95", "--bootstrap-seed", "3"]
+
+
+def run_bpc(checkpoint, out, *extra, min_sentences=5):
+    argv = ["bpc", "--checkpoint", str(checkpoint), "--text", HELDOUT.format("de")]
     argv += ["--max-sentences", "5", "--model", "tiny", "--step", "7", "--language", "de"]
-    assert cli([*argv, "--out", str(out)]) == 0
+    argv += [*STATS, "--min-sentences", str(min_sentences), *extra, "--out", str(out)]
+    return cli(argv)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tokenizer, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bpc") / "ckpt"
+    tiny_model(tokenizer, positions=32).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_command_writes_tidy_rows_with_intervals(tokenizer, checkpoint, tmp_path):
+    out = tmp_path / "bpc" / "de.parquet"
+    assert run_bpc(checkpoint, out) == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == list(COLUMNS)
+    assert sorted(table.metric) == ["bpc", "pll_bits"]  # the default estimate: pll
     row = table.set_index("metric").loc["bpc"]
     assert (row.model, row.step, row.task, row.layer, row.test_lang) == ("tiny", 7, "bpc", -1, "de")
-    assert row.n == sum(len(s) for s in read_lines(HELDOUT.format("de"), 5))
+    assert row.split == "test" and row.train_lang == "" and row.seed == 0
+    sentences = read_lines(HELDOUT.format("de"), 5)
+    characters = np.array([len(s) for s in sentences])
+    assert row.n == characters.sum()
     bits = table.set_index("metric").loc["pll_bits", "value"]
     assert row.value == pytest.approx(bits / row.n)
+    assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
+    assert (table.ci_low < table.ci_high).all()
+
+    # The interval: sentences resampled by the key (seed 3, de, heldout), ratio of the sums.
+    model = bpc.load_checkpoint(checkpoint, None, masked_lm=True)[0]
+    pll = bpc.pseudo_log_likelihood(model, tokenizer, sentences)
+    weights = stats.resample_counts(5, 200, stats.resample_key(3, "de", "heldout"))
+    ratios = (weights @ pll.sentence_bits) / (weights @ characters)
+    low, high = np.quantile(ratios, [0.025, 0.975])
+    assert (row.ci_low, row.ci_high) == pytest.approx((low, high), rel=1e-5)
+    total = table.set_index("metric").loc["pll_bits"]
+    assert (total.ci_low, total.ci_high) == pytest.approx(
+        tuple(np.quantile(weights @ pll.sentence_bits, [0.025, 0.975])), rel=1e-5
+    )
+
+
+def test_command_both_estimates(tokenizer, checkpoint, tmp_path):
+    out = tmp_path / "both.parquet"
+    extra = ["--estimate", "both", "--maskings", "2", "--mask-probability", "0.3"]
+    assert run_bpc(checkpoint, out, *extra) == 0
+    table = pd.read_parquet(out).set_index("metric")
+    assert sorted(table.index) == ["bpc", "bpc_mlm", "pll_bits"]
+    sentences = read_lines(HELDOUT.format("de"), 5)
+    characters = bpc.sentence_characters(sentences)
+    model = bpc.load_checkpoint(checkpoint, None, masked_lm=True)[0]
+    mlm = bpc.masked_lm_bits(model, tokenizer, sentences, 2, 0.3)
+    row = table.loc["bpc_mlm"]
+    assert row.value == pytest.approx(bpc.mlm_resampled(np.ones((1, 5)), mlm, characters)[0])
+    weights = stats.resample_counts(5, 200, stats.resample_key(3, "de", "heldout"))
+    low, high = np.quantile(bpc.mlm_resampled(weights, mlm, characters), [0.025, 0.975])
+    assert (row.ci_low, row.ci_high) == pytest.approx((low, high), rel=1e-5)
+    assert row.ci_low <= row.value <= row.ci_high and row.split == "test"
+    assert row.n == characters.sum()
+    only = tmp_path / "mlm.parquet"
+    assert run_bpc(checkpoint, only, "--estimate", "mlm", "--maskings", "2") == 0
+    assert pd.read_parquet(only).metric.tolist() == ["bpc_mlm"]
+
+
+def test_too_few_sentences_is_one_line_error(checkpoint, tmp_path, capsys):
+    out = tmp_path / "x.parquet"
+    assert run_bpc(checkpoint, out, min_sentences=6) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "5 sentences, fewer than the 6" in err and "de.txt.gz" in err
+    assert not out.exists()
 
 
 def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):
-    argv = ["bpc", "--checkpoint", str(tmp_path / "nothing"), "--text", HELDOUT.format("en")]
-    argv += ["--model", "m", "--step", "0", "--language", "en"]
-    argv += ["--out", str(tmp_path / "x.parquet")]
-    assert cli(argv) == 2
+    assert run_bpc(tmp_path / "nothing", tmp_path / "x.parquet") == 2
     assert "no config.json" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlm_dynamics import xnli
+from mlm_dynamics import stats, xnli
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.analysis import COLUMNS
 from mlm_dynamics.errors import InputError
@@ -27,18 +27,20 @@ LANGUAGES = ["en", "fr", "de"]
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_fixture_reads_balanced(lang):
-    train = xnli.load_pairs(str(FIXTURES), lang, "train")
-    test = xnli.load_pairs(str(FIXTURES), lang, "test")
-    assert (len(train), len(test)) == (30, 15)
+    train, dev, test = (xnli.load_pairs(str(FIXTURES), lang, split) for split in xnli.SPLITS)
+    assert (len(train), len(dev), len(test)) == (30, 15, 15)
     assert np.bincount(train.labels).tolist() == [10, 10, 10]
+    assert np.bincount(dev.labels).tolist() == [5, 5, 5]
     assert np.bincount(test.labels).tolist() == [5, 5, 5]
+    assert not set(dev.premises) & (set(train.premises) | set(test.premises))
 
 
-def test_languages_are_translations_with_the_same_labels():
+@pytest.mark.parametrize("split", xnli.SPLITS)
+def test_languages_are_translations_with_the_same_labels(split):
     # en and fr name the labels, de uses facebook/xnli's ids: they must agree row by row.
-    labels = [xnli.load_pairs(str(FIXTURES), lang, "train").labels for lang in LANGUAGES]
+    labels = [xnli.load_pairs(str(FIXTURES), lang, split).labels for lang in LANGUAGES]
     assert all((labels[0] == other).all() for other in labels[1:])
-    assert xnli.load_pairs(str(FIXTURES), "en", "train").labels[:3].tolist() == [0, 1, 2]
+    assert xnli.load_pairs(str(FIXTURES), "en", split).labels[:3].tolist() == [0, 1, 2]
 
 
 def test_xnli_1_0_column_names_and_extra_columns(tmp_path):
@@ -78,6 +80,23 @@ def test_missing_data_and_unpinned_hub_are_errors(tmp_path):
         xnli.load_pairs("hub", "en", "train", hub_revision="")
     with pytest.raises(InputError, match="xnli.data"):
         xnli.load_pairs("", "en", "train")
+
+
+def test_hub_dev_split_is_xnli_validation(monkeypatch):
+    import types
+
+    calls = []
+
+    def load_dataset(name, lang, split, revision):
+        calls.append((name, lang, split, revision))
+        return {"premise": ["A b."], "hypothesis": ["C d."], "label": [2]}
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    pairs = xnli.load_pairs("hub", "sw", "dev", hub_revision="abc123")
+    assert calls == [("facebook/xnli", "sw", "validation", "abc123")]
+    assert (pairs.premises, pairs.labels.tolist()) == (["A b."], [2])
+    xnli.load_pairs("hub", "sw", "test", hub_revision="abc123")
+    assert calls[-1][2] == "test"
 
 
 def test_subsample_takes_the_same_rows_for_every_language():
@@ -122,32 +141,114 @@ def test_probe_features_layout(tmp_path):
     assert y.tolist() == [2]
 
 
-def test_features_and_probe_commands(tiny_checkpoint, tmp_path):
-    features = tmp_path / "features"
+STATS = ["--resamples", "300", "--confidence", "0.9", "--bootstrap-seed", "4"]
+
+
+@pytest.fixture(scope="module")
+def features(tiny_checkpoint, tmp_path_factory):
+    features = tmp_path_factory.mktemp("xnli") / "features"
     for lang in LANGUAGES:
         argv = ["xnli-features", "--checkpoint", str(tiny_checkpoint), "--data", str(FIXTURES)]
-        argv += ["--language", lang, "--max-train", "24", "--out", str(features / lang)]
-        assert cli(argv) == 0
+        argv += ["--language", lang, "--max-train", "24", "--max-dev", "12"]
+        assert cli([*argv, "--out", str(features / lang)]) == 0
+    return features
+
+
+def run_probe(features, out, min_sentences=10, l2=("1e-4",)):
+    argv = ["xnli-probe", "--features", str(features), "--train-language", "en"]
+    argv += ["--languages", *LANGUAGES, "--model", "tiny", "--step", "5", "--seeds", "2"]
+    argv += ["--l2", *l2]
+    argv += [*STATS, "--min-sentences", str(min_sentences)]
+    argv += ["--out", str(out), "--items", str(out.with_suffix(".items.npz"))]
+    return cli(argv)
+
+
+def test_features_command_caches_every_split(features):
     uv = np.load(features / "en" / "train" / "layer02.npy")
     assert uv.shape == (24, 2, 32) and uv.dtype == np.float16
     assert np.load(features / "fr" / "test" / "labels.npy").shape == (15,)
-    assert sorted(p.name for p in (features / "de" / "test").iterdir()) == [
-        "labels.npy", "layer00.npy", "layer01.npy", "layer02.npy",
-    ]  # fmt: skip
+    assert np.load(features / "de" / "dev" / "labels.npy").shape == (12,)
+    for split in xnli.SPLITS:
+        assert sorted(p.name for p in (features / "de" / split).iterdir()) == [
+            "labels.npy", "layer00.npy", "layer01.npy", "layer02.npy",
+        ]  # fmt: skip
+    # The same subsampled rows in every language.
+    dev = [np.load(features / lang / "dev" / "labels.npy") for lang in LANGUAGES]
+    assert all((dev[0] == other).all() for other in dev[1:])
 
+
+def test_probe_command_rows_intervals_and_items(features, tmp_path):
     out = tmp_path / "scores" / "en.parquet"
-    argv = ["xnli-probe", "--features", str(features), "--train-language", "en"]
-    argv += ["--languages", *LANGUAGES, "--model", "tiny", "--step", "5", "--out", str(out)]
-    assert cli(argv) == 0
+    assert run_probe(features, out) == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == list(COLUMNS)
-    assert len(table) == 3 * 3 * 2  # test languages x hidden states x metrics
+    # (3 test languages + en dev) x 2 seeds x 3 hidden states x 2 metrics
+    assert len(table) == 4 * 2 * 3 * 2
     assert set(table.task) == {"xnli"} and set(table.train_lang) == {"en"}
-    assert set(table.test_lang) == set(LANGUAGES) and (table.n == 15).all()
-    accuracy = table[table.metric == "accuracy"].value
-    assert ((accuracy >= 0) & (accuracy <= 1)).all()
-    # Each test split is balanced: the majority class of training is right a third of the time.
-    assert np.allclose(table[table.metric == "majority_accuracy"].value, 1 / 3)
+    test = table[table.split == "test"]
+    assert set(test.test_lang) == set(LANGUAGES) and (test.n == 15).all()
+    dev = table[table.split == "dev"]
+    assert set(dev.test_lang) == {"en"} and (dev.n == 12).all()
+    assert set(table.split) == {"dev", "test"}
+    assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
+    assert np.isfinite(table[["ci_low", "ci_high"]].to_numpy()).all()
+    # The dev and test sets are balanced: the training majority is right a third of the time.
+    majority = table[table.metric == "majority_accuracy"]
+    assert np.allclose(majority.value, 1 / 3)
+
+    # Every accuracy and interval follows from the per-pair correctness and the shared resamples.
+    item_file = stats.load_item_scores(out.with_suffix(".items.npz"))
+    assert (item_file.model, item_file.step) == ("tiny", 5)
+    items = item_file.scores
+    assert len(items) == 2 * 4
+    indexed = table[table.metric == "accuracy"].set_index(["test_lang", "split", "seed", "layer"])
+    for score in items:
+        assert (score.task, score.train_lang) == ("xnli", "en")
+        assert (
+            score.layers.tolist() == [0, 1, 2] and (score.units == np.arange(score.n_units)).all()
+        )
+        weights = stats.resample_counts(
+            score.n_units, 300, stats.resample_key(4, score.test_lang, score.split)
+        )
+        correct, count = score.unit_sums()
+        samples = (weights @ correct) / (weights @ count)[:, None]
+        low, high = np.quantile(samples, [0.05, 0.95], axis=0)
+        for layer in score.layers:
+            row = indexed.loc[(score.test_lang, score.split, score.seed, layer)]
+            assert row.value == pytest.approx(score.correct[layer].mean())
+            assert (row.ci_low, row.ci_high) == pytest.approx((low[layer], high[layer]))
+
+
+def test_probe_l2_is_chosen_on_dev_and_seeds_resample_training_pairs(features, tmp_path):
+    from mlm_dynamics.probe import fit_l2_grid
+
+    out = tmp_path / "en.parquet"
+    assert run_probe(features, out, l2=("1e-4", "30")) == 0
+    items = {
+        (score.test_lang, score.split, score.seed): score
+        for score in stats.load_item_scores(out.with_suffix(".items.npz")).scores
+    }
+    X, y = xnli.load_features(features / "en" / "train")
+    X_dev, y_dev = xnli.load_features(features / "en" / "dev")
+    X_fr, y_fr = xnli.load_features(features / "fr" / "test")
+    for seed in (0, 1):
+        rows = xnli.training_rows(len(y), seed, "en")
+        search = fit_l2_grid(X[:, rows], y[rows], X_dev, y_dev, [1e-4, 30.0], seed=seed)
+        expected = search.probe.predict(X_fr) == y_fr[None, :]
+        np.testing.assert_array_equal(items["fr", "test", seed].correct, expected)
+    assert (xnli.training_rows(24, 0, "en") == np.arange(24)).all()
+    resample = xnli.training_rows(24, 1, "en")
+    assert len(resample) == 24 and len(set(resample.tolist())) < 24
+    assert (resample == np.sort(resample)).all()
+
+
+def test_probe_refuses_a_small_evaluation_set(features, tmp_path, capsys):
+    out = tmp_path / "en.parquet"
+    assert run_probe(features, out, min_sentences=13) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "en/dev (XNLI en dev): 12 sentences, fewer than the 13" in err
+    assert not out.exists() and not out.with_suffix(".items.npz").exists()
 
 
 # ---------------------------------------------------------------- the workflow
@@ -178,6 +279,7 @@ def test_workflow_runs_bpc_xnli_and_simalign(tiny_checkpoint, tmp_path):
             "source": str(simalign_dir / "en.txt"), "target": str(simalign_dir / "de.txt"),
             "gold": str(simalign_dir / "en-de.gold")}}},
         "gpu_resources": {"base_mem_mb": 256, "mem_mb_per_million_parameters": 1},
+        "statistics": {"resamples": 200, "min_sentences": 5},
     }  # fmt: skip
     config_file = tmp_path / "config.yaml"
     config_file.write_text(json.dumps(config))  # JSON is YAML
@@ -198,10 +300,21 @@ def test_workflow_runs_bpc_xnli_and_simalign(tiny_checkpoint, tmp_path):
     run = tmp_path / "run"
     table = pd.concat([pd.read_parquet(run / target) for target in targets])
     assert list(table.columns) == list(COLUMNS)
+    assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
+    assert np.isfinite(table[["ci_low", "ci_high"]].to_numpy()).all()
     bpc = table[table.metric == "bpc"]
-    assert len(bpc) == 2 and bpc.value.between(0.5, 20).all()
+    assert len(bpc) == 2 and bpc.value.between(0.5, 20).all() and (bpc.split == "test").all()
     xnli_rows = table[(table.task == "xnli") & (table.metric == "accuracy")]
-    assert len(xnli_rows) == 2 * 2 * 2 * 3  # steps x train x test languages x hidden states
+    # steps x train languages x (test languages + own dev) x hidden states
+    assert len(xnli_rows) == 2 * 2 * (2 + 1) * 3
+    assert (xnli_rows.split == "dev").sum() == 2 * 2 * 3
+    for step in (0, 1):
+        for lang in ("en", "de"):
+            items = stats.load_item_scores(
+                run / f"results/xnli/scores/tiny/{step}/{lang}.items.npz"
+            )
+            assert (items.model, items.step, len(items.scores)) == ("tiny", step, 3)
     align = table[table.task.str.startswith("simalign")]
-    assert len(align) == 2 * 2 * 3 * 4  # steps x methods x hidden states x metrics
+    # steps x methods x granularities x hidden states x metrics
+    assert len(align) == 2 * 3 * 2 * 3 * 4
     assert "XNLI: task off" not in result.stderr

@@ -1,5 +1,5 @@
 # Masked-LM bits per character on each language's held-out text, one job per model x step x
-# language (see mlm_dynamics/bpc.py).
+# language, with bootstrap intervals over held-out sentences (see mlm_dynamics/bpc.py).
 
 
 rule bpc:
@@ -19,9 +19,15 @@ rule bpc:
         runtime=gpu_runtime,
     params:
         max_sentences=config["bpc"]["max_sentences"],
+        estimate=config["bpc"]["estimate"],
+        maskings=config["bpc"]["maskings"],
+        mask_probability=config["bpc"]["mask_probability"],
         batch_tokens=config["activations"]["batch_tokens"],
+        stats=statistics_arguments(),
     shell:
         "python -m mlm_dynamics bpc --checkpoint {input.checkpoint} --text {input.text}"
-        " --max-sentences {params.max_sentences} --batch-tokens {params.batch_tokens}"
-        " --threads {threads} --model {wildcards.model} --step {wildcards.step}"
-        " --language {wildcards.lang} --out {output} > {log} 2>&1"
+        " --max-sentences {params.max_sentences} --estimate {params.estimate}"
+        " --maskings {params.maskings} --mask-probability {params.mask_probability}"
+        " --batch-tokens {params.batch_tokens} --threads {threads}"
+        " --model {wildcards.model} --step {wildcards.step} --language {wildcards.lang}"
+        " {params.stats} --out {output} > {log} 2>&1"

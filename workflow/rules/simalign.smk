@@ -1,5 +1,6 @@
-# SimAlign word alignment of each configured language pair, every layer, one job per model x
-# step x target language (see mlm_dynamics/simalign.py).
+# SimAlign word alignment of each configured language pair, every layer, each method at each
+# granularity (words, subwords), with bootstrap intervals over sentence pairs; one job per
+# model x step x target language (see mlm_dynamics/simalign.py).
 
 
 rule simalign:
@@ -19,12 +20,15 @@ rule simalign:
         runtime=gpu_runtime,
     params:
         methods=config["simalign"]["methods"],
+        granularity=config["simalign"]["granularity"],
         source_language=config["simalign"]["source_language"],
         batch_tokens=config["activations"]["batch_tokens"],
+        stats=statistics_arguments(),
     shell:
         "python -m mlm_dynamics simalign --checkpoint {input.checkpoint}"
         " --source {input.source} --target {input.target} --gold {input.gold}"
-        " --methods {params.methods} --source-language {params.source_language}"
-        " --language {wildcards.lang} --batch-tokens {params.batch_tokens}"
-        " --threads {threads} --model {wildcards.model} --step {wildcards.step}"
+        " --methods {params.methods} --granularity {params.granularity}"
+        " --source-language {params.source_language} --language {wildcards.lang}"
+        " --batch-tokens {params.batch_tokens} --threads {threads}"
+        " --model {wildcards.model} --step {wildcards.step} {params.stats}"
         " --out {output} > {log} 2>&1"

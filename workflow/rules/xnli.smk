@@ -1,5 +1,7 @@
-# XNLI: sentence-pair features per model x step x language, then a probe per training language
-# scored on every XNLI language (see mlm_dynamics/xnli.py).
+# XNLI: sentence-pair features (train, dev, test) per model x step x language, then a probe per
+# training language, its L2 chosen on its dev split, scored on every XNLI language's test split
+# and its own dev split, with bootstrap intervals and per-pair correctness (see
+# mlm_dynamics/xnli.py).
 
 
 rule xnli_features:
@@ -21,13 +23,15 @@ rule xnli_features:
         data=config["xnli"]["data"],
         hub_revision=config["xnli"]["hub_revision"],
         max_train=config["xnli"]["max_train"],
+        max_dev=config["xnli"]["max_dev"],
         max_test=config["xnli"]["max_test"],
         batch_tokens=config["activations"]["batch_tokens"],
     shell:
         "python -m mlm_dynamics xnli-features --checkpoint {input.checkpoint}"
         " --data {params.data:q} --hub-revision={params.hub_revision:q}"
         " --language {wildcards.lang} --max-train {params.max_train}"
-        " --max-test {params.max_test} --batch-tokens {params.batch_tokens}"
+        " --max-dev {params.max_dev} --max-test {params.max_test}"
+        " --batch-tokens {params.batch_tokens}"
         " --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -35,7 +39,8 @@ rule xnli_probe:
     input:
         xnli_features_dirs,
     output:
-        "results/xnli/scores/{model}/{step}/{lang}.parquet",
+        scores="results/xnli/scores/{model}/{step}/{lang}.parquet",
+        item_scores="results/xnli/scores/{model}/{step}/{lang}.items.npz",
     log:
         "logs/xnli/probe/{model}/{step}/{lang}.log",
     conda:
@@ -47,9 +52,10 @@ rule xnli_probe:
         l2=config["probing"]["l2"],
         max_iter=config["probing"]["max_iter"],
         seeds=config["probing"]["seeds"],
+        stats=statistics_arguments(),
     shell:
         "python -m mlm_dynamics xnli-probe --features {params.features}"
         " --train-language {wildcards.lang} --languages {params.languages}"
         " --backend {params.backend} --l2 {params.l2} --max-iter {params.max_iter}"
         " --seeds {params.seeds} --model {wildcards.model} --step {wildcards.step}"
-        " --out {output} > {log} 2>&1"
+        " {params.stats} --out {output.scores} --items {output.item_scores} > {log} 2>&1"
