@@ -3,19 +3,22 @@
 ``python -m mlm_dynamics plot --table T --analysis-dir A --out-dir D --model M --figure NAME``
 writes ``D/NAME.png`` and ``D/NAME.pdf``. The names (see ``available_figures``):
 
-- ``in-language-curves``: best-layer accuracy over steps, a panel per task, a line per language,
-  the majority-class baseline dashed.
-- ``layer-heatmaps``: accuracy per layer x step, mean over languages, a panel per task.
-- ``final-layer-gap``: best-layer minus last-layer accuracy over steps.
-- ``onset``: learning-onset steps of in-language curves and transfer pairs, per task.
-- ``transfer-matrices-<task>``: train x test accuracy at selected steps (small multiples).
-- ``transfer-over-time-<task>``: every pair's accuracy over steps, a panel per training language.
+- ``in-language-curves``: test accuracy over steps, a row per layer view (``last`` first), a panel
+  per task, a line per language with its 95% bootstrap band, the majority-class baseline dashed.
+- ``layer-heatmaps``: test accuracy per layer x step, mean over languages, a panel per task.
+- ``final-layer-gap``: dev-chosen best layer minus last layer over steps, with bands.
+- ``onset``: gain onsets (with intervals) of in-language curves and transfer pairs, per view;
+  curves without a measurable gain are counted, not drawn at step 0.
+- ``selectivity``: accuracy minus control-task accuracy over steps, per view, with bands.
+- ``transfer-matrices-<task>``: train x test accuracy at selected steps, a row per view.
+- ``transfer-over-time-<task>``: every pair's accuracy over steps (first view), with bands.
 - ``bpc``: bits per character over steps per language, and against the pretraining share.
 - ``alignment-f1``: word-alignment F1 per layer x step, mean over target languages.
 
 Every figure function takes data frames and returns a matplotlib Figure, so a notebook can redraw
 any of them; ``save_figure`` writes the PNG and the PDF without timestamps (same bytes every run).
-Scores are those of ``mlm_dynamics.analysis``: each step's best layer, mean over probe seeds.
+Scores are read at the layer views of :func:`mlm_dynamics.analysis.view_layers` (the same cells
+as the CSVs), test split, seed 0; bands and whiskers are 95% bootstrap intervals.
 Steps go on a symmetric-log axis, linear below the first non-zero step, so step 0 is shown.
 """
 
@@ -195,11 +198,18 @@ def select_steps(steps: Sequence[int], requested: Sequence[int] = ()) -> list[in
     return [steps[i] for i in picks]
 
 
-def line_with_band(ax, x, y, sd, colour, marker, **kwargs) -> None:
+def line_with_band(ax, x, y, low, high, colour, marker, **kwargs) -> None:
+    """A curve with its interval as a band (none where the interval is missing)."""
+    x, y = np.asarray(x), np.asarray(y, dtype=float)
     ax.plot(x, y, color=colour, marker=marker, markersize=3.5, linewidth=1.4, **kwargs)
-    if sd is not None and np.isfinite(sd).any():
-        sd = np.nan_to_num(sd)
-        ax.fill_between(x, y - sd, y + sd, color=colour, alpha=0.15, linewidth=0)
+    if low is not None:
+        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        if np.isfinite(low).any():
+            ax.fill_between(x, low, high, color=colour, alpha=0.18, linewidth=0)
+
+
+def view_label(view: str) -> str:
+    return {"last": "last layer", "best": "best layer (dev)"}.get(view, view.replace("-", " "))
 
 
 # ---------------------------------------------------------------- figures
@@ -207,34 +217,37 @@ def line_with_band(ax, x, y, sd, colour, marker, **kwargs) -> None:
 
 @styled
 def in_language_curves(
-    best_layer: pd.DataFrame,
+    scores: pd.DataFrame,
     baselines: pd.DataFrame,
+    views: Sequence[str] = (),
     languages: Sequence[str] = (),
     tasks: Sequence[str] = (),
+    metric_label: str = "accuracy",
 ) -> Figure:
-    """Best-layer accuracy over steps, a panel per task and a line per language.
+    """In-language test scores over steps: a row per view, a panel per task, a line per language
+    with its interval band.
 
-    ``best_layer`` has ``analysis``'s best_layer.csv columns (task, lang, step, best_score,
-    best_score_sd); ``baselines`` has task, train_lang, test_lang, majority_accuracy (may be empty).
+    ``scores`` has ``analysis.view_scores``'s columns; ``baselines`` has task, train_lang,
+    test_lang, majority_accuracy (may be empty).
     """
-    tasks = ordered(best_layer["task"], tasks or TASK_ORDER)
-    languages = ordered(best_layer["lang"], languages)
+    scores = scores[scores["train_lang"] == scores["test_lang"]]
+    tasks = ordered(scores["task"], tasks or TASK_ORDER)
+    views = ordered(scores["view"], views or ["last", "best"])
+    languages = ordered(scores["train_lang"], languages)
     colours, markers = language_colours(languages), language_markers(languages)
-    fig, axes = panel_grid(len(tasks), sharey=False)
-    for ax, task in zip(axes, tasks, strict=True):
-        rows = best_layer[best_layer["task"] == task]
+    fig, axes = panel_grid(len(tasks) * len(views), columns=len(tasks), sharey=False)
+    for ax, (view, task) in zip(axes, [(v, t) for v in views for t in tasks], strict=True):
+        rows = scores[(scores["task"] == task) & (scores["view"] == view)]
         for lang in languages:
-            curve = rows[rows["lang"] == lang].sort_values("step")
+            curve = rows[rows["train_lang"] == lang].sort_values("step")
             if curve.empty:
                 continue
             line_with_band(
-                ax,
-                curve["step"].to_numpy(),
-                curve["best_score"].to_numpy(),
-                curve["best_score_sd"].to_numpy(dtype=float),
-                colours[lang],
-                markers[lang],
-            )
+                ax, curve["step"], curve["value"], curve["ci_low"], curve["ci_high"],
+                colours[lang], markers[lang],
+            )  # fmt: skip
+            if baselines.empty:
+                continue
             baseline = baselines[
                 (baselines["task"] == task)
                 & (baselines["train_lang"] == lang)
@@ -248,30 +261,32 @@ def in_language_curves(
                     linewidth=0.9,
                     alpha=0.8,
                 )
-        step_axis(ax, rows["step"])
+        step_axis(ax, rows["step"] if not rows.empty else [0])
         ax.set_title(task_label(task))
         ax.set_xlabel("pretraining step")
-        ax.set_ylabel("accuracy (best layer)")
+        ax.set_ylabel(f"{metric_label}\n{view_label(view)}")
     outer_ylabels(axes)
     handles = language_handles(languages, colours, markers)
-    handles.append(Line2D([], [], color="0.4", linestyle="--", linewidth=0.9))
-    figure_legend(fig, handles, [*languages, "majority class"], title="language")
+    labels = list(languages)
+    if not baselines.empty:
+        handles.append(Line2D([], [], color="0.4", linestyle="--", linewidth=0.9))
+        labels.append("majority class")
+    figure_legend(fig, handles, labels, title="language (band: 95% CI)")
     return fig
 
 
 @styled
 def layer_heatmaps(scores: pd.DataFrame, tasks: Sequence[str] = ()) -> Figure:
-    """In-language accuracy per layer x step, mean over languages, a panel per task.
+    """In-language test accuracy per layer x step, mean over languages, a panel per task.
 
-    ``scores`` has ``analysis.probe_scores``'s columns (task, train_lang, test_lang, step, layer,
-    score).
+    ``scores`` has ``analysis.layer_scores``'s columns (task, lang, step, layer, value).
     """
-    rows = scores[scores["train_lang"] == scores["test_lang"]]
+    rows = scores
     tasks = ordered(rows["task"], tasks or TASK_ORDER)
     fig, axes = panel_grid(len(tasks), sharey=False, width=PANEL_WIDTH + 0.6)
     for ax, task in zip(axes, tasks, strict=True):
         grid = rows[rows["task"] == task].pivot_table(
-            index="layer", columns="step", values="score", aggfunc="mean"
+            index="layer", columns="step", values="value", aggfunc="mean"
         )
         grid = grid.sort_index(ascending=False)  # layer 0 (embeddings) at the bottom
         draw_heatmap(ax, grid, fmt=".2f")
@@ -301,65 +316,91 @@ def draw_heatmap(ax, grid: pd.DataFrame, fmt: str, scale: float = 1.0, **kwargs)
 
 @styled
 def final_layer_gap(
-    best_layer: pd.DataFrame, languages: Sequence[str] = (), tasks: Sequence[str] = ()
+    gaps: pd.DataFrame, languages: Sequence[str] = (), tasks: Sequence[str] = ()
 ) -> Figure:
-    """Best-layer minus last-layer accuracy over steps, a panel per task and a line per language."""
-    tasks = ordered(best_layer["task"], tasks or TASK_ORDER)
-    languages = ordered(best_layer["lang"], languages)
+    """Best layer (chosen on dev) minus last layer over steps, a panel per task and a line per
+    language with its paired-bootstrap band. ``gaps`` has final_layer_gap.csv's columns."""
+    tasks = ordered(gaps["task"], tasks or TASK_ORDER)
+    languages = ordered(gaps["lang"], languages)
     colours, markers = language_colours(languages), language_markers(languages)
     fig, axes = panel_grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
-        rows = best_layer[best_layer["task"] == task]
+        rows = gaps[gaps["task"] == task]
         for lang in languages:
             curve = rows[rows["lang"] == lang].sort_values("step")
             if not curve.empty:
-                line_with_band(ax, curve["step"], curve["gap"], None, colours[lang], markers[lang])
+                line_with_band(
+                    ax, curve["step"], curve["gap"], curve["ci_low"], curve["ci_high"],
+                    colours[lang], markers[lang],
+                )  # fmt: skip
         ax.axhline(0, color="0.3", linewidth=0.8)
         step_axis(ax, rows["step"])
         ax.set_title(task_label(task))
         ax.set_xlabel("pretraining step")
-        ax.set_ylabel("best − last layer accuracy")
+        ax.set_ylabel("best (dev) − last layer")
     outer_ylabels(axes)
-    figure_legend(fig, language_handles(languages, colours, markers), languages, "language")
+    figure_legend(
+        fig, language_handles(languages, colours, markers), languages, "language (band: 95% CI)"
+    )
     return fig
 
 
 @styled
-def onset(onsets: pd.DataFrame, tasks: Sequence[str] = (), fraction: float | None = None) -> Figure:
-    """Onset steps per task: in-language curves vs transfer pairs, relative to final and best.
+def onset(
+    onsets: pd.DataFrame,
+    tasks: Sequence[str] = (),
+    fraction: float | None = None,
+    views: Sequence[str] = (),
+) -> Figure:
+    """Gain onsets per task, in-language curves vs transfer pairs, a panel per view.
 
-    Every curve is a dot; equal steps are spread sideways (no random jitter), and a bar marks the
-    median.
+    Every curve with an onset is a dot with its interval as a whisker; equal steps are spread
+    sideways (no random jitter) and a bar marks the median. Curves whose gain interval holds 0
+    (``status`` "no onset") are not drawn: their count is written under each group.
     """
     tasks = ordered(onsets["task"], tasks or TASK_ORDER)
     kinds = ordered(onsets["kind"], ["in-language", "transfer"])
+    views = ordered(onsets["view"], views or ["last", "best"])
     palette = sns.color_palette("colorblind", 2)
     colours = {"in-language": palette[0], "transfer": palette[1]}
-    fig, axes = panel_grid(2, columns=1, sharey=True, width=min(7.0, 1.4 * len(tasks) + 1.5))
+    fig, axes = panel_grid(
+        len(views), columns=1, sharey=True, width=min(7.0, 1.4 * len(tasks) + 1.5)
+    )
     share = f"{fraction:.0%} of " if fraction else ""
-    for ax, reference in zip(axes, analysis.REFERENCES, strict=True):
-        column = f"onset_{reference}_step"
+    for ax, view in zip(axes, views, strict=True):
         for t, task in enumerate(tasks):
             for k, kind in enumerate(kinds):
                 centre = t + (k - (len(kinds) - 1) / 2) * 0.38
-                values = onsets.loc[
-                    (onsets["task"] == task) & (onsets["kind"] == kind), column
-                ].dropna()
-                values = values.to_numpy(dtype=float)
-                if values.size == 0:
+                group = onsets[
+                    (onsets["task"] == task) & (onsets["kind"] == kind) & (onsets["view"] == view)
+                ]
+                learned = group.dropna(subset=["onset_gain_step"]).sort_values("onset_gain_step")
+                missing = len(group) - len(learned)
+                if missing:
+                    ax.annotate(
+                        f"{missing}×\nnone", (centre, 0), xytext=(0, -22),
+                        textcoords="offset points", ha="center", va="top", fontsize=6,
+                        annotation_clip=False,
+                    )  # fmt: skip
+                if learned.empty:
                     continue
+                values = learned["onset_gain_step"].to_numpy(dtype=float)
                 x, y = dot_positions(values, centre, width=0.3)
+                ax.vlines(
+                    x, learned["onset_gain_ci_low"], learned["onset_gain_ci_high"],
+                    color=colours.get(kind, "0.5"), linewidth=0.6, alpha=0.6, zorder=2,
+                )  # fmt: skip
                 ax.scatter(x, y, s=9, color=colours.get(kind, "0.5"), linewidths=0, zorder=3)
                 ax.hlines(np.median(values), centre - 0.17, centre + 0.17, color="0.15", zorder=4)
         ax.set_xticks(range(len(tasks)), tasks)
         ax.set_xlim(-0.6, len(tasks) - 0.4)
-        ax.set_title(f"reaching {share}the {reference} score")
+        ax.set_title(f"{view_label(view)}: reaching {share}the gain over step 0")
         ax.set_ylabel("onset step")
         ax.grid(axis="x", visible=False)
-    steps = pd.concat([onsets["final_step"], onsets["onset_final_step"], onsets["best_step"]])
-    step_axis(axes[0], [0, *steps.dropna().astype(int)], axis="y")
+    steps = pd.concat([onsets["onset_gain_ci_high"], onsets["onset_gain_step"]]).dropna()
+    step_axis(axes[0], [0, 1, *steps.astype(float).round().astype(int)], axis="y")
     handles = [Line2D([], [], color=colours[k], marker="o", linestyle="") for k in kinds]
-    figure_legend(fig, handles, kinds)
+    figure_legend(fig, handles, [*kinds, ""][: len(kinds)])
     return fig
 
 
@@ -376,53 +417,59 @@ def dot_positions(values: np.ndarray, centre: float, width: float):
 
 @styled
 def transfer_matrices(
-    best: pd.DataFrame, task: str, steps: Sequence[int], languages: Sequence[str] = ()
+    cells: pd.DataFrame,
+    task: str,
+    steps: Sequence[int],
+    views: Sequence[str] = (),
+    languages: Sequence[str] = (),
 ) -> Figure:
-    """Train x test accuracy (best layer per pair) at each of ``steps``, one shared colour scale.
+    """Train x test test accuracy at each of ``steps``: a row per view, one shared colour scale.
 
-    ``best`` has ``analysis.best_layers``'s columns.
+    ``cells`` are ``tables.transfer_cells`` rows (the cells of the transfer CSVs).
     """
-    rows = best[best["task"] == task]
+    rows = cells[cells["task"] == task]
+    views = ordered(rows["view"], views or ["last", "best"])
     languages = ordered(pd.concat([rows["train_lang"], rows["test_lang"]]), languages)
     fig, axes = plt.subplots(
-        1,
+        len(views),
         len(steps),
-        figsize=(0.4 * len(languages) * len(steps) + 1.2, 0.4 * len(languages) + 1.0),
+        figsize=(
+            0.45 * len(languages) * len(steps) + 1.4,
+            (0.45 * len(languages) + 0.8) * len(views),
+        ),
         squeeze=False,
         layout="constrained",
     )
-    scores = rows[rows["step"].isin(steps)]["best_score"] * 100
+    scores = rows[rows["step"].isin(steps)]["value"] * 100
     vmin, vmax = float(scores.min()), float(scores.max())
-    for i, (ax, step) in enumerate(zip(axes[0], steps, strict=True)):
-        grid = rows[rows["step"] == step].pivot_table(
-            index="train_lang", columns="test_lang", values="best_score"
-        )
-        grid = grid.reindex(index=languages, columns=languages)
-        last = i == len(steps) - 1
-        draw_heatmap(
-            ax,
-            grid,
-            fmt=".0f",
-            scale=100,
-            vmin=vmin,
-            vmax=vmax,
-            square=True,
-            cbar=last,
-            cbar_kws={"label": "accuracy (%)", "shrink": 0.8},
-        )
-        ax.set_title(f"step {step_label(step)}")
-        ax.set_xlabel("test language")
-        ax.set_ylabel("train language" if i == 0 else "")
-        if i:
-            ax.set_yticklabels([])
-    fig.suptitle(f"{task_label(task)}: cross-lingual transfer")
+    for r, view in enumerate(views):
+        for i, step in enumerate(steps):
+            ax = axes[r, i]
+            grid = rows[(rows["step"] == step) & (rows["view"] == view)].pivot(
+                index="train_lang", columns="test_lang", values="value"
+            )
+            grid = grid.reindex(index=languages, columns=languages)
+            draw_heatmap(
+                ax, grid, fmt=".0f", scale=100, vmin=vmin, vmax=vmax, square=True,
+                cbar=i == len(steps) - 1,
+                cbar_kws={"label": "accuracy (%)", "shrink": 0.8},
+            )  # fmt: skip
+            ax.set_title(f"step {step_label(step)}, {view_label(view)}", fontsize=8)
+            ax.set_xlabel("test language")
+            ax.set_ylabel("train language" if i == 0 else "")
+            if i:
+                ax.set_yticklabels([])
+    fig.suptitle(f"{task_label(task)}: cross-lingual transfer (test accuracy, %)")
     return fig
 
 
 @styled
-def transfer_over_time(best: pd.DataFrame, task: str, languages: Sequence[str] = ()) -> Figure:
-    """Every pair's accuracy over steps: a panel per training language, a line per test language."""
-    rows = best[best["task"] == task]
+def transfer_over_time(
+    cells: pd.DataFrame, task: str, view: str = "last", languages: Sequence[str] = ()
+) -> Figure:
+    """Every pair's test accuracy over steps at one view: a panel per training language, a line
+    per test language with its interval band."""
+    rows = cells[(cells["task"] == task) & (cells["view"] == view)]
     languages = ordered(pd.concat([rows["train_lang"], rows["test_lang"]]), languages)
     train_languages = [lang for lang in languages if lang in set(rows["train_lang"])]
     colours, markers = language_colours(languages), language_markers(languages)
@@ -434,22 +481,20 @@ def transfer_over_time(best: pd.DataFrame, task: str, languages: Sequence[str] =
                 continue
             curve = curve.sort_values("step")
             own = test == train
-            ax.plot(
-                curve["step"],
-                curve["best_score"],
-                color=colours[test],
-                marker=markers[test],
-                markersize=3.5 if own else 2.5,
-                linewidth=2.2 if own else 1.0,
-                zorder=3 if own else 2,
-            )
+            line_with_band(
+                ax, curve["step"], curve["value"], curve["ci_low"], curve["ci_high"],
+                colours[test], markers[test], zorder=3 if own else 2,
+                linestyle="-" if own else (0, (3, 1)),
+            )  # fmt: skip
         step_axis(ax, rows["step"])
         ax.set_title(f"trained on {train}")
         ax.set_xlabel("pretraining step")
-        ax.set_ylabel("accuracy (best layer)")
+        ax.set_ylabel(f"accuracy ({view_label(view)})")
     outer_ylabels(axes)
-    fig.suptitle(f"{task_label(task)}: transfer over pretraining (thick: in-language)")
-    figure_legend(fig, language_handles(languages, colours, markers), languages, "test language")
+    fig.suptitle(f"{task_label(task)}: transfer over pretraining (solid: in-language)")
+    figure_legend(
+        fig, language_handles(languages, colours, markers), languages, "test language (95% CI)"
+    )
     return fig
 
 
@@ -460,16 +505,17 @@ def bpc(
     """Bits per character over steps per language; with ``shares``, step 0 and final BPC against
     each language's share of the pretraining data."""
     rows = table[(table["task"] == "bpc") & (table["metric"] == "bpc")]
-    curves = rows.groupby(["test_lang", "step"], as_index=False)["value"].mean()
+    curves = rows[["test_lang", "step", "value", "ci_low", "ci_high"]]
     languages = ordered(curves["test_lang"], languages)
     colours, markers = language_colours(languages), language_markers(languages)
     shares = {lang: share for lang, share in (shares or {}).items() if lang in languages}
     fig, axes = panel_grid(2 if shares else 1, columns=2, sharey=True, width=PANEL_WIDTH + 0.4)
     for lang in languages:
         curve = curves[curves["test_lang"] == lang].sort_values("step")
-        axes[0].plot(
-            curve["step"], curve["value"], color=colours[lang], marker=markers[lang], markersize=3.5
-        )
+        line_with_band(
+            axes[0], curve["step"], curve["value"], curve["ci_low"], curve["ci_high"],
+            colours[lang], markers[lang],
+        )  # fmt: skip
     step_axis(axes[0], curves["step"])
     axes[0].set_xlabel("pretraining step")
     axes[0].set_ylabel("bits per character")
@@ -522,6 +568,7 @@ class PlotInputs:
     transfer_steps: Sequence[int] = ()
     shares: dict[str, float] = field(default_factory=dict)
     onset_fraction: float | None = None
+    views: Sequence[str] = ("last", "best")
 
     def analysis_table(self, stem: str) -> pd.DataFrame:
         if self.analysis_dir is None:
@@ -537,25 +584,32 @@ class PlotInputs:
         return str(self.table["model"].iloc[0])
 
     @functools.cached_property
-    def best(self) -> pd.DataFrame:
-        return analysis.best_layers(analysis.probe_scores(self.table))
+    def cells(self) -> pd.DataFrame:
+        """Test scores at every view: the cells of the CSVs (analysis.view_scores)."""
+        return analysis.view_scores(self.table, self.views)
+
+
+def probe_rows(table: pd.DataFrame, metric: str = analysis.PROBE_METRIC) -> pd.DataFrame:
+    return analysis.probe_rows(table, metric)
 
 
 def transfer_tasks(table: pd.DataFrame) -> list[str]:
     """Probe tasks with at least one cross-lingual pair."""
-    rows = table[(table["metric"] == analysis.PROBE_METRIC) & (table["train_lang"] != "")]
+    rows = probe_rows(table)
     pairs = rows[rows["train_lang"] != rows["test_lang"]]
     return ordered(pairs["task"], TASK_ORDER)
 
 
 def available_figures(table: pd.DataFrame) -> list[str]:
     """The figures one model's rows of the table can draw."""
-    probes = table[(table["metric"] == analysis.PROBE_METRIC) & (table["train_lang"] != "")]
+    probes = probe_rows(table)
     names = []
     if (probes["train_lang"] == probes["test_lang"]).any():
         names += ["in-language-curves", "layer-heatmaps", "final-layer-gap"]
     if not probes.empty:
         names.append("onset")
+    if not probe_rows(table, analysis.SELECTIVITY_METRIC).empty:
+        names.append("selectivity")
     for task in transfer_tasks(table):
         names += [f"transfer-matrices-{task}", f"transfer-over-time-{task}"]
     if ((table["task"] == "bpc") & (table["metric"] == "bpc")).any():
@@ -574,23 +628,33 @@ def draw(name: str, inputs: PlotInputs) -> Figure:
         )
     if name == "in-language-curves":
         baselines = analysis.majority_baselines(inputs.table)
-        best_layer = inputs.analysis_table("best_layer")
-        return in_language_curves(best_layer, baselines, inputs.languages, inputs.tasks)
+        return in_language_curves(
+            inputs.cells, baselines, inputs.views, inputs.languages, inputs.tasks
+        )
     if name == "layer-heatmaps":
-        return layer_heatmaps(analysis.probe_scores(inputs.table), inputs.tasks)
+        return layer_heatmaps(analysis.layer_scores(inputs.table), inputs.tasks)
     if name == "final-layer-gap":
-        return final_layer_gap(inputs.analysis_table("best_layer"), inputs.languages, inputs.tasks)
+        gaps = inputs.analysis_table("final_layer_gap")
+        return final_layer_gap(gaps, inputs.languages, inputs.tasks)
     if name == "onset":
-        return onset(inputs.analysis_table("onset"), inputs.tasks, inputs.onset_fraction)
+        return onset(
+            inputs.analysis_table("onset"), inputs.tasks, inputs.onset_fraction, inputs.views
+        )
+    if name == "selectivity":
+        scores = analysis.view_scores(inputs.table, inputs.views, analysis.SELECTIVITY_METRIC)
+        return in_language_curves(
+            scores, pd.DataFrame(), inputs.views, inputs.languages, inputs.tasks,
+            metric_label="selectivity (accuracy − control)",
+        )  # fmt: skip
     if name.startswith("transfer-matrices-"):
         task = name.removeprefix("transfer-matrices-")
         steps = select_steps(
-            inputs.best.loc[inputs.best["task"] == task, "step"], inputs.transfer_steps
+            inputs.cells.loc[inputs.cells["task"] == task, "step"], inputs.transfer_steps
         )
-        return transfer_matrices(inputs.best, task, steps, inputs.languages)
+        return transfer_matrices(inputs.cells, task, steps, inputs.views, inputs.languages)
     if name.startswith("transfer-over-time-"):
         task = name.removeprefix("transfer-over-time-")
-        return transfer_over_time(inputs.best, task, inputs.languages)
+        return transfer_over_time(inputs.cells, task, inputs.views[0], inputs.languages)
     if name == "bpc":
         return bpc(inputs.table, inputs.languages, inputs.shares)
     return alignment_f1(inputs.table)
@@ -644,6 +708,9 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument(
         "--onset-fraction", type=float, help="the onset fraction, for the onset figure's titles"
     )
+    parser.add_argument(
+        "--views", nargs="+", default=["last", "best"], help="layer views (last, best, layer-N)"
+    )
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # files only; a notebook keeps its own backend
     table = analysis.read_table(args.table)
@@ -661,6 +728,7 @@ def main(command: str, argv: list[str]) -> None:
         transfer_steps=args.transfer_steps,
         shares=dict(parse_share(text) for text in args.pretrain_share),
         onset_fraction=args.onset_fraction,
+        views=[analysis.view_name(view) for view in args.views],
     )
     for name in args.figure or available_figures(inputs.table):
         paths = save_figure(draw(name, inputs), args.out_dir, name)

@@ -2,13 +2,24 @@
 
 ``train-probe`` fits one probe per layer and seed on the train split of one language and saves
 them all in one ``.npz``: weights, standardisation, label inventory, the train split's majority
-label. ``score-probe`` scores any number of such files on the test split of one language and
-writes tidy rows (see :mod:`mlm_dynamics.tables`): ``accuracy`` per layer and seed, and
-``majority_accuracy`` (the probe's train majority label on this test split; layer -1). Fitting and
-scoring are separate jobs, so adding a language to the transfer set re-scores existing probes
-without refitting them. Scoring is a matrix product in numpy: it never imports torch. For ``arc``
-the test negatives are drawn with each probe's own seed, so every train language of one seed is
-scored on the same test pairs.
+label. The L2 strength of each layer is chosen from ``--l2`` (a grid) by accuracy on the
+language's **dev** split (:func:`mlm_dynamics.probe.fit_l2_grid`); test is never read there. Seed 0
+fits on the whole train split; each further seed fits on a bootstrap resample of the training
+*sentences*, so the spread over seeds is the probe-training variance (for a convex probe the
+initial weights alone would vary nothing). For ``pos`` and ``deprel`` the file also holds a
+control probe (:mod:`mlm_dynamics.control`) fitted on control labels, and with ``--mdl`` the
+online codelength of ``pos`` (:mod:`mlm_dynamics.mdl`).
+
+``score-probe`` scores any number of such files on one language and writes tidy rows (see
+:mod:`mlm_dynamics.tables`) for its test split (every probe) and its dev split (the language's own
+probes: what the layer choices read): ``accuracy`` per layer and seed, ``majority_accuracy`` (the
+probe's train majority label; layer -1), and for own-language probes with a control
+``control_accuracy`` and ``selectivity`` (accuracy - control accuracy). Every value has a bootstrap
+interval over the split's sentences (:mod:`mlm_dynamics.stats`, resamples shared by every job that
+scores the same split, so differences are paired), and the per-item correctness goes to
+``--items`` so later statistics need no refit. Scoring is a matrix product in numpy: it never
+imports torch. For ``arc`` the test negatives are drawn with each probe's own seed, so every train
+language of one seed is scored on the same test pairs.
 """
 
 from __future__ import annotations
@@ -20,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mlm_dynamics import probing_tasks
+from mlm_dynamics import probing_tasks, stats
 from mlm_dynamics.errors import InputError
 
-PROBE_FORMAT = 1
+PROBE_FORMAT = 2
+# The control labels' draw (Hewitt & Liang: one fixed random assignment per word type).
+CONTROL_SEED = 0
 
 
 def log(message: str) -> None:
@@ -35,44 +48,69 @@ def language_of(treebank: str | Path) -> str:
     return Path(treebank).name.split(".")[0]
 
 
-def load_split(treebank: Path, split: str):
+def load_splits(treebank: Path, names: tuple[str, ...]):
+    """The named splits of a prepared treebank, each refused in one line when empty."""
     from mlm_dynamics.treebank import load_prepared
 
     splits = load_prepared(treebank)
-    if not splits.get(split):
-        raise InputError(f"{treebank}: the {split} split has no sentences")
-    return splits[split]
+    for split in names:
+        if not splits.get(split):
+            raise InputError(f"{treebank}: the {split} split has no sentences")
+    return splits
 
 
 # ---------------------------------------------------------------- the probe file
 
+FITTED = ("coef", "intercept", "mean", "scale")
 
-def save_probe_file(path, task, language, backend, layers, seeds, probes, majority, n_train, args):
+
+def fitted_arrays(probes, prefix: str = "") -> dict[str, np.ndarray]:
+    """The fitted attributes of per-seed probes, stacked over seeds."""
+    return {prefix + key: np.stack([getattr(p, key + "_") for p in probes]) for key in FITTED}
+
+
+def save_probe_file(path, task, language, args, layers, fits: list[dict]) -> None:
     from mlm_dynamics.atomic import save_npz
 
-    classes = probes[0].classes_
-    for probe in probes[1:]:
-        if not np.array_equal(probe.classes_, classes):  # only arc's draw varies by seed
-            raise InputError(f"{args.treebank}: seeds saw different label sets in train")
-    save_npz(
-        path,
+    classes = fits[0]["search"].probe.classes_
+    for fit in fits[1:]:  # a resample of the sentences can miss a rare label
+        if not np.array_equal(fit["search"].probe.classes_, classes):
+            raise InputError(
+                f"{args.treebank}: seed {fit['seed']} saw a different {task} label set in train "
+                "(a rare label missed by its resample of the sentences); use fewer seeds"
+            )
+    arrays = dict(
         format=np.array(PROBE_FORMAT),
         task=np.array(task),
         language=np.array(language),
-        backend=np.array(backend),
+        backend=np.array(args.backend),
         labels=np.array(probing_tasks.LABELS[task]),
         layers=np.array(layers),
-        seeds=np.array(seeds),
+        seeds=np.array([fit["seed"] for fit in fits]),
         classes=classes,
-        coef=np.stack([p.coef_ for p in probes]),
-        intercept=np.stack([p.intercept_ for p in probes]),
-        mean=np.stack([p.mean_ for p in probes]),
-        scale=np.stack([p.scale_ for p in probes]),
-        majority=np.array(majority),
-        n_train=np.array(n_train),
-        l2=np.array(args.l2),
+        majority=np.array([fit["majority"] for fit in fits]),
+        n_train=np.array([fit["n_train"] for fit in fits]),
+        l2_grid=np.array(args.l2, dtype=np.float64),
+        l2=np.stack([fit["search"].l2 for fit in fits]),
+        dev_accuracy=np.stack([fit["search"].dev_accuracy for fit in fits]),
         max_iter=np.array(args.max_iter),
+        **fitted_arrays([fit["search"].probe for fit in fits]),
     )
+    control = fits[0].get("control")
+    if control is not None:
+        arrays.update(fitted_arrays([control], "control_"))
+        arrays.update(control_classes=control.classes_)
+    code = fits[0].get("mdl")
+    if code is not None:
+        arrays.update(
+            mdl_codelength=code.codelength,
+            mdl_uniform=np.array(code.uniform_codelength),
+            mdl_block_ends=np.array(code.block_ends),
+            mdl_item_bits=code.item_bits.astype(np.float32),
+            mdl_units=fits[0]["units"],
+            mdl_classes=np.array(len(probing_tasks.UPOS)),
+        )
+    save_npz(path, **arrays)
 
 
 def load_probe_file(path: Path) -> dict:
@@ -86,6 +124,13 @@ def load_probe_file(path: Path) -> dict:
     if int(probe.get("format", -1)) != PROBE_FORMAT:
         raise InputError(f"{path}: not a probe file of format {PROBE_FORMAT}")
     return probe
+
+
+def fitted_probe(probe_file: dict, i: int, prefix: str = ""):
+    from mlm_dynamics.probe import FittedProbe
+
+    classes = probe_file[prefix + "classes" if prefix else "classes"]
+    return FittedProbe(*(probe_file[prefix + key][i] for key in FITTED), classes)
 
 
 def hidden_features(task: str, split_dir: Path) -> int:
@@ -108,7 +153,7 @@ def probe_device(requested: str) -> str:
     return "cpu"
 
 
-# ---------------------------------------------------------------- commands
+# ---------------------------------------------------------------- train-probe
 
 
 def fitting_device(args) -> str:
@@ -120,105 +165,240 @@ def fitting_device(args) -> str:
     return "cpu"
 
 
-def train(args, task: str, out: str, device: str) -> None:
+def resampled_rows(data, seed: int, language: str) -> np.ndarray:
+    """The items of a bootstrap resample of the training sentences (seed >= 1): each sentence
+    drawn ``k`` times contributes its items ``k`` times."""
+    weights = stats.resample_counts(data.n_units, 1, stats.resample_key(seed, language, "train"))
+    return np.repeat(np.arange(len(data.y)), weights[0].astype(np.int64)[data.units])
+
+
+def fit_one(args, task, data, dev, device, seed):
+    from mlm_dynamics.probe import fit_l2_grid
+
+    return fit_l2_grid(
+        data.X, data.y, dev.X, dev.y, args.l2,
+        backend=args.backend, max_iter=args.max_iter, seed=seed, device=device,
+    )  # fmt: skip
+
+
+def fit_control(args, control, l2, device):
+    """The control probe: the same probe as the real task's, each layer at the L2 strength the
+    real task chose on dev (Hewitt & Liang compare probes of equal complexity), fitted on the
+    control labels."""
     from mlm_dynamics.probe import make_probe
+
+    return make_probe(args.backend, l2, args.max_iter, 0, device).fit(control.X, control.y)
+
+
+def online_code(args, data, device, l2):
+    """The online codelength of the train split (Voita & Titov), each layer's probes at the L2
+    strength chosen on dev for that layer."""
+    from mlm_dynamics.mdl import online_codelength
+    from mlm_dynamics.probe import make_probe
+
+    def fit(X, y):
+        return make_probe(args.backend, l2, args.max_iter, 0, device).fit(X, y)
+
+    return online_codelength(data.X, data.y, len(probing_tasks.UPOS), fit)
+
+
+def train(args, task: str, out: str, device: str) -> None:
+    from mlm_dynamics.control import CONTROLLED, control_labels
 
     if args.seeds < 1:
         raise InputError("--seeds: must be >= 1")
-    if args.l2 < 0:
+    if min(args.l2) < 0:
         raise InputError("--l2: must be >= 0")
     language = args.language or language_of(args.treebank)
-    sentences = load_split(args.treebank, "train")
-    split_dir = Path(args.activations) / "train"
-    layers = probing_tasks.cached_layers(split_dir)
-    probes, majority, n_train = [], [], []
-    data = None
+    splits = load_splits(args.treebank, ("train", "dev"))
+    train_dir, dev_dir = Path(args.activations) / "train", Path(args.activations) / "dev"
+    layers = probing_tasks.cached_layers(train_dir)
+    fits = []
+    full = dev = None
     for seed in range(args.seeds):
-        if data is None or task == "arc":  # only arc's negatives depend on the seed
-            data = probing_tasks.build(task, sentences, split_dir, args.treebank, seed)
+        if full is None or task == "arc":  # only arc's negatives depend on the seed
+            full = probing_tasks.build(task, splits["train"], train_dir, args.treebank, seed)
+            dev = probing_tasks.build(task, splits["dev"], dev_dir, args.treebank, seed)
+        data = full if seed == 0 else full.subset(resampled_rows(full, seed, language))
         if len(np.unique(data.y)) < 2:
             raise InputError(f"{args.treebank}: the train split has a single {task} label")
         start = time.perf_counter()
-        probe = make_probe(args.backend, args.l2, args.max_iter, seed, device)
-        probe.fit(data.X, data.y)
-        train_accuracy = probe.score(data.X, data.y)
+        search = fit_one(args, task, data, dev, device, seed)
+        fit = {"seed": seed, "search": search, "n_train": len(data.y), "units": data.units}
+        fit["majority"] = int(np.bincount(data.y).argmax())
         log(
             f"{language} {task} seed {seed}: {len(data.y)} items, {data.X.shape[2]} features,"
-            f" {len(layers)} layers fitted in {time.perf_counter() - start:.1f} s ({args.backend}"
-            f" on {device}, iterations {np.asarray(probe.n_iter_).tolist()}); train accuracy"
-            " per layer " + " ".join(f"{a:.3f}" for a in train_accuracy)
+            f" {len(layers)} layers x {len(args.l2)} L2 values fitted in"
+            f" {time.perf_counter() - start:.1f} s ({args.backend} on {device}); L2 per layer"
+            f" (chosen on dev) {' '.join(f'{v:g}' for v in search.l2)}; dev accuracy per layer "
+            + " ".join(f"{a:.3f}" for a in search.dev_accuracy.max(axis=0))
         )
-        probes.append(probe)
-        majority.append(int(np.bincount(data.y).argmax()))
-        n_train.append(len(data.y))
-    save_probe_file(
-        out, task, language, args.backend, layers, list(range(args.seeds)),
-        probes, majority, n_train, args,
-    )  # fmt: skip
+        if seed == 0 and args.controls and task in CONTROLLED:
+            control = probing_tasks.TaskData(
+                data.X,
+                control_labels(task, splits["train"], splits["train"], language, CONTROL_SEED),
+                data.units,
+                data.n_units,
+            )
+            fit["control"] = fit_control(args, control, search.l2, device)
+            y_dev = control_labels(task, splits["dev"], splits["train"], language, CONTROL_SEED)
+            log(
+                f"{language} {task} control (the same L2 per layer): dev accuracy per layer "
+                + " ".join(f"{a:.3f}" for a in fit["control"].score(dev.X, y_dev))
+            )
+        if seed == 0 and args.mdl and task == "pos":
+            fit["mdl"] = online_code(args, data, device, search.l2)
+            log(
+                f"{language} {task} MDL: online codelength per layer (kbit) "
+                + " ".join(f"{c / 1000:.1f}" for c in fit["mdl"].codelength)
+                + f", uniform {fit['mdl'].uniform_codelength / 1000:.1f}"
+            )
+        fits.append(fit)
+    save_probe_file(out, task, language, args, layers, fits)
     log(f"wrote {out}")
 
 
-def score(args, task: str, probe_paths: list[str]) -> list[dict]:
-    """Tidy rows of every probe of one task on the test split of one language."""
-    from mlm_dynamics.probe import FittedProbe
+# ---------------------------------------------------------------- score-probe
+
+
+def interval_rows(common, layers, correct, data, weights, bootstrap, metric):
+    """One row per layer: the mean of ``correct`` (layers, items) and its bootstrap interval."""
+    sums = stats.unit_sums(np.asarray(correct, dtype=np.float64).T, data.units, data.n_units)
+    items = np.bincount(data.units, minlength=data.n_units).astype(np.float64)
+    low, high = bootstrap.interval(stats.resampled_ratios(weights, sums, items))
+    values = sums.sum(axis=0) / items.sum()
+    return [
+        {**common, "layer": layer, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi}
+        for layer, value, lo, hi in zip(layers, values, low, high, strict=True)
+    ]
+
+
+def check_probe_file(path, probe_file, task, layers, split_dir) -> None:
+    if str(probe_file["task"]) != task:
+        raise InputError(f"{path}: a {probe_file['task']} probe, not {task}")
+    if probe_file["layers"].tolist() != layers:
+        raise InputError(
+            f"{path}: probes of {len(probe_file['layers'])} layers, but {split_dir} caches "
+            f"{len(layers)}"
+        )
+    if probe_file["mean"].shape[-1] != hidden_features(task, split_dir):
+        raise InputError(
+            f"{path}: probes of {probe_file['mean'].shape[-1]} features, but the {task} "
+            f"features of {split_dir} have {hidden_features(task, split_dir)}"
+        )
+
+
+def warn_unseen(path, seed, data, probe, labels, test_lang, train_lang) -> None:
+    unseen = ~np.isin(data.y, probe.classes_)
+    if unseen.any():
+        names = sorted({labels[j] for j in data.y[unseen]})
+        log(
+            f"{path} (seed {seed}): {unseen.sum()} of {len(data.y)} {test_lang} items have "
+            f"labels the {train_lang} train split never had ({', '.join(names)}); they count as "
+            "errors"
+        )
+
+
+def mdl_rows(common, probe_file, bootstrap):
+    """MDL rows of an own-language pos probe, split train (the online code is on train):
+    codelength (bits) and compression per layer. Their interval resamples the train sentences'
+    per-item bits of the one online code (the prefix fits are not redone per resample)."""
+    item_bits = probe_file["mdl_item_bits"].astype(np.float64)  # (layers, items)
+    units = probe_file["mdl_units"]
+    n_units = int(units.max()) + 1
+    weights = bootstrap.weights(
+        n_units, common["train_lang"], "train", f"{common['train_lang']} (train split, MDL)"
+    )
+    unit_bits = stats.unit_sums(item_bits.T, units, n_units)  # (units, layers)
+    per_item = np.log2(int(probe_file["mdl_classes"]))
+    unit_uniform = np.bincount(units, minlength=n_units) * per_item
+    codelength = weights @ unit_bits
+    compression = (weights @ unit_uniform)[:, None] / codelength
+    rows = []
+    base = {**common, "split": "train", "n": len(units)}
+    for metric, point, samples in (
+        ("mdl_codelength", probe_file["mdl_codelength"], codelength),
+        ("mdl_compression", float(probe_file["mdl_uniform"]) / probe_file["mdl_codelength"],
+         compression),
+    ):  # fmt: skip
+        low, high = bootstrap.interval(samples)
+        for layer, value, lo, hi in zip(probe_file["layers"].tolist(), point, low, high,
+                                        strict=True):  # fmt: skip
+            rows.append({**base, "layer": layer, "metric": metric, "value": float(value),
+                         "ci_low": lo, "ci_high": hi})  # fmt: skip
+    return rows
+
+
+def score(args, task: str, probe_paths: list[str], bootstrap, item_scores: list) -> list[dict]:
+    """Tidy rows of every probe of one task on the dev and test splits of one language."""
+    from mlm_dynamics.control import control_labels
 
     test_lang = args.language or language_of(args.treebank)
-    sentences = load_split(args.treebank, "test")
-    split_dir = Path(args.activations) / "test"
-    layers = probing_tasks.cached_layers(split_dir)
+    splits = load_splits(args.treebank, ("train", "dev", "test"))
     labels = probing_tasks.LABELS[task]
-    test_data = {}  # seed -> TaskData; pos and deprel share one
+    probe_files = {path: load_probe_file(path) for path in probe_paths}
     records = []
-    for path in probe_paths:
-        probe_file = load_probe_file(path)
-        if str(probe_file["task"]) != task:
-            raise InputError(f"{path}: a {probe_file['task']} probe, not {task}")
-        if probe_file["layers"].tolist() != layers:
-            raise InputError(
-                f"{path}: probes of {len(probe_file['layers'])} layers, but {split_dir} caches "
-                f"{len(layers)}"
-            )
-        train_lang = str(probe_file["language"])
-        if probe_file["mean"].shape[-1] != hidden_features(task, split_dir):
-            raise InputError(
-                f"{path}: probes of {probe_file['mean'].shape[-1]} features, but the {task} "
-                f"features of {split_dir} have {hidden_features(task, split_dir)}"
-            )
-        for i, seed in enumerate(probe_file["seeds"].tolist()):
-            key = seed if task == "arc" else 0
-            if key not in test_data:
-                test_data[key] = probing_tasks.build(
-                    task, sentences, split_dir, args.treebank, seed
-                )
-            data = test_data[key]
-            probe = FittedProbe(
-                *(probe_file[k][i] for k in ("coef", "intercept", "mean", "scale")),
-                probe_file["classes"],
-            )
-            unseen = ~np.isin(data.y, probe.classes_)
-            if unseen.any():
-                names = sorted({labels[j] for j in data.y[unseen]})
+    for split in ("dev", "test"):
+        sentences, split_dir = splits[split], Path(args.activations) / split
+        layers = probing_tasks.cached_layers(split_dir)
+        weights = bootstrap.weights(
+            len(sentences), test_lang, split, f"{args.treebank} ({split} split)"
+        )
+        eval_data = {}  # seed -> TaskData; pos and deprel share one
+        for path, probe_file in probe_files.items():
+            check_probe_file(path, probe_file, task, layers, split_dir)
+            train_lang = str(probe_file["language"])
+            if split == "dev" and train_lang != test_lang:
+                continue  # dev serves the training language's own choices only
+            for i, seed in enumerate(probe_file["seeds"].tolist()):
+                key = seed if task == "arc" else 0
+                if key not in eval_data:
+                    eval_data[key] = probing_tasks.build(
+                        task, sentences, split_dir, args.treebank, seed
+                    )
+                data = eval_data[key]
+                probe = fitted_probe(probe_file, i)
+                warn_unseen(path, seed, data, probe, labels, test_lang, train_lang)
+                correct = probe.predict(data.X) == data.y[None, :]
+                common = {
+                    "model": args.model, "step": args.step, "task": task, "split": split,
+                    "train_lang": train_lang, "test_lang": test_lang, "seed": seed,
+                    "n": len(data.y),
+                }  # fmt: skip
+                records += interval_rows(common, layers, correct, data, weights, bootstrap,
+                                         "accuracy")  # fmt: skip
+                majority = (data.y == probe_file["majority"][i])[None, :]
+                records += [
+                    {**row, "layer": -1}
+                    for row in interval_rows(
+                        common, [-1], majority, data, weights, bootstrap, "majority_accuracy"
+                    )
+                ]
+                item_scores.append(
+                    stats.ItemScores(task, train_lang, test_lang, split, seed,
+                                     np.array(layers), correct, data.units, data.n_units)
+                )  # fmt: skip
                 log(
-                    f"{path} (seed {seed}): {unseen.sum()} of {len(data.y)} {test_lang} test "
-                    f"items have labels the {train_lang} train split never had "
-                    f"({', '.join(names)}); they count as errors"
+                    f"{train_lang} -> {test_lang} {task} {split} seed {seed}: accuracy per layer "
+                    + " ".join(f"{a:.3f}" for a in correct.mean(axis=1))
+                    + f" (majority {majority.mean():.3f})"
                 )
-            accuracy = probe.score(data.X, data.y)
-            common = {
-                "model": args.model, "step": args.step, "task": task,
-                "train_lang": train_lang, "test_lang": test_lang, "seed": seed, "n": len(data.y),
-            }  # fmt: skip
-            for layer, value in zip(layers, accuracy, strict=True):
-                records.append({**common, "layer": layer, "metric": "accuracy", "value": value})
-            majority = float(np.mean(data.y == probe_file["majority"][i]))
-            records.append(
-                {**common, "layer": -1, "metric": "majority_accuracy", "value": majority}
-            )
-            log(
-                f"{train_lang} -> {test_lang} {task} seed {seed}: accuracy per layer "
-                + " ".join(f"{a:.3f}" for a in accuracy)
-                + f" (majority {majority:.3f})"
-            )
+                if i == 0 and "control_coef" in probe_file and train_lang == test_lang:
+                    y = control_labels(task, sentences, splits["train"], test_lang, CONTROL_SEED)
+                    control = fitted_probe(probe_file, 0, "control_").predict(data.X) == y
+                    records += interval_rows(
+                        common, layers, control, data, weights, bootstrap, "control_accuracy"
+                    )
+                    difference = correct.astype(np.float64) - control
+                    records += interval_rows(
+                        common, layers, difference, data, weights, bootstrap, "selectivity"
+                    )
+                    item_scores.append(
+                        stats.ItemScores(f"{task}:control", train_lang, test_lang, split, seed,
+                                         np.array(layers), control, data.units, data.n_units)
+                    )  # fmt: skip
+                if split == "test" and "mdl_codelength" in probe_file and train_lang == test_lang:
+                    records += mdl_rows(common, probe_file, bootstrap)
     return records
 
 
@@ -235,9 +415,15 @@ def main(command: str, argv: list[str]) -> None:
         parser.description = "Fit one linear probe per task, layer and seed on a train split."
         parser.add_argument("--tasks", nargs="+", required=True, choices=probing_tasks.TASKS)
         parser.add_argument("--out", nargs="+", required=True, help="one .npz per task")
-        parser.add_argument("--seeds", type=int, default=1, help="probes per layer (seeds 0..N-1)")
-        parser.add_argument("--l2", type=float, default=1e-4, help="penalty, 1 / (C n)")
-        parser.add_argument("--max-iter", type=int, default=50, help="L-BFGS iterations")
+        parser.add_argument(
+            "--seeds", type=int, default=1,
+            help="probes per layer: seed 0 on all train sentences, seeds 1.. on resamples",
+        )  # fmt: skip
+        parser.add_argument(
+            "--l2", type=float, nargs="+", required=True,
+            help="L2 grid (1 / (C n)); each layer's value is chosen on dev",
+        )  # fmt: skip
+        parser.add_argument("--max-iter", type=int, required=True, help="L-BFGS iterations")
         parser.add_argument("--backend", choices=["torch", "sklearn"], default="torch")
         parser.add_argument("--threads", type=int, default=1, help="CPU threads of a fit")
         parser.add_argument(
@@ -246,6 +432,10 @@ def main(command: str, argv: list[str]) -> None:
             default="cpu",
             help="where the torch backend fits (cuda falls back to the CPU when none is visible)",
         )
+        parser.add_argument(
+            "--controls", action="store_true", help="fit control probes for pos and deprel"
+        )
+        parser.add_argument("--mdl", action="store_true", help="online codelength of pos")
         args = parser.parse_args(argv)
         if len(args.out) != len(args.tasks):
             raise InputError(f"--out: {len(args.out)} files for {len(args.tasks)} tasks")
@@ -256,18 +446,27 @@ def main(command: str, argv: list[str]) -> None:
             for task, out in zip(args.tasks, args.out, strict=True):
                 train(args, task, out, device)
     else:
-        parser.description = "Score probes (any tasks) on the test split of one language."
+        parser.description = "Score probes (any tasks) on the dev and test splits of a language."
         parser.add_argument("--probes", nargs="+", required=True, help="probe .npz files")
         parser.add_argument("--model", required=True)
         parser.add_argument("--step", required=True, type=int)
         parser.add_argument("--out", required=True, help="tidy .parquet")
+        parser.add_argument("--items", required=True, help="per-item correctness, .npz")
+        stats.add_arguments(parser)
         args = parser.parse_args(argv)
+        bootstrap = stats.from_arguments(args)
         by_task: dict[str, list[str]] = {}
         for path in args.probes:
             by_task.setdefault(probe_task(path), []).append(path)
         from mlm_dynamics.atomic import save_table
         from mlm_dynamics.tables import tidy_frame
 
-        records = [row for task in sorted(by_task) for row in score(args, task, by_task[task])]
+        item_scores: list = []
+        records = [
+            row
+            for task in sorted(by_task)
+            for row in score(args, task, by_task[task], bootstrap, item_scores)
+        ]
+        stats.save_item_scores(args.items, item_scores, model=args.model, step=args.step)
         save_table(args.out, tidy_frame(records))
-        log(f"wrote {len(records)} rows to {args.out}")
+        log(f"wrote {len(records)} rows to {args.out} and {len(item_scores)} item sets")

@@ -44,6 +44,17 @@ TASKS = tuple(LABELS)
 class TaskData:
     X: np.ndarray  # (layers, items, features) float32
     y: np.ndarray  # (items,) ids into LABELS[task]
+    units: np.ndarray  # (items,) the sentence of each item (of its dependent, for pairs)
+    n_units: int  # sentences of the split: what the bootstrap resamples
+
+    def subset(self, rows: np.ndarray) -> TaskData:
+        """The items at ``rows`` (repeats allowed), e.g. those of a resample of the sentences."""
+        return TaskData(self.X[:, rows], self.y[rows], self.units[rows], self.n_units)
+
+
+def sentence_of_rows(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The sentence owning each word row of a split (``offsets`` from its cache index)."""
+    return np.searchsorted(offsets, rows, side="right") - 1
 
 
 def cached_layers(split_dir: str | Path) -> list[int]:
@@ -158,11 +169,13 @@ def build(task: str, sentences, split_dir, treebank_path, seed: int = 0) -> Task
             for sentence in sentences
             for i in label_ids(sentence.upos, UPOS, "UPOS tag", sentence, treebank_path)
         ]
-        return TaskData(H, np.array(y, dtype=np.int64))
+        units = sentence_of_rows(index.offsets, np.arange(index.n_words))
+        return TaskData(H, np.array(y, dtype=np.int64), units, len(sentences))
     if task == "arc":
         dependents, heads, y = arc_pairs(sentences, index.offsets, seed, treebank_path)
     else:
         dependents, heads, y = deprel_pairs(sentences, index.offsets, treebank_path)
     if len(y) == 0:
         raise InputError(f"{treebank_path}: the split has no dependency arcs for the {task} task")
-    return TaskData(pair_features(H, dependents, heads), y.astype(np.int64))
+    units = sentence_of_rows(index.offsets, dependents)
+    return TaskData(pair_features(H, dependents, heads), y.astype(np.int64), units, len(sentences))

@@ -1,19 +1,19 @@
 """The tidy results table and the cross-lingual transfer matrices drawn from it.
 
 Every scoring job writes a parquet file with exactly the columns of :data:`COLUMNS` (one row per
-model, step, task, layer, train_lang, test_lang, seed and metric); ``collect-table`` concatenates
-them into ``results/tables/probing.parquet`` (+ ``.csv``), sorted by the key columns so that the
-same inputs always give the same bytes. ``transfer-matrices`` reads that table and writes, per
-step, the train x test language matrix of one model and task (mean over seeds) at two layers:
+model, step, task, layer, train_lang, test_lang, split, seed and metric; ``value`` with its
+bootstrap interval ``ci_low``/``ci_high``); ``collect-table`` concatenates them into
+``results/tables/probing.parquet`` (+ ``.csv``), sorted by the key columns so that the same inputs
+always give the same bytes. ``transfer-matrices`` reads that table and writes, per model and task,
+the train x test language matrices of every step at every configured layer view
+(:func:`mlm_dynamics.analysis.view_layers`: ``last``, ``best`` chosen on the training language's
+dev split, ``layer-N``), test split, seed 0:
 
-- ``{step}_best.csv``: the best layer at that step, the one whose in-language score
-  (train_lang == test_lang), averaged over seeds and then over languages, is highest (the lowest
-  such layer on a tie). One layer per step for every cell, so rows stay comparable; per-language
-  best layers would favour in-language cells.
-- ``{step}_last.csv``: the last layer.
+- ``{step}_{view}.csv``: the matrix of test accuracies;
+- ``cells.csv``: every cell in long form, with the layer it was read at and its interval; the
+  transfer figures draw exactly these cells.
 
-``layers.csv`` beside them records, per step, which layers those were. The output directory is
-written as a whole (one Snakemake output per model and task).
+The output directory is written as a whole (one Snakemake output per model and task).
 """
 
 from __future__ import annotations
@@ -32,14 +32,17 @@ COLUMNS = {
     "layer": "int64",
     "train_lang": "str",
     "test_lang": "str",
+    "split": "str",
     "seed": "int64",
     "metric": "str",
     "value": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
     "n": "int64",
 }
-KEY = ["model", "step", "task", "layer", "train_lang", "test_lang", "seed", "metric"]
+KEY = ["model", "step", "task", "layer", "train_lang", "test_lang", "split", "seed", "metric"]
 # sort order of the table: readable blocks, then the key
-SORT = ["model", "task", "metric", "step", "train_lang", "test_lang", "layer", "seed"]
+SORT = ["model", "task", "metric", "split", "step", "train_lang", "test_lang", "layer", "seed"]
 
 
 def tidy_frame(records):
@@ -112,61 +115,45 @@ def save_outputs(table, parquet, csv) -> None:
 # ---------------------------------------------------------------- transfer matrices
 
 
-def in_language_layer_means(rows):
-    """Mean in-language score per (step, layer): over seeds, then over languages."""
-    own = rows[rows.train_lang == rows.test_lang]
-    per_language = own.groupby(["step", "layer", "test_lang"]).value.mean()
-    return per_language.groupby(["step", "layer"]).mean()
+def transfer_cells(table, model: str, task: str, views, source: str = "table"):
+    """Every train x test cell of one model and task at every view (analysis.view_scores rows)."""
+    from mlm_dynamics.analysis import view_scores
+
+    rows = table[(table.model == model) & (table.task == task)]
+    cells = view_scores(rows, views)
+    if cells.empty:
+        raise InputError(f"{source}: no {task} test accuracy rows for model {model!r}")
+    return cells
 
 
-def transfer_matrix(rows, step: int, layer: int, languages):
-    """Train x test matrix at one step and layer, mean over seeds (NaN where not scored)."""
-    cells = rows[(rows.step == step) & (rows.layer == layer)]
-    means = cells.groupby(["train_lang", "test_lang"]).value.mean().unstack("test_lang")
-    matrix = means.reindex(index=languages, columns=languages)
+def transfer_matrix(cells, step: int, view: str, languages):
+    """Train x test matrix at one step and view (NaN where not scored)."""
+    chosen = cells[(cells.step == step) & (cells.view == view)]
+    matrix = chosen.pivot(index="train_lang", columns="test_lang", values="value")
+    matrix = matrix.reindex(index=languages, columns=languages)
     matrix.index.name = "train_lang"
     matrix.columns.name = None
     return matrix
 
 
-def transfer_matrices(table, model: str, task: str, steps, languages, out_dir, source) -> None:
-    """Write ``{step}_best.csv``, ``{step}_last.csv`` per step and ``layers.csv`` into a fresh
-    ``out_dir`` (replaced as a whole, atomically)."""
-    import pandas as pd
-
+def transfer_matrices(table, model, task, steps, languages, views, out_dir, source) -> None:
+    """Write ``{step}_{view}.csv`` per step and view and ``cells.csv`` into a fresh ``out_dir``
+    (replaced as a whole, atomically)."""
     from mlm_dynamics.atomic import atomic_dir
 
-    rows = table[
-        (table.model == model)
-        & (table.task == task)
-        & (table.metric == "accuracy")
-        & (table.layer >= 0)
-    ]
-    if rows.empty:
-        raise InputError(f"{source}: no {task} accuracy rows for model {model!r}")
-    steps = steps or sorted(int(step) for step in rows.step.unique())
-    languages = languages or sorted(set(rows.train_lang) | set(rows.test_lang))
-    layer_means = in_language_layer_means(rows)
-    chosen, matrices = [], {}
+    cells = transfer_cells(table, model, task, views, source)
+    steps = steps or sorted(int(step) for step in cells.step.unique())
+    languages = languages or sorted(set(cells.train_lang) | set(cells.test_lang))
     for step in steps:
-        if step not in layer_means.index.get_level_values("step"):
-            raise InputError(
-                f"{source}: no in-language {task} accuracy of model {model!r} at step {step}"
-            )
-        means = layer_means.loc[step]
-        best = int(means.index[np.argmax(means.to_numpy())])  # first maximum = lowest layer
-        last = int(rows[rows.step == step].layer.max())
-        chosen.append(
-            dict(step=step, best_layer=best, in_language_mean=means.loc[best], last_layer=last)
-        )
-        for kind, layer in (("best", best), ("last", last)):
-            matrices[f"{step}_{kind}.csv"] = transfer_matrix(rows, step, layer, languages)
+        if step not in set(cells.step):
+            raise InputError(f"{source}: no {task} accuracy of model {model!r} at step {step}")
+    cells = cells[cells.step.isin(steps)]
     with atomic_dir(out_dir) as tmp:
-        for name, matrix in matrices.items():
-            matrix.to_csv(tmp / name, float_format="%.6f", lineterminator="\n")
-        pd.DataFrame(chosen).to_csv(
-            tmp / "layers.csv", index=False, float_format="%.6f", lineterminator="\n"
-        )
+        for step in steps:
+            for view in views:
+                matrix = transfer_matrix(cells, step, view, languages)
+                matrix.to_csv(tmp / f"{step}_{view}.csv", float_format="%.6f", lineterminator="\n")
+        cells.to_csv(tmp / "cells.csv", index=False, float_format="%.6f", lineterminator="\n")
 
 
 # ---------------------------------------------------------------- commands
@@ -190,10 +177,14 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--steps", nargs="*", type=int, help="steps to write (default: all)")
     parser.add_argument("--languages", nargs="*", help="rows and columns, in order (default: all)")
+    parser.add_argument("--views", nargs="+", required=True, help="last, best, layer-N")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
+    from mlm_dynamics.analysis import view_name
+
     table = read_scores(args.table)
+    views = [view_name(view) for view in args.views]
     transfer_matrices(
-        table, args.model, args.task, args.steps, args.languages, args.out_dir, args.table
+        table, args.model, args.task, args.steps, args.languages, views, args.out_dir, args.table
     )
     print(f"transfer matrices of {args.model} {args.task} -> {args.out_dir}")

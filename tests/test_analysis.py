@@ -1,201 +1,226 @@
-"""The paper's analyses: onset, best layer and final-layer gap, final vs best checkpoint."""
+"""The paper's analyses: layer views chosen on dev, onsets of the gain, the final-layer gap and
+degradation with paired intervals, on hand-made curves and a simulated run."""
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pandas as pd
 import pytest
-from synthetic_tables import LANGUAGES, STEPS, TASKS, synthetic_table
+from synthetic_tables import (
+    BOOTSTRAP,
+    LANGUAGES,
+    STEPS,
+    TASKS,
+    analyse_arguments,
+    synthetic_run,
+    write_run,
+)
 
 from mlm_dynamics import __main__ as cli
-from mlm_dynamics import analysis
-from mlm_dynamics.analysis import best_step, onset_step
+from mlm_dynamics import analysis, stats
+from mlm_dynamics.analysis import gain_onset, onset_step
 from mlm_dynamics.errors import InputError
 
 STEP_GRID = [0, 100, 200, 400]
 
 
-# ---------------------------------------------------------------- onset on hand-made curves
+@pytest.fixture(scope="module")
+def run():
+    table, files = synthetic_run()
+    return analysis.tidy_table(table), files
+
+
+@pytest.fixture(scope="module")
+def tables(run):
+    table, files = run
+    return analysis.analyse(table, analysis.ItemBank(files, BOOTSTRAP), ["last", "best"], 0.95)
+
+
+# ---------------------------------------------------------------- onsets on hand-made curves
 
 
 @pytest.mark.parametrize(
     ("scores", "fraction", "final", "best"),
     [
-        # Monotone: 0.85 * 0.9 = 0.765 is first reached at step 200.
-        ([0.1, 0.5, 0.8, 0.9], 0.85, 200, 200),
-        # 0.95 * 0.9 = 0.855: only the final step gets there.
+        ([0.1, 0.5, 0.8, 0.9], 0.85, 200, 200),  # 0.85 * 0.9 = 0.765 first at step 200
         ([0.1, 0.5, 0.8, 0.9], 0.95, 400, 400),
-        # Non-monotone, peak at 200: final target 0.95 * 0.72 = 0.684 (step 100),
-        # best target 0.95 * 0.9 = 0.855 (step 200).
-        ([0.2, 0.7, 0.9, 0.72], 0.95, 100, 200),
-        # Non-monotone with an early spike: 0.9 at step 100 already passes both targets.
-        ([0.1, 0.9, 0.5, 0.8], 0.95, 100, 100),
-        # Already there at initialisation (a high floor): 0.95 * 0.5 = 0.475 <= 0.48.
-        ([0.48, 0.45, 0.49, 0.5], 0.95, 0, 0),
+        ([0.2, 0.7, 0.9, 0.72], 0.95, 100, 200),  # final target 0.684, best target 0.855
+        ([0.48, 0.45, 0.49, 0.5], 0.95, 0, 0),  # a high floor: raw onset at step 0
     ],
 )
-def test_onset_step_matches_hand_computed_steps(scores, fraction, final, best):
+def test_raw_onset_matches_hand_computed_steps(scores, fraction, final, best):
     assert onset_step(STEP_GRID, scores, fraction, "final") == final
     assert onset_step(STEP_GRID, scores, fraction, "best") == best
 
 
-def test_onset_step_sorts_the_steps_first():
-    steps, scores = [400, 0, 200, 100], [0.72, 0.2, 0.9, 0.7]
-    assert onset_step(steps, scores, 0.95, "final") == 100
-    assert onset_step(steps, scores, 0.95, "best") == 200
-    assert best_step(steps, scores) == 200
+def test_gain_onset_is_interpolated_in_log_step():
+    steps = [0, 100, 1000]
+    scores = np.array([0.5, 0.7, 0.9])  # gains 0, 0.5, 1
+    # reached exactly at a checkpoint
+    assert gain_onset(steps, scores, 0.5) == pytest.approx(100)
+    # halfway between 100 and 1000 in log(1 + step): sqrt(101 * 1001) - 1
+    assert gain_onset(steps, scores, 0.75) == pytest.approx(np.sqrt(101 * 1001) - 1)
+    # between 0 and 100: log(1 + s) = 0.2 * log(101)
+    assert gain_onset(steps, scores, 0.1) == pytest.approx(101**0.2 - 1)
+    # relative to a reference step (the best one): the gain to step 100 is 0.2
+    assert gain_onset(steps, scores, 0.5, reference=1) == pytest.approx(101**0.5 - 1)
 
 
-def test_onset_step_without_an_answer_is_none():
-    assert onset_step([], [], 0.95) is None
-    assert onset_step([0, 100], [math.nan, math.nan], 0.95, "best") is None
-    # A missing final score has no final onset, but the best score still gives one.
-    assert onset_step([0, 100, 200], [0.2, 0.8, math.nan], 0.95, "final") is None
-    assert onset_step([0, 100, 200], [0.2, 0.8, math.nan], 0.95, "best") == 100
-    # A negative reference puts the threshold above the reference itself: never reached.
-    assert onset_step([0, 100], [-2.0, -1.0], 0.95, "final") is None
+def test_gain_onset_takes_the_first_crossing_and_refuses_a_curve_without_gain():
+    steps = [0, 10, 100, 1000]
+    # g = 0, 1.125, 0.5, 1: crossed between steps 0 and 10 already
+    spike = gain_onset(steps, np.array([0.5, 0.95, 0.7, 0.9]), 0.95)
+    assert spike == pytest.approx(11 ** (0.95 / 1.125) - 1)
+    flat = gain_onset(steps, np.array([[0.6, 0.62, 0.58, 0.6], [0.6, 0.5, 0.5, 0.5]]), 0.5)
+    assert np.isnan(flat).all()  # no gain, or a loss: no onset rather than step 0
+    with pytest.raises(ValueError, match="ascending"):
+        gain_onset([0, 100, 100], np.zeros(3), 0.5)
 
 
-def test_onset_step_refuses_an_unknown_reference():
-    with pytest.raises(ValueError, match="reference"):
-        onset_step([0], [0.5], 0.95, "first")
+def test_verdicts_are_three_way():
+    labels = analysis.DEGRADATION_VERDICTS
+    assert analysis.verdict(True, 0.1, 0.2, labels) == "final is best"
+    assert analysis.verdict(False, -0.2, -0.1, labels) == "final is best"
+    assert analysis.verdict(False, -0.01, 0.03, labels) == "within noise"
+    assert analysis.verdict(False, 0.01, 0.03, labels) == "degraded"
 
 
-def test_best_step_is_the_earliest_maximum():
-    assert best_step([0, 100, 200], [0.5, 0.9, 0.9]) == 100
-    assert best_step([], []) is None
+# ---------------------------------------------------------------- layer views
 
 
-# ---------------------------------------------------------------- best layer on a hand-made table
+def test_the_best_layer_is_chosen_on_dev_and_permuting_test_changes_no_choice(run):
+    table, _ = run
+    before = analysis.view_layers(table, ["best", "last", "layer-2"])
+    shuffled = table.copy()
+    test = shuffled["split"] == "test"
+    rng = np.random.default_rng(0)
+    shuffled.loc[test, "value"] = rng.permutation(shuffled.loc[test, "value"].to_numpy())
+    after = analysis.view_layers(shuffled, ["best", "last", "layer-2"])
+    pd.testing.assert_frame_equal(before, after)
+    # and the choice does follow dev: making layer 1 the best on every dev set selects it
+    boosted = table.copy()
+    dev = (boosted["split"] == "dev") & (boosted["layer"] == 1) & (boosted["metric"] == "accuracy")
+    boosted.loc[dev, "value"] = 1.0
+    chosen = analysis.view_layers(boosted, ["best"])
+    assert (chosen["layer"] == 1).all()
 
 
-def tidy(rows) -> pd.DataFrame:
-    """Tidy rows from (step, layer, train, test, seed, value) tuples of one model and task."""
-    records = [
-        dict(
-            model="m",
-            step=step,
-            task="pos",
-            layer=layer,
-            train_lang=train,
-            test_lang=test,
-            seed=seed,
-            metric="accuracy",
-            value=value,
-            n=10,
-        )
-        for step, layer, train, test, seed, value in rows
-    ]
-    return pd.DataFrame(records)
+def test_a_transfer_cell_reads_the_layer_of_its_training_language(run):
+    table, _ = run
+    scores = analysis.view_scores(table, ["best"])
+    layers = analysis.dev_best_layers(table).set_index(["model", "task", "train_lang", "step"])
+    for row in scores.itertuples():
+        assert row.layer == layers.loc[(row.model, row.task, row.train_lang, row.step), "layer"]
+    cells = scores[(scores.task == "pos") & (scores.step == 400)]
+    assert len(cells) == len(LANGUAGES) ** 2
+    assert cells.groupby("train_lang")["layer"].nunique().eq(1).all()
 
 
-HAND_TABLE = tidy(
-    [
-        # step 0: layer 1 is best (mean 0.35); the last layer (2) scores 0.2 -> gap 0.15
-        (0, 0, "en", "en", 0, 0.3),
-        (0, 0, "en", "en", 1, 0.3),
-        (0, 1, "en", "en", 0, 0.3),
-        (0, 1, "en", "en", 1, 0.4),
-        (0, 2, "en", "en", 0, 0.2),
-        (0, 2, "en", "en", 1, 0.2),
-        # step 100: layers 1 and 2 tie at 0.8 -> the lower layer (1) wins, gap 0
-        (100, 0, "en", "en", 0, 0.5),
-        (100, 0, "en", "en", 1, 0.5),
-        (100, 1, "en", "en", 0, 0.8),
-        (100, 1, "en", "en", 1, 0.8),
-        (100, 2, "en", "en", 0, 0.7),
-        (100, 2, "en", "en", 1, 0.9),
-        # step 200: the last layer is best but lower than step 100's best -> final is not best
-        (200, 0, "en", "en", 0, 0.6),
-        (200, 0, "en", "en", 1, 0.6),
-        (200, 1, "en", "en", 0, 0.7),
-        (200, 1, "en", "en", 1, 0.7),
-        (200, 2, "en", "en", 0, 0.75),
-        (200, 2, "en", "en", 1, 0.75),
-        # a transfer pair, one seed, only layer 0: its last layer (2) is missing
-        (0, 0, "en", "fr", 0, 0.1),
-        (200, 0, "en", "fr", 0, 0.4),
-    ]
-)
+def test_views_refuse_a_missing_layer_and_missing_dev(run):
+    table, _ = run
+    with pytest.raises(InputError, match="layer-9: model tiny-xlmr has layers 0..4 only"):
+        analysis.view_layers(table, ["layer-9"])
+    no_dev = table[table["split"] != "dev"]
+    with pytest.raises(InputError, match="the 'best' view chooses layers on dev"):
+        analysis.view_layers(no_dev, ["best"])
+    assert analysis.view_name(8) == "layer-8" and analysis.view_name("best") == "best"
+    with pytest.raises(InputError, match="analysis.views: 'top'"):
+        analysis.view_name("top")
 
 
-def test_best_layers_on_a_hand_made_table():
-    best = analysis.best_layers(analysis.probe_scores(HAND_TABLE))
-    own = best[best["test_lang"] == "en"].set_index("step")
-    assert own["best_layer"].tolist() == [1, 1, 2]
-    assert own["best_score"].tolist() == pytest.approx([0.35, 0.8, 0.75])
-    assert own["last_layer"].tolist() == [2, 2, 2]
-    assert own["last_layer_score"].tolist() == pytest.approx([0.2, 0.8, 0.75])
-    assert own["gap"].tolist() == pytest.approx([0.15, 0.0, 0.0])
-    assert own["n_seeds"].tolist() == [2, 2, 2]
-    assert own.loc[0, "best_score_sd"] == pytest.approx(pd.Series([0.3, 0.4]).std())
-    transfer = best[best["test_lang"] == "fr"]
-    assert transfer["best_layer"].tolist() == [0, 0]
-    assert transfer["last_layer_score"].isna().all() and transfer["gap"].isna().all()
+# ---------------------------------------------------------------- the analysis tables
 
 
-def test_final_is_best_and_onset_on_a_hand_made_table():
-    tables = analysis.analyse(analysis.tidy_table(HAND_TABLE), fraction=0.9)
-    final = tables["final_is_best"].iloc[0]
-    assert (final["lang"], final["final_step"], final["best_step"]) == ("en", 200, 100)
-    assert not final["final_is_best"]
-    assert (final["final_score"], final["best_score"]) == pytest.approx((0.75, 0.8))
-    onset = tables["onset"].set_index("test_lang")
-    # en: curve 0.35, 0.8, 0.75 -> 0.9 * 0.75 = 0.675 and 0.9 * 0.8 = 0.72 both at step 100
-    assert onset.loc["en", ["onset_final_step", "onset_best_step"]].tolist() == [100, 100]
-    assert onset.loc["en", "kind"] == "in-language"
-    # fr: 0.1, 0.4 -> 0.36 at step 200
-    assert onset.loc["fr", ["onset_final_step", "best_step"]].tolist() == [200, 200]
-    assert onset.loc["fr", "kind"] == "transfer"
-    layers = tables["best_layer"]
-    assert layers.columns[:4].tolist() == ["model", "task", "lang", "step"]
-    assert len(layers) == 3  # in-language only
+def test_every_row_of_every_analysis_table_has_an_interval(tables):
+    for stem, frame in tables.items():
+        assert len(frame) > 0, stem
+        assert frame["ci_low" if "ci_low" in frame else "gain_ci_low"].notna().all(), stem
+    onsets = tables["onset"]
+    learned = onsets["status"] == "onset"
+    assert learned.any() and (~learned).any()  # late transfer pairs at 400 steps may not learn
+    assert onsets.loc[learned, "onset_gain_ci_low"].notna().all()
+    assert onsets.loc[~learned, "onset_gain_step"].isna().all()
+    assert (onsets.loc[~learned, "gain_ci_low"] <= 0).all()
+    assert (onsets.loc[learned, "gain_ci_low"] > 0).all()
 
 
-def test_a_final_score_tying_an_earlier_best_is_best():
-    table = tidy([(0, 0, "de", "de", 0, 0.2), (100, 0, "de", "de", 0, 0.6)])
-    table = pd.concat([table, tidy([(200, 0, "de", "de", 0, 0.6)])])
-    result = analysis.final_is_best(analysis.best_layers(analysis.probe_scores(table)))
-    assert result["final_is_best"].tolist() == [True]
-    assert result["best_step"].tolist() == [100]
+def test_tables_cover_every_curve_and_view(tables):
+    pairs = len(TASKS) * len(LANGUAGES) ** 2 + 3**2  # UD tasks and the 3-language XNLI
+    assert len(tables["onset"]) == len(tables["degradation"]) == 2 * pairs
+    gap = tables["final_layer_gap"]
+    assert len(gap) == (len(TASKS) * len(LANGUAGES) + 3) * len(STEPS)
+    same = gap["best_layer"] == gap["last_layer"]
+    assert (gap.loc[same, "verdict"] == "last layer is best").all()
+    assert (gap.loc[same, ["gap", "ci_low", "ci_high"]] == 0).all().all()
+    # the synthetic last layer falls 5 points behind late in training: the gap is measurable
+    late = gap[(gap["step"] == 400) & (gap["task"] == "pos")]
+    assert (late["verdict"] == "last layer behind").sum() >= 4
 
 
-# ---------------------------------------------------------------- the synthetic table, the command
+def test_degradation_verdicts_on_curves_with_a_known_answer():
+    """Three in-language curves scored on the same 60 test sentences: one keeps rising, one drops
+    by 20 points at the final step, one is flat (the same items at both steps)."""
+    rng = np.random.default_rng(3)
+    units = np.repeat(np.arange(60), 10)
+    rows, files = [], {}
+    flat = rng.random(units.size) < 0.7
+    for task, curve in {"pos": [0.5, 0.7, 0.9], "arc": [0.5, 0.9, 0.7], "deprel": None}.items():
+        for step_index, step in enumerate([0, 10, 100]):
+            for split in ("dev", "test"):
+                if curve is None:
+                    correct = flat[None, :]
+                else:
+                    correct = (rng.random(units.size) < curve[step_index])[None, :]
+                common = dict(model="m", step=step, task=task, train_lang="en", test_lang="en",
+                              split=split, seed=0, n=units.size)  # fmt: skip
+                weights = BOOTSTRAP.weights(60, "en", split, "en")
+                data = type("Data", (), {"units": units, "n_units": 60})
+                from mlm_dynamics.probe_cli import interval_rows
+
+                rows += interval_rows(common, [0], correct, data, weights, BOOTSTRAP, "accuracy")
+                if split == "test":
+                    files.setdefault(step, []).append(
+                        stats.ItemScores(
+                            task, "en", "en", "test", 0, np.array([0]), correct, units, 60
+                        )  # fmt: skip
+                    )
+    table = analysis.tidy_table(pd.DataFrame(rows))
+    bank = analysis.ItemBank([stats.ItemFile("m", s, f) for s, f in files.items()], BOOTSTRAP)
+    result = analysis.degradation(table, bank, ["last"]).set_index("task")
+    assert result.loc["pos", "verdict"] == "final is best"
+    assert result.loc["arc", "verdict"] == "degraded"
+    assert result.loc["arc", "best_step"] == 10
+    # a plateau (dev ties at every step): the later step is best, so no spurious degradation
+    assert result.loc["deprel", "best_step"] == 100
+    assert result.loc["deprel", "verdict"] == "final is best"
+    onsets = analysis.onsets(table, bank, ["last"], 0.5).set_index("task")
+    assert onsets.loc["deprel", "status"] == "no onset"
+    assert np.isnan(onsets.loc["deprel", "onset_gain_step"])
+    assert onsets.loc["pos", "status"] == "onset"
+    assert 1 <= onsets.loc["pos", "onset_gain_step"] <= 100
 
 
-def test_analyse_covers_every_curve_of_a_synthetic_table(tmp_path):
-    table = synthetic_table(xnli=False)
-    path = tmp_path / "probing.parquet"
-    table.to_parquet(path, index=False)
+def test_analyse_writes_the_tables_and_refuses_missing_items(tmp_path, capsys):
+    table, items = write_run(tmp_path / "run", xnli=False, simalign=False, bpc=False)
     out = tmp_path / "analysis"
-    assert cli.main(["analyse", "--table", str(path), "--out-dir", str(out)]) == 0
-    onset = pd.read_csv(out / "onset.csv", keep_default_na=False, na_values=[""])
-    assert len(onset) == len(TASKS) * len(LANGUAGES) ** 2
-    assert (onset["kind"] == "in-language").sum() == len(TASKS) * len(LANGUAGES)
-    assert set(onset["onset_final_step"]) <= set(STEPS)
-    # The synthetic transfer pairs learn later than the in-language probes.
-    medians = onset.groupby("kind")["onset_final_step"].median()
-    assert medians["in-language"] < medians["transfer"]
-    best_layer = pd.read_csv(out / "best_layer.csv")
-    assert len(best_layer) == len(TASKS) * len(LANGUAGES) * len(STEPS)
-    # The synthetic middle layer (2) is best and the last layer lags behind late in training.
-    assert (best_layer["best_layer"] == 2).all()
-    late = best_layer[best_layer["step"] == STEPS[-1]]
-    assert (late["gap"] > 0.05).all()
-    final = pd.read_csv(out / "final_is_best.csv")
-    assert len(final) == len(TASKS) * len(LANGUAGES)
-    first = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert cli.main(["analyse", "--table", str(path), "--out-dir", str(out)]) == 0
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # bit-identical reruns
+    assert cli.main(analyse_arguments(table, items, out)) == 0
+    for stem in analysis.ANALYSIS_TABLES:
+        assert (out / f"{stem}.csv").is_file()
+    first = {stem: (out / f"{stem}.csv").read_bytes() for stem in analysis.ANALYSIS_TABLES}
+    assert cli.main(analyse_arguments(table, items, out)) == 0
+    assert first == {stem: (out / f"{stem}.csv").read_bytes() for stem in analysis.ANALYSIS_TABLES}
+    capsys.readouterr()
+    assert cli.main(analyse_arguments(table, items[:-1], tmp_path / "other")) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no per-item test scores" in error[0] and "step 400" in error[0]
+    assert not (tmp_path / "other").exists()
 
 
 def test_analyse_reports_a_bad_table_in_one_line(tmp_path, capsys):
-    path = tmp_path / "probing.csv"
-    synthetic_table().drop(columns="seed").to_csv(path, index=False)
-    code = cli.main(["analyse", "--table", str(path), "--out-dir", str(tmp_path / "out")])
-    assert code == 2
-    assert capsys.readouterr().err.strip() == f"error: {path}: missing column(s) seed"
-    assert not (tmp_path / "out").exists()
-    with pytest.raises(InputError, match="onset-fraction"):
-        analysis.main("analyse", ["--table", str(path), "--out-dir", "x", "--onset-fraction", "2"])
+    _, items = write_run(tmp_path / "run", xnli=False, simalign=False, bpc=False)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,step\nm,0\n")
+    assert cli.main(analyse_arguments(bad, items, tmp_path / "out")) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: {bad}: missing column(s) task, layer, train_lang, test_lang, split, "
+                     "seed, metric, value, ci_low, ci_high, n"]  # fmt: skip

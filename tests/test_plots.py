@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from synthetic_tables import LANGUAGES, synthetic_table
+from synthetic_tables import LANGUAGES, analyse_arguments, synthetic_table, write_run
 
 from mlm_dynamics import __main__ as cli
-from mlm_dynamics import analysis, plots
+from mlm_dynamics import analysis, plots, tables
 
 ALL_FIGURES = [
     "in-language-curves",
     "layer-heatmaps",
     "final-layer-gap",
     "onset",
+    "selectivity",
     *[
         f"{kind}-{task}"
         for task in ["pos", "arc", "deprel", "xnli"]
@@ -34,9 +35,8 @@ SHARES = [
 def drawn(tmp_path_factory):
     """The synthetic table, its analysis and every figure, drawn once by the plot command."""
     root = tmp_path_factory.mktemp("plots")
-    table = root / "probing.parquet"
-    synthetic_table().to_parquet(table, index=False)
-    assert cli.main(["analyse", "--table", str(table), "--out-dir", str(root / "analysis")]) == 0
+    table, items = write_run(root)
+    assert cli.main(analyse_arguments(table, items, root / "analysis")) == 0
     argv = ["plot", "--table", str(table), "--analysis-dir", str(root / "analysis")]
     argv += ["--out-dir", str(root / "figures"), "--languages", *LANGUAGES, *SHARES]
     assert cli.main(argv) == 0
@@ -77,7 +77,10 @@ def test_only_figures_with_rows_are_available():
         "layer-heatmaps",
         "final-layer-gap",
         "onset",
+        "selectivity",
     ]
+    no_controls = analysis.tidy_table(synthetic_table(bpc=False, simalign=False, controls=False))
+    assert "selectivity" not in plots.available_figures(no_controls)
 
 
 def test_a_figure_without_rows_is_refused_in_one_line(drawn, tmp_path, capsys):
@@ -131,11 +134,37 @@ def test_dot_positions_spread_equal_values_deterministically():
 
 def test_figure_functions_return_figures_for_a_notebook():
     table = analysis.tidy_table(synthetic_table(xnli=False, simalign=False))
-    best = analysis.best_layers(analysis.probe_scores(table))
-    fig = plots.in_language_curves(analysis.in_language(best), analysis.majority_baselines(table))
+    scores = analysis.view_scores(table, ["last", "best"])
+    fig = plots.in_language_curves(scores, analysis.majority_baselines(table))
     assert [ax.get_title() for ax in fig.axes[:3]] == [
         "POS tagging",
         "arc prediction",
         "arc classification",
     ]
+    assert [fig.axes[i].get_ylabel() for i in (0, 3)] == [
+        "accuracy\nlast layer",
+        "accuracy\nbest layer (dev)",
+    ]
+    # the bands are the rows' intervals: one PolyCollection per language and panel
+    bands = [c for c in fig.axes[0].collections if type(c).__name__ == "FillBetweenPolyCollection"]
+    assert len(bands) == len(LANGUAGES)
     plots.plt.close(fig)
+
+
+def test_the_transfer_figure_draws_the_cells_of_the_transfer_csv(drawn, tmp_path):
+    """The CSV and the figure read one function: the same layer and value for every cell."""
+    table = analysis.read_table(drawn / "probing.parquet")
+    out = tmp_path / "transfer"
+    tables.transfer_matrices(table, "tiny-xlmr", "pos", [], LANGUAGES, ["last", "best"], out, "t")
+    csv = pd.read_csv(out / "cells.csv", keep_default_na=False)
+    inputs = plots.PlotInputs(table=table, views=["last", "best"])
+    drawn_cells = inputs.cells[inputs.cells["task"] == "pos"].reset_index(drop=True)
+    key = ["view", "train_lang", "test_lang", "step"]
+    merged = csv.merge(drawn_cells, on=key, suffixes=("_csv", "_figure"))
+    assert len(merged) == len(csv) == 2 * len(LANGUAGES) ** 2 * 4
+    assert (merged["layer_csv"] == merged["layer_figure"]).all()
+    assert merged["value_csv"].to_numpy() == pytest.approx(merged["value_figure"], abs=1e-6)
+    matrix = pd.read_csv(out / "400_best.csv", index_col="train_lang")
+    cell = drawn_cells[(drawn_cells.view == "best") & (drawn_cells.step == 400)]
+    en_fr = cell[(cell.train_lang == "en") & (cell.test_lang == "fr")]["value"].iloc[0]
+    assert matrix.loc["en", "fr"] == pytest.approx(en_fr, abs=1e-6)

@@ -11,23 +11,29 @@ import pandas as pd
 import pytest
 from test_probing_tasks import make_sentences, write_cache, write_treebank
 
-from mlm_dynamics import probe_cli, tables
+from mlm_dynamics import analysis, probe_cli, tables
 from mlm_dynamics.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ("aa", "bb")
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """Caches and treebanks of two languages, probes of pos and arc (2 seeds), their scores."""
-    import torch
+BOOTSTRAP = ["--resamples", "200", "--confidence", "0.95", "--bootstrap-seed", "0"]
+BOOTSTRAP += ["--min-sentences", "30"]
+FIT = ["--l2", "0.0001", "0.01", "--max-iter", "50"]
+SIZES = {"train": 40, "dev": 32, "test": 32}
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("probing")
+
+def make_workspace(root, test_sentences=None):
+    """Caches and treebanks of two languages (train, dev, test), probes of pos and arc with 2
+    seeds and pos control probes, and their scores. ``test_sentences`` replaces the test split
+    of every language (a test split that no training step may read)."""
     for i, lang in enumerate(LANGS):
-        splits = {"train": make_sentences(30, seed=i), "test": make_sentences(15, seed=10 + i)}
+        splits = {
+            split: make_sentences(n, seed=10 * k + i) for k, (split, n) in enumerate(SIZES.items())
+        }
+        if test_sentences is not None:
+            splits["test"] = test_sentences(splits["test"])
         write_treebank(root / f"treebanks/{lang}.json.gz", splits, lang)
         for split, sentences in splits.items():
             write_cache(root / f"act/{lang}/{split}", sentences, seed=2 * i + len(split))
@@ -35,20 +41,33 @@ def workspace(tmp_path_factory):
         probe_cli.main(
             "train-probe",
             ["--tasks", "pos", "arc", "--activations", str(root / f"act/{lang}")]
-            + ["--treebank", str(root / f"treebanks/{lang}.json.gz"), "--seeds", "2", "--out"]
+            + ["--treebank", str(root / f"treebanks/{lang}.json.gz"), "--seeds", "2", *FIT]
+            + ["--controls", "--out"]
             + [str(root / f"probes/{task}/{lang}.npz") for task in ("pos", "arc")],
         )
     for task in ("pos", "arc"):
         for lang in LANGS:
-            probe_cli.main(
-                "score-probe",
-                ["--probes"]
-                + [str(root / f"probes/{task}/{train}.npz") for train in LANGS]
-                + ["--activations", str(root / f"act/{lang}")]
-                + ["--treebank", str(root / f"treebanks/{lang}.json.gz")]
-                + ["--model", "m", "--step", "7"]
-                + ["--out", str(root / f"scores/{task}/{lang}.parquet")],
-            )
+            probe_cli.main("score-probe", score_arguments(root, task, lang))
+    return root
+
+
+def score_arguments(root, task, lang, probes=None, out=None):
+    probes = probes or [str(root / f"probes/{task}/{train}.npz") for train in LANGS]
+    out = out or root / f"scores/{task}/{lang}.parquet"
+    return (
+        ["--probes", *probes, "--activations", str(root / f"act/{lang}")]
+        + ["--treebank", str(root / f"treebanks/{lang}.json.gz"), "--model", "m", "--step", "7"]
+        + [*BOOTSTRAP, "--out", str(out), "--items", str(out).replace(".parquet", ".items.npz")]
+    )
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = make_workspace(tmp_path_factory.mktemp("probing"))
     torch.set_num_threads(threads)
     return root
 
@@ -57,23 +76,47 @@ def score_files(root):
     return sorted(str(p) for p in (root / "scores").glob("*/*.parquet"))
 
 
-def test_score_rows_are_tidy(workspace):
+def test_score_rows_are_tidy_with_intervals(workspace):
     frame = pd.read_parquet(workspace / "scores/pos/aa.parquet")
     assert list(frame.columns) == list(tables.COLUMNS)
     accuracy = frame[frame.metric == "accuracy"]
-    # 2 train languages x 2 seeds x 3 layers
-    assert len(accuracy) == 12
-    assert set(accuracy.layer) == {0, 1, 2} and set(accuracy.seed) == {0, 1}
-    assert set(accuracy.train_lang) == set(LANGS) and set(frame.test_lang) == {"aa"}
+    test, dev = accuracy[accuracy.split == "test"], accuracy[accuracy.split == "dev"]
+    assert len(test) == 2 * 2 * 3  # 2 train languages x 2 seeds x 3 layers
+    assert len(dev) == 2 * 3 and set(dev.train_lang) == {"aa"}  # dev: the own probes only
+    assert set(test.layer) == {0, 1, 2} and set(test.seed) == {0, 1}
+    assert set(test.train_lang) == set(LANGS) and set(frame.test_lang) == {"aa"}
     assert (frame.step == 7).all() and (frame.model == "m").all()
-    assert (accuracy.n == 15 * 5).all()  # words of the test split
-    own = accuracy[(accuracy.train_lang == "aa") & (accuracy.layer == 0)]
+    assert (test.n == SIZES["test"] * 5).all()  # words of the test split
+    assert (frame.ci_low <= frame.value).all() and (frame.value <= frame.ci_high).all()
+    assert (test.ci_high - test.ci_low > 0.01).all()  # 32 sentences: intervals of some width
+    own = test[(test.train_lang == "aa") & (test.layer == 0)]
     assert (own.value > 0.9).all()  # each word form has its own vector and a fixed tag
+
+
+def test_selectivity_is_accuracy_minus_control_accuracy(workspace):
+    frame = pd.read_parquet(workspace / "scores/pos/aa.parquet")
+    key = ["split", "layer"]
+    rows = {
+        metric: frame[(frame.metric == metric) & (frame.train_lang == "aa") & (frame.seed == 0)]
+        .set_index(key)
+        .value.sort_index()
+        for metric in ("accuracy", "control_accuracy", "selectivity")
+    }
+    assert len(rows["selectivity"]) == 2 * 3  # dev and test, every layer, seed 0
+    np.testing.assert_allclose(
+        rows["selectivity"], rows["accuracy"] - rows["control_accuracy"], atol=1e-12
+    )
+    # words have one vector each, so the probe memorises control labels too: low selectivity
+    assert (rows["control_accuracy"].loc["test"] > 0.3).all()
+    transfer = frame[(frame.train_lang == "bb")]
+    assert not transfer.metric.isin(["control_accuracy", "selectivity"]).any()
+    arc = pd.read_parquet(workspace / "scores/arc/aa.parquet")
+    assert not arc.metric.isin(["control_accuracy", "selectivity"]).any()
 
 
 def test_majority_accuracy_is_the_train_majority_on_this_test(workspace):
     frame = pd.read_parquet(workspace / "scores/pos/bb.parquet")
-    majority = frame[frame.metric == "majority_accuracy"]
+    majority = frame[(frame.metric == "majority_accuracy") & (frame.split == "test")]
     assert (majority.layer == -1).all() and len(majority) == 4
     # the sentences are det noun verb det noun: DET and NOUN tie at 2/5; the lower id (DET) wins
     assert np.allclose(majority.value, 0.4)
@@ -89,8 +132,50 @@ def test_probe_file_contents(workspace):
         assert z["classes"].tolist() == [0, 1]
         assert z["labels"].tolist() == ["no-arc", "arc"]
         assert z["seeds"].tolist() == [0, 1]
-        # the seeds draw different negatives, so their standardisation differs
-        assert not np.array_equal(z["mean"][0], z["mean"][1])
+        assert z["l2_grid"].tolist() == [0.0001, 0.01]
+        assert z["l2"].shape == (2, 3) and set(z["l2"].ravel()) <= {0.0001, 0.01}
+        assert z["dev_accuracy"].shape == (2, 2, 3)  # seeds, grid values, layers
+        assert "control_coef" not in z.files  # arc has no control task
+    with np.load(workspace / "probes/pos/aa.npz") as z:
+        assert z["control_coef"].shape == (1, 3, 8, len(z["control_classes"]))
+        # seed 1 refits on a resample of the training sentences: a different probe (a convex
+        # problem: seeds that only moved the initial weights gave the same probe)
+        assert np.abs(z["coef"][0] - z["coef"][1]).max() > 1e-2
+
+
+def test_no_choice_reads_the_test_split(workspace, tmp_path):
+    """Permuting the test labels changes no probe, no dev score and no layer chosen on dev."""
+
+    def permuted(sentences):
+        rng = np.random.default_rng(0)
+        upos = rng.permutation([tag for s in sentences for tag in s.upos]).tolist()
+        out = []
+        for s in sentences:
+            out.append(type(s)(s.id, s.words, tuple(upos[: len(s.words)]), s.head, s.deprel))
+            upos = upos[len(s.words) :]
+        return out
+
+    import torch
+
+    torch.set_num_threads(1)
+    other = make_workspace(tmp_path, test_sentences=permuted)
+    for task in ("pos", "arc"):
+        for lang in LANGS:
+            before = np.load(workspace / f"probes/{task}/{lang}.npz")
+            after = np.load(other / f"probes/{task}/{lang}.npz")
+            assert before.files == after.files
+            for key in before.files:
+                np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    first = tables.collect(score_files(workspace))
+    second = tables.collect(score_files(other))
+    dev = first.split == "dev"
+    pd.testing.assert_frame_equal(first[dev], second[second.split == "dev"])
+    pos_test = (first.split == "test") & (first.task == "pos") & (first.metric == "accuracy")
+    assert not np.allclose(first[pos_test].value, second[pos_test].value)  # test did change
+    views = ["best", "last"]
+    pd.testing.assert_frame_equal(
+        analysis.view_layers(first, views), analysis.view_layers(second, views)
+    )
 
 
 def test_collect_table_is_byte_for_byte_reproducible(workspace, tmp_path):
@@ -116,7 +201,7 @@ def test_collect_table_refuses_a_row_twice(workspace, tmp_path):
         tables.collect([one, one])
 
 
-def test_transfer_matrix_diagonal_is_the_in_language_score(workspace, tmp_path):
+def test_transfer_matrices_read_each_cell_at_its_training_languages_dev_layer(workspace, tmp_path):
     tables.main(
         "collect-table", ["--inputs", *score_files(workspace), "--out", str(tmp_path / "t.parquet")]
     )
@@ -124,26 +209,29 @@ def test_transfer_matrix_diagonal_is_the_in_language_score(workspace, tmp_path):
     tables.main(
         "transfer-matrices",
         ["--table", str(tmp_path / "t.parquet"), "--model", "m", "--task", "arc", "--steps", "7"]
-        + ["--languages", "bb", "aa", "--out-dir", str(out)],
+        + ["--languages", "bb", "aa", "--views", "last", "best", "1", "--out-dir", str(out)],
     )
-    assert sorted(p.name for p in out.iterdir()) == ["7_best.csv", "7_last.csv", "layers.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "7_best.csv", "7_last.csv", "7_layer-1.csv", "cells.csv",
+    ]  # fmt: skip
     table = pd.read_parquet(tmp_path / "t.parquet")
-    layers = pd.read_csv(out / "layers.csv")
-    for kind, layer in (("best", int(layers.best_layer[0])), ("last", 2)):
-        matrix = pd.read_csv(out / f"7_{kind}.csv", index_col="train_lang")
+    cells = pd.read_csv(out / "cells.csv", keep_default_na=False)
+    rows = table[(table.task == "arc") & (table.metric == "accuracy") & (table.seed == 0)]
+    for view in ("best", "last", "layer-1"):
+        matrix = pd.read_csv(out / f"7_{view}.csv", index_col="train_lang")
         assert list(matrix.index) == ["bb", "aa"] and list(matrix.columns) == ["bb", "aa"]
         for train in LANGS:
+            dev = rows[(rows.split == "dev") & (rows.train_lang == train)]
+            best = int(dev.sort_values(["value", "layer"], ascending=[False, True]).layer.iloc[0])
+            layer = {"best": best, "last": 2, "layer-1": 1}[view]
             for test in LANGS:
-                rows = table[
-                    (table.task == "arc") & (table.metric == "accuracy") & (table.layer == layer)
-                    & (table.train_lang == train) & (table.test_lang == test)
-                ]  # fmt: skip
-                assert len(rows) == 2  # seeds
-                assert matrix.loc[train, test] == pytest.approx(rows.value.mean(), abs=1e-6)
-    # the best layer maximises the in-language mean
-    own = table[(table.task == "arc") & (table.metric == "accuracy")]
-    own = own[own.train_lang == own.test_lang].groupby("layer").value.mean()
-    assert int(layers.best_layer[0]) == int(own.idxmax())
+                cell = cells[(cells.view == view) & (cells.train_lang == train)
+                             & (cells.test_lang == test)]  # fmt: skip
+                assert cell.layer.tolist() == [layer]
+                score = rows[(rows.split == "test") & (rows.layer == layer)
+                             & (rows.train_lang == train) & (rows.test_lang == test)]  # fmt: skip
+                assert matrix.loc[train, test] == pytest.approx(score.value.item(), abs=1e-6)
+                assert cell.ci_low.item() <= cell.value.item() <= cell.ci_high.item()
 
 
 def test_transfer_matrices_refuse_a_missing_step(workspace, tmp_path):
@@ -154,19 +242,14 @@ def test_transfer_matrices_refuse_a_missing_step(workspace, tmp_path):
         tables.main(
             "transfer-matrices",
             ["--table", str(tmp_path / "t.parquet"), "--model", "m", "--task", "pos"]
-            + ["--steps", "8", "--out-dir", str(tmp_path / "x")],
+            + ["--steps", "8", "--views", "last", "--out-dir", str(tmp_path / "x")],
         )
 
 
 def test_one_score_job_scores_every_task_of_its_probes(workspace, tmp_path):
     out = tmp_path / "both.parquet"
-    probe_cli.main(
-        "score-probe",
-        ["--probes", str(workspace / "probes/arc/aa.npz"), str(workspace / "probes/pos/aa.npz")]
-        + ["--activations", str(workspace / "act/bb")]
-        + ["--treebank", str(workspace / "treebanks/bb.json.gz")]
-        + ["--model", "m", "--step", "7", "--out", str(out)],
-    )
+    probes = [str(workspace / "probes/arc/aa.npz"), str(workspace / "probes/pos/aa.npz")]
+    probe_cli.main("score-probe", score_arguments(workspace, None, "bb", probes, out))
     both = pd.read_parquet(out)
     assert set(both.task) == {"pos", "arc"}
     for task in ("pos", "arc"):
@@ -181,24 +264,39 @@ def test_score_probe_never_imports_torch(workspace, tmp_path):
         "import sys; from mlm_dynamics.__main__ import main; "
         "rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch'; sys.exit(rc)"
     )
-    argv = ["score-probe", "--probes", str(workspace / "probes/pos/aa.npz")]
-    argv += ["--activations", str(workspace / "act/bb"), "--treebank"]
-    argv += [str(workspace / "treebanks/bb.json.gz"), "--model", "m", "--step", "7"]
-    argv += ["--out", str(out)]
+    probes = [str(workspace / "probes/pos/aa.npz")]
+    argv = ["score-probe", *score_arguments(workspace, None, "bb", probes, out)]
     result = subprocess.run(
         [sys.executable, "-c", code, *argv], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert len(pd.read_parquet(out)) == 2 * 3 + 2
+    assert len(pd.read_parquet(out)) == 2 * 3 + 2  # test only: aa's probes, 2 seeds
+
+
+def test_too_small_a_test_split_is_refused_in_one_line(workspace, tmp_path):
+    small = {"train": make_sentences(40), "dev": make_sentences(32), "test": make_sentences(12)}
+    write_treebank(tmp_path / "treebanks/cc.json.gz", small, "cc")
+    for split, sentences in small.items():
+        write_cache(tmp_path / f"act/cc/{split}", sentences)
+    probes = [str(workspace / "probes/pos/aa.npz")]
+    out = tmp_path / "s.parquet"
+    with pytest.raises(InputError) as caught:
+        probe_cli.main("score-probe", score_arguments(tmp_path, None, "cc", probes, out))
+    assert str(caught.value) == (
+        f"{tmp_path / 'treebanks/cc.json.gz'} (test split): 12 sentences, fewer than the 30 a "
+        "bootstrap interval needs (statistics.min_sentences)"
+    )
+    assert not out.exists()
 
 
 def test_empty_train_split_names_the_file(tmp_path):
-    write_treebank(tmp_path / "cc.json.gz", {"train": [], "test": make_sentences(2)}, "cc")
+    splits = {"train": [], "dev": make_sentences(2), "test": make_sentences(2)}
+    write_treebank(tmp_path / "cc.json.gz", splits, "cc")
     with pytest.raises(InputError, match=r"cc\.json\.gz: the train split has no sentences"):
         probe_cli.main(
             "train-probe",
             ["--tasks", "pos", "--activations", str(tmp_path), "--treebank"]
-            + [str(tmp_path / "cc.json.gz"), "--out", str(tmp_path / "p.npz")],
+            + [str(tmp_path / "cc.json.gz"), *FIT, "--out", str(tmp_path / "p.npz")],
         )
 
 
@@ -208,13 +306,13 @@ def test_cuda_device_fits_where_cuda_is_and_falls_back_to_the_cpu_elsewhere(
     import torch
 
     argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
-    argv += [str(workspace / "treebanks/aa.json.gz"), "--seeds", "2"]
+    argv += [str(workspace / "treebanks/aa.json.gz"), "--seeds", "2", *FIT, "--controls"]
     probe_cli.main("train-probe", argv + ["--device", "cuda", "--out", str(tmp_path / "c.npz")])
     log = capsys.readouterr().err
     if torch.cuda.is_available():
-        assert "device: cuda" in log and "on cuda, iterations" in log
+        assert "device: cuda" in log and "(torch on cuda)" in log
     else:
-        assert "device: CUDA is not available, fitting on CPU" in log and "on cpu," in log
+        assert "device: CUDA is not available, fitting on CPU" in log and "(torch on cpu)" in log
     fitted = np.load(tmp_path / "c.npz")
     reference = np.load(workspace / "probes/pos/aa.npz")  # fitted on the CPU
     np.testing.assert_array_equal(fitted["classes"], reference["classes"])
@@ -227,6 +325,29 @@ def test_cuda_device_fits_where_cuda_is_and_falls_back_to_the_cpu_elsewhere(
 def test_sklearn_backend_on_cuda_is_refused(workspace, tmp_path):
     argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
     argv += [str(workspace / "treebanks/aa.json.gz"), "--backend", "sklearn", "--device", "cuda"]
+    argv += FIT
     with pytest.raises(InputError, match="--device cuda: the sklearn backend runs on the CPU"):
         probe_cli.main("train-probe", argv + ["--out", str(tmp_path / "p.npz")])
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_mdl_rows_have_codelength_compression_and_intervals(workspace, tmp_path):
+    argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
+    argv += [str(workspace / "treebanks/aa.json.gz"), *FIT, "--mdl"]
+    probe_cli.main("train-probe", argv + ["--out", str(tmp_path / "pos.npz")])
+    out = tmp_path / "s.parquet"
+    probe_cli.main(
+        "score-probe", score_arguments(workspace, None, "aa", [str(tmp_path / "pos.npz")], out)
+    )
+    frame = pd.read_parquet(out)
+    mdl = frame[frame.metric.str.startswith("mdl_")].set_index(["metric", "layer"]).sort_index()
+    assert set(mdl.split) == {"train"} and len(mdl) == 2 * 3
+    with np.load(tmp_path / "pos.npz") as z:
+        uniform = float(z["mdl_uniform"])
+        assert uniform == pytest.approx(SIZES["train"] * 5 * np.log2(17))
+        np.testing.assert_allclose(z["mdl_item_bits"].sum(axis=1), z["mdl_codelength"], rtol=1e-5)
+    codelength = mdl.loc["mdl_codelength"]
+    np.testing.assert_allclose(mdl.loc["mdl_compression"].value, uniform / codelength.value)
+    # each word form has its own vector and a fixed tag: far below the uniform code
+    assert (mdl.loc["mdl_compression"].value > 2).all()
+    assert (mdl.ci_low < mdl.value).all() and (mdl.value < mdl.ci_high).all()

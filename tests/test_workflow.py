@@ -46,8 +46,9 @@ def reduced_config(languages=LANGUAGES, steps=STEPS) -> dict:
         "warmup_steps": 5,
         "threads": 1,
     }
-    config["treebanks"] = {"max_sentences": {"train": 80, "test": 40}}
+    config["treebanks"] = {"max_sentences": {"train": 80, "dev": 40, "test": 40}}
     config["bpc"] = {"max_sentences": 10}
+    config["statistics"] = {"min_sentences": 10}  # BPC's 10 held-out sentences
     config["probing"] = {"max_iter": 50}
     return config
 
@@ -135,8 +136,13 @@ def test_second_run_has_nothing_to_do(reference):
 def test_tables_figures_and_bpc(reference):
     table = pd.read_parquet(reference / "results/tables/probing.parquet")
     probes = table[table.task.isin(["pos", "arc", "deprel"]) & (table.metric == "accuracy")]
-    # every step x task x layer x (train, test) pair of the transfer set
-    assert len(probes) == len(STEPS) * 3 * 3 * len(LANGUAGES) ** 2
+    test = probes[probes.split == "test"]
+    # every step x task x layer x (train, test) pair of the transfer set; dev in-language only
+    assert len(test) == len(STEPS) * 3 * 3 * len(LANGUAGES) ** 2
+    assert len(probes[probes.split == "dev"]) == len(STEPS) * 3 * 3 * len(LANGUAGES)
+    assert (test.ci_low < test.value).all() and (test.value < test.ci_high).all()
+    selectivity = table[table.metric == "selectivity"]
+    assert set(selectivity.task) == {"pos", "deprel"}
     bpc = table[table.metric == "bpc"].pivot(index="test_lang", columns="step", values="value")
     for lang in LANGUAGES:  # the model learns something about every language
         assert bpc.loc[lang, STEPS[-1]] < bpc.loc[lang, 0], bpc
@@ -144,10 +150,20 @@ def test_tables_figures_and_bpc(reference):
     for step in STEPS:
         matrix = pd.read_csv(transfer / f"{step}_last.csv", index_col=0)
         assert list(matrix.index) == LANGUAGES and list(matrix.columns) == LANGUAGES
-    for name in ("onset", "best_layer", "final_is_best"):
-        assert len(pd.read_csv(reference / f"results/analysis/{name}.csv")) > 0
-    figures = list((reference / "results/figures").rglob("*.png"))
-    assert len(figures) >= 6 and all(p.stat().st_size > 5000 for p in figures)
+    for name in ("onset", "final_layer_gap", "degradation"):
+        frame = pd.read_csv(reference / f"results/analysis/{name}.csv")
+        interval = frame["ci_low" if "ci_low" in frame else "gain_ci_low"]
+        assert len(frame) > 0 and interval.notna().all(), name
+    figures = sorted(p.stem for p in (reference / "results/figures/tiny-xlmr").glob("*.png"))
+    tasks = ["pos", "arc", "deprel"]
+    assert figures == sorted(
+        ["in-language-curves", "layer-heatmaps", "final-layer-gap", "onset", "selectivity", "bpc"]
+        + [
+            f"{kind}-{task}"
+            for kind in ("transfer-matrices", "transfer-over-time")
+            for task in tasks
+        ]
+    )
 
 
 @pytest.mark.e2e

@@ -12,21 +12,22 @@ rule analysis:
 
 rule analyse:
     input:
-        PROBING_TABLE,
+        table=PROBING_TABLE,
+        item_scores=item_score_files(),
     output:
         onset=report(
             f"{ANALYSIS_DIR}/onset.csv",
             caption="../report/table-onset.rst",
             category="Tables",
         ),
-        best_layer=report(
-            f"{ANALYSIS_DIR}/best_layer.csv",
-            caption="../report/table-best-layer.rst",
+        final_layer_gap=report(
+            f"{ANALYSIS_DIR}/final_layer_gap.csv",
+            caption="../report/table-final-layer-gap.rst",
             category="Tables",
         ),
-        final_is_best=report(
-            f"{ANALYSIS_DIR}/final_is_best.csv",
-            caption="../report/table-final-is-best.rst",
+        degradation=report(
+            f"{ANALYSIS_DIR}/degradation.csv",
+            caption="../report/table-degradation.rst",
             category="Tables",
         ),
     log:
@@ -36,16 +37,18 @@ rule analyse:
         "../../envs/core.yaml"
     params:
         fraction=config["analysis"]["onset_fraction"],
+        views=views_argument(),
+        stats=statistics_arguments(),
         out_dir=lambda wildcards, output: os.path.dirname(output.onset),
     shell:
-        "python -m mlm_dynamics analyse --table {input} --onset-fraction {params.fraction}"
+        "python -m mlm_dynamics analyse --table {input.table} --items {input.item_scores}"
+        " --views {params.views} --onset-fraction {params.fraction} {params.stats}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule plot_in_language_curves:
     input:
         table=PROBING_TABLE,
-        best_layer=f"{ANALYSIS_DIR}/best_layer.csv",
     output:
         png=report(
             "results/figures/{model}/in-language-curves.png",
@@ -62,10 +65,34 @@ rule plot_in_language_curves:
     params:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
-        analysis_dir=lambda wildcards, input: os.path.dirname(input.best_layer),
     shell:
         "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
-        " --analysis-dir {params.analysis_dir} --figure in-language-curves {params.options}"
+        " --figure in-language-curves {params.options}"
+        " > {log} 2>&1"
+
+
+rule plot_selectivity:
+    input:
+        table=PROBING_TABLE,
+    output:
+        png=report(
+            "results/figures/{model}/selectivity.png",
+            caption="../report/selectivity.rst",
+            category="In-language probing",
+            subcategory="{model}",
+        ),
+        pdf="results/figures/{model}/selectivity.pdf",
+    log:
+        "logs/analysis/{model}/selectivity.log",
+    localrule: True
+    conda:
+        "../../envs/core.yaml"
+    params:
+        options=plot_arguments,
+        out_dir=lambda wildcards, output: os.path.dirname(output.png),
+    shell:
+        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        " --figure selectivity {params.options}"
         " > {log} 2>&1"
 
 
@@ -97,7 +124,7 @@ rule plot_layer_heatmaps:
 rule plot_final_layer_gap:
     input:
         table=PROBING_TABLE,
-        best_layer=f"{ANALYSIS_DIR}/best_layer.csv",
+        gaps=rules.analyse.output.final_layer_gap,
     output:
         png=report(
             "results/figures/{model}/final-layer-gap.png",
@@ -114,7 +141,7 @@ rule plot_final_layer_gap:
     params:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
-        analysis_dir=lambda wildcards, input: os.path.dirname(input.best_layer),
+        analysis_dir=lambda wildcards, input: os.path.dirname(input.gaps),
     shell:
         "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
         " --analysis-dir {params.analysis_dir} --figure final-layer-gap {params.options}"
@@ -124,7 +151,7 @@ rule plot_final_layer_gap:
 rule plot_onset:
     input:
         table=PROBING_TABLE,
-        onset=f"{ANALYSIS_DIR}/onset.csv",
+        onset=rules.analyse.output.onset,
     output:
         png=report(
             "results/figures/{model}/onset.png",

@@ -41,7 +41,17 @@ except WorkflowError:
     sys.exit(schema_error(config))
 
 
-SPLITS = ["train", "test"]
+SPLITS = ["train", "dev", "test"]
+
+
+def statistics_arguments():
+    """The bootstrap options of every scoring command (mlm_dynamics.stats.add_arguments)."""
+    settings = config["statistics"]
+    return (
+        f"--resamples {settings['resamples']} --confidence {settings['confidence']}"
+        f" --bootstrap-seed {settings['seed']} --min-sentences {settings['min_sentences']}"
+    )
+
 
 # Functions returning per-job tidy score files (parquet) that collect-table concatenates into the
 # tidy table, besides the UD probes' own; each area appends its function in its section.
@@ -317,6 +327,16 @@ def probe_outputs():
     ]
 
 
+def probe_options():
+    """train-probe's switches: control probes, MDL."""
+    probing = config["probing"]
+    return " ".join(
+        flag
+        for flag, on in (("--controls", probing["controls"]), ("--mdl", probing["mdl"]))
+        if on
+    )
+
+
 def score_probe_inputs(wildcards):
     return [
         probe_file(wildcards.model, wildcards.step, task, lang)
@@ -408,7 +428,8 @@ def xnli_languages():
 
 
 def xnli_data_files(wildcards):
-    """One language's train and test files (.tsv or .jsonl); none for the hub."""
+    """One language's train, dev and test files (.tsv or .jsonl, each split the one that
+    exists, else the .tsv name so that the error names it); none for the hub."""
     data = config["xnli"]["data"]
     if data == "hub":
         return []
@@ -464,11 +485,27 @@ def simalign_tables():
 SCORE_TABLES += [bpc_tables, xnli_tables, simalign_tables]
 
 
+def item_score_files():
+    """Every per-item correctness file the analysis bootstraps: UD probes' and XNLI's."""
+    return [
+        path.replace(".parquet", ".items.npz")
+        for path in probing_scores() + xnli_tables()
+    ]
+
+
 # ---------------------------------------------------------------- analysis and figures
 
 PROBING_TABLE = "results/tables/probing.parquet"
 ANALYSIS_DIR = "results/analysis"
-ANALYSIS_TABLES = ["onset", "best_layer", "final_is_best"]
+ANALYSIS_TABLES = ["onset", "final_layer_gap", "degradation"]
+
+
+def views_argument():
+    """The layer views (analysis.views) as the commands take them: last, best, layer-N."""
+    return " ".join(
+        view if isinstance(view, str) else f"layer-{view}"
+        for view in config["analysis"]["views"]
+    )
 
 
 def check_analysis_config():
@@ -507,9 +544,13 @@ def analysis_figures():
     names = []
     if (ud_languages() and config["probing"]["tasks"]) or xnli_languages():
         names += ["in-language-curves", "layer-heatmaps", "final-layer-gap", "onset"]
+    if ud_languages() and set(config["probing"]["tasks"]) & {"pos", "deprel"}:
+        names += ["selectivity"] if config["probing"]["controls"] else []
     for task in transfer_tasks():
         names += [f"transfer-matrices-{task}", f"transfer-over-time-{task}"]
-    if bpc_languages():
+    if (
+        bpc_languages() and config["bpc"]["estimate"] != "mlm"
+    ):  # the figure draws metric bpc
         names.append("bpc")
     if simalign_languages():
         names.append("alignment-f1")
@@ -532,6 +573,7 @@ def plot_arguments(wildcards):
             f"--tasks {' '.join(config['probing']['tasks'])}",
             *([f"--transfer-steps {' '.join(map(str, steps))}"] if steps else []),
             f"--onset-fraction {config['analysis']['onset_fraction']}",
+            f"--views {views_argument()}",
             *shares,
         ]
     )

@@ -23,15 +23,17 @@ rule train_probe:
     params:
         tasks=" ".join(config["probing"]["tasks"]),
         seeds=config["probing"]["seeds"],
-        l2=config["probing"]["l2"],
+        l2=" ".join(str(value) for value in config["probing"]["l2"]),
         max_iter=config["probing"]["max_iter"],
         backend=config["probing"]["backend"],
         device=config["probing"]["device"],
+        options=probe_options(),
     shell:
         "python -m mlm_dynamics train-probe --tasks {params.tasks}"
         " --activations {input.activations} --treebank {input.treebank} --seeds {params.seeds}"
         " --l2 {params.l2} --max-iter {params.max_iter} --backend {params.backend}"
-        " --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        " --device {params.device} {params.options} --threads {threads} --out {output}"
+        " > {log} 2>&1"
 
 
 rule score_probe:
@@ -40,7 +42,8 @@ rule score_probe:
         activations=activation_input,
         treebank="results/treebanks/{lang}.json.gz",
     output:
-        "results/scores/{model}/{step}/{lang}.parquet",
+        scores="results/scores/{model}/{step}/{lang}.parquet",
+        item_scores="results/scores/{model}/{step}/{lang}.items.npz",
     log:
         "logs/probing/score/{model}/{step}/{lang}.log",
     conda:
@@ -48,10 +51,13 @@ rule score_probe:
     resources:
         mem_mb=probe_mem_mb,
         runtime=probe_runtime,
+    params:
+        stats=statistics_arguments(),
     shell:
         "python -m mlm_dynamics score-probe --probes {input.probes}"
         " --activations {input.activations} --treebank {input.treebank}"
-        " --model {wildcards.model} --step {wildcards.step} --out {output} > {log} 2>&1"
+        " --model {wildcards.model} --step {wildcards.step} {params.stats}"
+        " --out {output.scores} --items {output.item_scores} > {log} 2>&1"
 
 
 rule collect_table:
@@ -85,7 +91,8 @@ rule transfer_matrices:
     params:
         steps=transfer_steps_argument,
         languages=" ".join(config["transfer_languages"]),
+        views=views_argument(),
     shell:
         "python -m mlm_dynamics transfer-matrices --table {input} --model {wildcards.model}"
         " --task {wildcards.task} --steps {params.steps} --languages {params.languages}"
-        " --out-dir {output} > {log} 2>&1"
+        " --views {params.views} --out-dir {output} > {log} 2>&1"
