@@ -296,15 +296,21 @@ def layer_heatmaps(scores: pd.DataFrame, tasks: Sequence[str] = ()) -> Figure:
     return fig
 
 
-def draw_heatmap(ax, grid: pd.DataFrame, fmt: str, scale: float = 1.0, **kwargs) -> None:
+def draw_heatmap(
+    ax, grid: pd.DataFrame, fmt: str, scale: float = 1.0, labels=None, **kwargs
+) -> None:
+    """A heatmap of ``grid``, annotated with its values (or with ``labels``, same shape) when
+    small enough to read."""
     annotate = grid.size <= 80
+    if annotate and labels is not None:
+        annotate, fmt = labels, ""
     sns.heatmap(
         grid * scale,
         ax=ax,
         cmap=HEATMAP,
         annot=annotate,
         fmt=fmt,
-        annot_kws={"fontsize": 6},
+        annot_kws={"fontsize": 6 if labels is None else 5},
         linewidths=0.3,
         linecolor="white",
         **kwargs,
@@ -423,11 +429,13 @@ def transfer_matrices(
     views: Sequence[str] = (),
     languages: Sequence[str] = (),
 ) -> Figure:
-    """Train x test test accuracy at each of ``steps``: a row per view, one shared colour scale.
+    """Train x test test accuracy at each of ``steps``: a row per view, one shared colour scale,
+    each cell annotated with its value and half its 95% interval (in points).
 
     ``cells`` are ``tables.transfer_cells`` rows (the cells of the transfer CSVs).
     """
     rows = cells[cells["task"] == task]
+    rows = rows.assign(half_width=(rows["ci_high"] - rows["ci_low"]) / 2)
     views = ordered(rows["view"], views or ["last", "best"])
     languages = ordered(pd.concat([rows["train_lang"], rows["test_lang"]]), languages)
     fig, axes = plt.subplots(
@@ -445,12 +453,19 @@ def transfer_matrices(
     for r, view in enumerate(views):
         for i, step in enumerate(steps):
             ax = axes[r, i]
-            grid = rows[(rows["step"] == step) & (rows["view"] == view)].pivot(
-                index="train_lang", columns="test_lang", values="value"
+            cells = rows[(rows["step"] == step) & (rows["view"] == view)]
+            grid, half = (
+                cells.pivot(index="train_lang", columns="test_lang", values=values).reindex(
+                    index=languages, columns=languages
+                )
+                for values in ("value", "half_width")
             )
-            grid = grid.reindex(index=languages, columns=languages)
+            labels = [
+                [cell_label(v, h) for v, h in zip(row_v, row_h, strict=True)]
+                for row_v, row_h in zip(grid.to_numpy(), half.to_numpy(), strict=True)
+            ]
             draw_heatmap(
-                ax, grid, fmt=".0f", scale=100, vmin=vmin, vmax=vmax, square=True,
+                ax, grid, fmt=".0f", scale=100, labels=labels, vmin=vmin, vmax=vmax, square=True,
                 cbar=i == len(steps) - 1,
                 cbar_kws={"label": "accuracy (%)", "shrink": 0.8},
             )  # fmt: skip
@@ -459,8 +474,18 @@ def transfer_matrices(
             ax.set_ylabel("train language" if i == 0 else "")
             if i:
                 ax.set_yticklabels([])
-    fig.suptitle(f"{task_label(task)}: cross-lingual transfer (test accuracy, %)")
+    fig.suptitle(
+        f"{task_label(task)}: cross-lingual transfer (test accuracy, % ± half the 95% interval)"
+    )
     return fig
+
+
+def cell_label(value: float, half_width: float) -> str:
+    if np.isnan(value):
+        return ""
+    if not np.isfinite(half_width):
+        return f"{100 * value:.0f}"
+    return f"{100 * value:.0f}\n±{100 * half_width:.0f}"
 
 
 @styled
