@@ -233,7 +233,7 @@ def train(args, task: str, out: str, device: str) -> None:
             f" (chosen on dev) {' '.join(f'{v:g}' for v in search.l2)}; dev accuracy per layer "
             + " ".join(f"{a:.3f}" for a in search.dev_accuracy.max(axis=0))
         )
-        if seed == 0 and args.controls and task in CONTROLLED:
+        if seed == 0 and task in args.controls and task in CONTROLLED:
             control = probing_tasks.TaskData(
                 data.X,
                 control_labels(task, splits["train"], splits["train"], language, CONTROL_SEED),
@@ -433,8 +433,9 @@ def main(command: str, argv: list[str]) -> None:
             help="where the torch backend fits (cuda falls back to the CPU when none is visible)",
         )
         parser.add_argument(
-            "--controls", action="store_true", help="fit control probes for pos and deprel"
-        )
+            "--controls", nargs="*", default=[], choices=["pos", "deprel"],
+            help="tasks that also get a control probe (Hewitt & Liang)",
+        )  # fmt: skip
         parser.add_argument("--mdl", action="store_true", help="online codelength of pos")
         args = parser.parse_args(argv)
         if len(args.out) != len(args.tasks):

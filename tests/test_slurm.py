@@ -83,8 +83,10 @@ def reduced_config() -> dict:
             "threads": 1,
         }
     )
-    config.setdefault("treebanks", {})["max_sentences"] = {"train": 40, "test": 20}
+    config.setdefault("treebanks", {})["max_sentences"] = {"train": 40, "dev": 20, "test": 20}
     config["bpc"] = {"max_sentences": 5}
+    # a few sentences per split keep the cluster run short: below the default minimum of 30
+    config["statistics"] = {"min_sentences": 5}
     return config
 
 

@@ -42,7 +42,7 @@ def make_workspace(root, test_sentences=None):
             "train-probe",
             ["--tasks", "pos", "arc", "--activations", str(root / f"act/{lang}")]
             + ["--treebank", str(root / f"treebanks/{lang}.json.gz"), "--seeds", "2", *FIT]
-            + ["--controls", "--out"]
+            + ["--controls", "pos", "--out"]
             + [str(root / f"probes/{task}/{lang}.npz") for task in ("pos", "arc")],
         )
     for task in ("pos", "arc"):
@@ -306,7 +306,7 @@ def test_cuda_device_fits_where_cuda_is_and_falls_back_to_the_cpu_elsewhere(
     import torch
 
     argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
-    argv += [str(workspace / "treebanks/aa.json.gz"), "--seeds", "2", *FIT, "--controls"]
+    argv += [str(workspace / "treebanks/aa.json.gz"), "--seeds", "2", *FIT, "--controls", "pos"]
     probe_cli.main("train-probe", argv + ["--device", "cuda", "--out", str(tmp_path / "c.npz")])
     log = capsys.readouterr().err
     if torch.cuda.is_available():

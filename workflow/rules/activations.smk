@@ -12,7 +12,7 @@ rule extract_activations:
         "logs/activations/{model}/{step}/{lang}.log",
     conda:
         "../../envs/gpu.yaml"
-    threads: 2
+    threads: config["gpu_resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=gpu_mem_mb,

@@ -328,13 +328,11 @@ def probe_outputs():
 
 
 def probe_options():
-    """train-probe's switches: control probes, MDL."""
+    """train-probe's options: the tasks with control probes, MDL."""
     probing = config["probing"]
-    return " ".join(
-        flag
-        for flag, on in (("--controls", probing["controls"]), ("--mdl", probing["mdl"]))
-        if on
-    )
+    controls = [task for task in probing["controls"] if task in probing["tasks"]]
+    options = [f"--controls {' '.join(controls)}"] if controls else []
+    return " ".join(options + (["--mdl"] if probing["mdl"] else []))
 
 
 def score_probe_inputs(wildcards):
@@ -544,8 +542,10 @@ def analysis_figures():
     names = []
     if (ud_languages() and config["probing"]["tasks"]) or xnli_languages():
         names += ["in-language-curves", "layer-heatmaps", "final-layer-gap", "onset"]
-    if ud_languages() and set(config["probing"]["tasks"]) & {"pos", "deprel"}:
-        names += ["selectivity"] if config["probing"]["controls"] else []
+    if ud_languages() and set(config["probing"]["tasks"]) & set(
+        config["probing"]["controls"]
+    ):
+        names.append("selectivity")
     for task in transfer_tasks():
         names += [f"transfer-matrices-{task}", f"transfer-over-time-{task}"]
     if (

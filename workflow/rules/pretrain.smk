@@ -29,6 +29,8 @@ rule pretrain:
         "logs/pretrain/{model}/{step}.log",
     wildcard_constraints:
         model=model_name_pattern("embedded"),
+    # the checkpoints are a chain: starting each as soon as it can shortens the whole run
+    priority: 10
     conda:
         "../../envs/core.yaml"
     threads: config["pretrain"]["threads"]

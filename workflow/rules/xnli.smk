@@ -14,7 +14,7 @@ rule xnli_features:
         "logs/xnli/features/{model}/{step}/{lang}.log",
     conda:
         "../../envs/gpu.yaml"
-    threads: 2
+    threads: config["gpu_resources"]["threads"]
     resources:
         gpu=1,
         mem_mb=gpu_mem_mb,
