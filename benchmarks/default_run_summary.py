@@ -3,8 +3,9 @@
     snakemake --cores 2 && python benchmarks/default_run_summary.py [--results results]
 
 Tables: in-language POS test accuracy at the last layer with its 95% interval, first and last
-step; bits per character likewise; POS selectivity at the last layer; and the verdict counts of
-the final-layer gap, degradation and onset tables.
+step; POS selectivity at the last layer; the POS and deprel gains from the first to the last step
+with their paired intervals; bits per character where BPC ran; and the verdict counts of the
+final-layer gap, degradation and onset tables.
 """
 
 from __future__ import annotations
@@ -56,7 +57,15 @@ def main() -> None:
         rows[f"POS selectivity, last layer, step {step}"] = {
             lang: cell(at.loc[lang]) for lang in at.index
         }
-    for step in (first, last):
+    onset = pd.read_csv(args.results / "analysis/onset.csv")
+    gains = onset[(onset.view == "last") & (onset.kind == "in-language")]
+    for task in ("pos", "deprel"):
+        at = gains[gains.task == task].set_index("train_lang")
+        rows[f"{task} gain, step {first} to {last}, last layer (paired)"] = {
+            lang: f"{100 * r.gain:+.1f} [{100 * r.gain_ci_low:+.1f}, {100 * r.gain_ci_high:+.1f}]"
+            for lang, r in at.iterrows()
+        }
+    for step in (first, last) if not bpc.empty else ():
         at = bpc[bpc.step == step].set_index("test_lang")
         rows[f"bits per character, step {step}"] = {
             lang: bpc_cell(at.loc[lang]) for lang in at.index
@@ -65,7 +74,6 @@ def main() -> None:
     print()
     gap = pd.read_csv(args.results / "analysis/final_layer_gap.csv")
     degradation = pd.read_csv(args.results / "analysis/degradation.csv")
-    onset = pd.read_csv(args.results / "analysis/onset.csv")
     counts = [
         ("final-layer gap (per task, language, step)", gap.verdict.value_counts()),
         (
