@@ -406,7 +406,8 @@ def onset(
     steps = pd.concat([onsets["onset_gain_ci_high"], onsets["onset_gain_step"]]).dropna()
     step_axis(axes[0], [0, 1, *steps.astype(float).round().astype(int)], axis="y")
     handles = [Line2D([], [], color=colours[k], marker="o", linestyle="") for k in kinds]
-    figure_legend(fig, handles, [*kinds, ""][: len(kinds)])
+    # below the panels: on the right it would sit on the second panel's title
+    fig.legend(handles, kinds, loc="outside lower center", ncols=len(kinds))
     return fig
 
 
