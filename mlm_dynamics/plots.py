@@ -615,26 +615,22 @@ class PlotInputs:
         return analysis.view_scores(self.table, self.views)
 
 
-def probe_rows(table: pd.DataFrame, metric: str = analysis.PROBE_METRIC) -> pd.DataFrame:
-    return analysis.probe_rows(table, metric)
-
-
 def transfer_tasks(table: pd.DataFrame) -> list[str]:
     """Probe tasks with at least one cross-lingual pair."""
-    rows = probe_rows(table)
+    rows = analysis.probe_rows(table)
     pairs = rows[rows["train_lang"] != rows["test_lang"]]
     return ordered(pairs["task"], TASK_ORDER)
 
 
 def available_figures(table: pd.DataFrame) -> list[str]:
     """The figures one model's rows of the table can draw."""
-    probes = probe_rows(table)
+    probes = analysis.probe_rows(table)
     names = []
     if (probes["train_lang"] == probes["test_lang"]).any():
         names += ["in-language-curves", "layer-heatmaps", "final-layer-gap"]
     if not probes.empty:
         names.append("onset")
-    if not probe_rows(table, analysis.SELECTIVITY_METRIC).empty:
+    if not analysis.probe_rows(table, analysis.SELECTIVITY_METRIC).empty:
         names.append("selectivity")
     for task in transfer_tasks(table):
         names += [f"transfer-matrices-{task}", f"transfer-over-time-{task}"]

@@ -168,7 +168,9 @@ def fitting_device(args) -> str:
 def resampled_rows(data, seed: int, language: str) -> np.ndarray:
     """The items of a bootstrap resample of the training sentences (seed >= 1): each sentence
     drawn ``k`` times contributes its items ``k`` times."""
-    weights = stats.resample_counts(data.n_units, 1, stats.resample_key(seed, language, "train"))
+    # its own key: the bootstrap of scores on the train split (MDL) must not share this draw
+    key = stats.resample_key(seed, language, "train-refit")
+    weights = stats.resample_counts(data.n_units, 1, key)
     return np.repeat(np.arange(len(data.y)), weights[0].astype(np.int64)[data.units])
 
 

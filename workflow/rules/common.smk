@@ -499,11 +499,8 @@ ANALYSIS_TABLES = ["onset", "final_layer_gap", "degradation"]
 
 
 def views_argument():
-    """The layer views (analysis.views) as the commands take them: last, best, layer-N."""
-    return " ".join(
-        view if isinstance(view, str) else f"layer-{view}"
-        for view in config["analysis"]["views"]
-    )
+    """The layer views (analysis.views) as the commands take them (they name them)."""
+    return " ".join(str(view) for view in config["analysis"]["views"])
 
 
 def check_analysis_config():
