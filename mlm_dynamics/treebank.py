@@ -5,33 +5,61 @@ one or a full release's ``UD_<Name>`` folder), keeps the syntactic words (no mul
 no empty nodes) with their form, UPOS, head and universal relation, draws a seeded subsample per
 split that keeps treebank order, and writes::
 
-    results/treebanks/{lang}.json.gz      {"language", "source", "splits": {"train": [..], ...}}
+    results/treebanks/{lang}.json.gz      {"language", "source", "skipped": {"train": 0, ...},
+                                           "splits": {"train": [..], ...}}
     results/treebanks/{lang}.labels.json  {"upos": [...], "deprel": [...]}  (labels seen in train)
+
+Every sentence is checked in one pass before it is kept, since the conllu parser accepts broken
+trees that would only fail later, far from their line: UTF-8 (a BOM and CRLF or CR line ends are
+accepted), 10 columns, word ids 1..n with well-placed multiword ranges and empty nodes, a FORM, a UD
+UPOS tag and universal relation, and a tree (heads in range, one root with relation root, no
+cycle). Every problem is ``FILE:LINE: what is wrong``. Encoding and column problems mean the file
+is not CoNLL-U and always stop; a bad tree stops too, unless ``--on-bad-sentence skip`` drops it,
+with a line on stderr, and counts it per split in "skipped".
 
 The dev split is what every choice made from scores reads (a layer, the L2 strength); test is only
 reported. A treebank without a dev file gets one carved from its train file: a seeded
-``dev_fraction`` of its sentences, before the caps. Dev and test must each keep at least
-``min_sentences`` sentences (the bootstrap's smallest set), else the preparation stops naming the
-split.
+``dev_fraction`` of its sentences, before the caps; one without a train file (a dev and test
+sample of a treebank) gets its train from its dev file the same way, the rest staying dev. Dev
+and test must each keep at least ``min_sentences`` sentences (the bootstrap's smallest set), else
+the preparation stops naming the split.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import gzip
-import io
 import json
 import random
+import re
+import sys
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import conllu
 
 from mlm_dynamics.atomic import atomic_path, save_json
 from mlm_dynamics.errors import InputError
 
 SPLITS = ("train", "dev", "test")
 N_COLUMNS = 10
+# what a sentence that is not a valid tree does: stop the run naming it, or get dropped and counted
+ON_BAD_SENTENCE = ("stop", "skip")
+UPOS_TAGS = frozenset(
+    "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+)
+UD_RELATIONS = frozenset(
+    "acl advcl advmod amod appos aux case cc ccomp clf compound conj cop csubj dep det discourse "
+    "dislocated expl fixed flat goeswith iobj list mark nmod nsubj nummod obj obl orphan parataxis "
+    "punct reparandum root vocative xcomp".split()
+)
+WORD_ID = re.compile(r"[0-9]+")
+RANGE_ID = re.compile(r"([0-9]+)-([0-9]+)")
+EMPTY_NODE_ID = re.compile(r"([0-9]+)\.([0-9]+)")
+HEAD = re.compile(r"-?[0-9]+")  # a negative head is an integer, refused as out of range
+SUBTYPE = re.compile(r"[a-z]+")  # the UD validator's language-specific subtype, one level
+NO_ROOT = "no root (no word has head 0)"
 
 
 @dataclass(frozen=True)
@@ -80,79 +108,284 @@ def split_file(treebank_dir: str | Path, split: str) -> Path | None:
 
 
 def read_text(path: Path) -> str:
+    """The file's text, BOM stripped and line ends made ``\\n``; bad UTF-8 names its line."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
-            return f.read()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except (OSError, EOFError) as exc:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
+    # CR and LF never occur inside a UTF-8 sequence, so the bytes can be normalised before decoding
+    data = data.removeprefix(codecs.BOM_UTF8).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x})"
+        ) from None
+
+
+class BadSentence(Exception):
+    """A sentence that is not a valid UD tree; ``on_bad_sentence`` decides if that stops the run."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(line, reason)
+        self.line = line  # 1-based line of the offending word (or token) in the file
+        self.reason = reason
+
+
+class Tree:
+    """One sentence's token lines, checked as they come; ``sentence()`` checks the whole tree."""
+
+    def __init__(self) -> None:
+        self.lines: list[int] = []  # file line of each word
+        self.forms: list[str] = []
+        self.upos: list[str] = []
+        self.heads: list[int] = []
+        self.relations: list[str] = []
+        self.roots: list[int] = []  # words with head 0
+        self.first_line = 0  # of any token line, for a sentence without words
+        self.last_range: tuple[int, int, int] | None = None  # (line, first word, last word)
+        self.last_empty = (0, 0)  # N.M of the last empty node
+
+    def add(self, number: int, columns: list[str]) -> None:
+        """One token line, told apart by its id: a range, an empty node or a word."""
+        self.first_line = self.first_line or number
+        token_id = columns[0]
+        if "-" in token_id:
+            self.add_range(number, token_id)
+        elif "." in token_id:
+            self.add_empty_node(number, token_id)
+        else:
+            self.add_word(number, columns)
+
+    def add_range(self, number: int, token_id: str) -> None:
+        """A multiword token: covers the next words, after the previous range's."""
+        match = RANGE_ID.fullmatch(token_id)
+        if not match:
+            raise BadSentence(number, f"multiword token id {token_id!r} is not a range N-M")
+        start, end = int(match[1]), int(match[2])
+        if start >= end:
+            raise BadSentence(
+                number, f"multiword token id {token_id!r} is not a range N-M with N < M"
+            )
+        if self.last_range and start <= self.last_range[2]:
+            _, first, last = self.last_range
+            raise BadSentence(
+                number, f"multiword token {token_id} overlaps the previous one {first}-{last}"
+            )
+        expected = len(self.forms) + 1
+        if start != expected:
+            raise BadSentence(
+                number,
+                f"multiword token {token_id} out of sequence (expected a range from {expected})",
+            )
+        self.last_range = (number, start, end)
+
+    def add_empty_node(self, number: int, token_id: str) -> None:
+        """An empty node N.M follows word N (0: before the first), M counting from 1."""
+        match = EMPTY_NODE_ID.fullmatch(token_id)
+        if not match:
+            raise BadSentence(number, f"empty node id {token_id!r} is not N.M")
+        n_words = len(self.forms)
+        last_word, last_node = self.last_empty
+        expected = (n_words, last_node + 1 if last_word == n_words else 1)
+        if (int(match[1]), int(match[2])) != expected:
+            raise BadSentence(
+                number,
+                f"empty node id {token_id} out of sequence (expected {expected[0]}.{expected[1]})",
+            )
+        self.last_empty = expected
+
+    def add_word(self, number: int, columns: list[str]) -> None:
+        """A syntactic word: checks that need only its own line (and the words before it)."""
+        token_id, form, _, upos, _, _, head, deprel, _, _ = columns
+        if not WORD_ID.fullmatch(token_id):
+            raise BadSentence(number, f"word id {token_id!r} is not an integer")
+        expected = len(self.forms) + 1
+        if int(token_id) != expected:
+            raise BadSentence(number, f"word id {token_id} out of sequence (expected {expected})")
+        if not form:
+            raise BadSentence(number, "empty FORM (expected the word form, '_' for none)")
+        if upos not in UPOS_TAGS:
+            raise BadSentence(number, f"UPOS {upos!r} is not a UD part-of-speech tag")
+        if not HEAD.fullmatch(head):
+            raise BadSentence(number, f"head {head!r} is not an integer")
+        relation = universal_relation(deprel, number)
+        self.check_head(number, expected, int(head), relation, deprel)
+        self.lines.append(number)
+        self.forms.append(form)
+        self.upos.append(upos)
+        self.heads.append(int(head))
+        self.relations.append(relation)
+
+    def check_head(self, number: int, word: int, head: int, relation: str, deprel: str) -> None:
+        """No word heads itself; head 0 goes with relation root, and only one word has it."""
+        if head == word:
+            raise BadSentence(number, f"word {word} is its own head")
+        if head == 0 and relation != "root":
+            raise BadSentence(number, f"head 0 with DEPREL {deprel!r} (expected root)")
+        if head != 0 and relation == "root":
+            raise BadSentence(number, f"DEPREL {deprel!r} with head {head} (expected head 0)")
+        if head == 0:
+            self.roots.append(word)
+        if len(self.roots) == 2:
+            first, second = self.roots
+            raise BadSentence(number, f"two roots (words {first} and {second} have head 0)")
+
+    def sentence(self, sentence_id: str) -> Sentence | None:
+        """The checked tree as a Sentence; None for a block of comments only."""
+        if not self.first_line:
+            return None
+        n_words = len(self.forms)
+        for number, head in zip(self.lines, self.heads, strict=True):
+            if not 0 <= head <= n_words:
+                raise BadSentence(
+                    number, f"head {head} is out of range (sentence has {n_words} words)"
+                )
+        if self.last_range and self.last_range[2] > n_words:
+            number, first, last = self.last_range
+            raise BadSentence(
+                number, f"multiword token {first}-{last} goes past the last word {n_words}"
+            )
+        if not self.roots:
+            raise BadSentence(self.lines[0] if self.lines else self.first_line, NO_ROOT)
+        cycle = find_cycle(self.heads)
+        if cycle:
+            words = " -> ".join(str(word) for word in cycle + [cycle[0]])
+            raise BadSentence(self.lines[cycle[0] - 1], f"words {words} form a cycle")
+        return Sentence(
+            sentence_id,
+            tuple(self.forms),
+            tuple(self.upos),
+            tuple(self.heads),
+            tuple(self.relations),
+        )
+
+
+def universal_relation(deprel: str, number: int) -> str:
+    """The universal part of a DEPREL, refused unless it is UD's and any subtype is a-z."""
+    relation, colon, subtype = deprel.partition(":")
+    if relation not in UD_RELATIONS:
+        where = f"DEPREL {deprel!r}" + (f": {relation!r}" if colon else "")
+        raise BadSentence(number, f"{where} is not a UD universal relation")
+    if colon and not SUBTYPE.fullmatch(subtype):
+        raise BadSentence(
+            number, f"DEPREL {deprel!r}: subtype {subtype!r} is not lowercase letters a-z"
+        )
+    return relation
+
+
+def find_cycle(heads: list[int]) -> list[int] | None:
+    """The first cycle among words 1..n (heads in range), smallest word first; None for a tree."""
+    done = [False] * (len(heads) + 1)  # reaches the root
+    done[0] = True
+    for start in range(1, len(heads) + 1):
+        walk: list[int] = []
+        word = start
+        while not done[word] and word not in walk:
+            walk.append(word)
+            word = heads[word - 1]
+        if not done[word]:
+            cycle = walk[walk.index(word) :]
+            first = cycle.index(min(cycle))
+            return cycle[first:] + cycle[:first]
+        for word in walk:
+            done[word] = True
+    return None
+
+
+def sentence_blocks(text: str) -> Iterator[list[tuple[int, str]]]:
+    """The (line number, line) lists between blank lines, as the conllu parser splits them."""
+    block: list[tuple[int, str]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            block.append((number, line))
+        elif block:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def comment_sent_id(line: str) -> str:
+    """The value of a ``# sent_id = ...`` comment ('' for any other), parsed as conllu does."""
+    key, equals, value = line.strip()[1:].partition("=")
+    return value.strip() if equals and key.strip() == "sent_id" else ""
+
+
+def columns_of(line: str, number: int, path: Path) -> list[str]:
+    """The 10 columns of a token line; any other count means the file is not CoNLL-U: stop."""
+    columns = line.split("\t")
+    if len(columns) != N_COLUMNS:
+        raise InputError(
+            f"{path}:{number}: {len(columns)} tab-separated columns, CoNLL-U has {N_COLUMNS}"
+        )
+    return columns
+
+
+def parse_block(
+    block: list[tuple[int, str]], path: Path, fallback_id: str, stop: bool
+) -> Sentence | None:
+    """One sentence. ``stop`` raises at its first problem (file order); when skipping, its later
+    lines are still column-counted, since a broken line stops the run either way."""
+    tree, sentence_id, problem = Tree(), "", None
+    for number, line in block:
+        if line.startswith("#"):
+            sentence_id = comment_sent_id(line) or sentence_id
+            continue
+        columns = columns_of(line, number, path)
+        if problem is None:
+            try:
+                tree.add(number, columns)
+            except BadSentence as exc:
+                if stop:
+                    raise
+                problem = exc
+    if problem is not None:
+        raise problem
+    return tree.sentence(sentence_id or fallback_id)
+
+
+def parse_conllu(
+    text: str, path: Path, split: str, on_bad_sentence: str = "stop"
+) -> tuple[list[Sentence], list[str]]:
+    """(sentences, skip lines): one pass; a bad tree stops the run or is dropped with a line."""
+    if on_bad_sentence not in ON_BAD_SENTENCE:
+        raise ValueError(f"on_bad_sentence: {on_bad_sentence!r} is not one of {ON_BAD_SENTENCE}")
+    stop = on_bad_sentence == "stop"
+    sentences, skipped = [], []
+    # blocks are numbered as before (comment-only ones too): a sentence keeps its fallback id
+    for index, block in enumerate(sentence_blocks(text), start=1):
+        try:
+            sentence = parse_block(block, path, f"{split}-{index}", stop)
+        except BadSentence as exc:
+            if stop:
+                raise InputError(f"{path}:{exc.line}: {exc.reason}") from None
+            skipped.append(f"{path}:{exc.line}: skipped sentence: {exc.reason}")
+            continue
+        if sentence is not None:
+            sentences.append(sentence)
+    return sentences, skipped
 
 
 def validate_conllu(text: str, path: Path) -> None:
-    """Refuse malformed lines with ``path:LINE: ...`` (the conllu parser itself is lenient)."""
-    # (line number, head column) of each syntactic word of the current sentence
-    heads: list[tuple[int, str]] = []
+    """Refuse the first malformed line or tree with ``path:LINE: ...``."""
+    parse_conllu(text, path, "validate")
 
-    def close_sentence() -> None:
-        n_words = len(heads)
-        for number, head in heads:
-            try:
-                value = int(head)
-            except ValueError:
-                raise InputError(f"{path}:{number}: head {head!r} is not an integer") from None
-            if not 0 <= value <= n_words:
-                raise InputError(
-                    f"{path}:{number}: head {value} is out of range (sentence has {n_words} words)"
-                )
-        heads.clear()
 
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            close_sentence()
-            continue
-        if line.startswith("#"):
-            continue
-        columns = line.split("\t")
-        if len(columns) != N_COLUMNS:
-            raise InputError(
-                f"{path}:{number}: {len(columns)} tab-separated columns, CoNLL-U has {N_COLUMNS}"
-            )
-        token_id = columns[0]
-        if "-" in token_id or "." in token_id:
-            continue  # multiword-token range or empty node: not a syntactic word
-        if not token_id.isdigit():
-            raise InputError(f"{path}:{number}: word id {token_id!r} is not an integer")
-        if int(token_id) != len(heads) + 1:
-            raise InputError(
-                f"{path}:{number}: word id {token_id} out of sequence (expected {len(heads) + 1})"
-            )
-        heads.append((number, columns[6]))
-    close_sentence()
+def read_checked(
+    path: str | Path, split: str, on_bad_sentence: str = "stop"
+) -> tuple[list[Sentence], list[str]]:
+    """(sentences, skip lines) of one CoNLL-U file, syntactic words only, in file order."""
+    path = Path(path)
+    return parse_conllu(read_text(path), path, split, on_bad_sentence)
 
 
 def read_conllu(path: str | Path, split: str) -> list[Sentence]:
-    """Validated sentences of one CoNLL-U file, syntactic words only, in file order."""
-    path = Path(path)
-    text = read_text(path)
-    validate_conllu(text, path)
-    sentences = []
-    for number, tokenlist in enumerate(conllu.parse_incr(io.StringIO(text)), start=1):
-        words = [token for token in tokenlist if isinstance(token["id"], int)]
-        if not words:
-            continue
-        sentences.append(
-            Sentence(
-                id=str(tokenlist.metadata.get("sent_id") or f"{split}-{number}"),
-                words=tuple(token["form"] for token in words),
-                upos=tuple(token["upos"] for token in words),
-                head=tuple(int(token["head"]) for token in words),
-                deprel=tuple(token["deprel"].split(":")[0] for token in words),
-            )
-        )
-    return sentences
+    """Validated sentences of one CoNLL-U file (the first bad tree stops), in file order."""
+    return read_checked(path, split)[0]
 
 
 def subsample(sentences: list[Sentence], cap: int, seed: int, split: str) -> list[Sentence]:
@@ -168,19 +401,90 @@ def carve_dev(
     train: list[Sentence], fraction: float, seed: int, min_sentences: int, path: Path
 ) -> tuple[list[Sentence], list[Sentence]]:
     """(train, dev): a seeded ``fraction`` of the train sentences becomes dev, both in order."""
-    n_dev = round(fraction * len(train))
-    if min(n_dev, len(train) - n_dev) < min_sentences:
+    return carve(train, fraction, seed, min_sentences, path, missing="dev")
+
+
+def carve(
+    sentences: list[Sentence],
+    fraction: float,
+    seed: int,
+    min_sentences: int,
+    path: Path,
+    missing: str,
+) -> tuple[list[Sentence], list[Sentence]]:
+    """(train, dev) from the one of the two splits a treebank has: a seeded ``fraction`` of its
+    sentences becomes dev, the rest train, both in treebank order."""
+    have = "train" if missing == "dev" else "dev"
+    n_dev = round(fraction * len(sentences))
+    if min(n_dev, len(sentences) - n_dev) < min_sentences:
         raise InputError(
-            f"{path}: no dev split in the treebank, and its {len(train)} train sentences are too "
-            f"few to carve one ({n_dev} dev / {len(train) - n_dev} train at dev_fraction "
-            f"{fraction}; each needs >= {min_sentences})"
+            f"{path}: no {missing} split in the treebank, and its {len(sentences)} {have} "
+            f"sentences are too few to carve one ({n_dev} dev / {len(sentences) - n_dev} train "
+            f"at dev_fraction {fraction}; each needs >= {min_sentences})"
         )
-    rng = random.Random(f"{seed}:carve-dev")
-    dev_rows = set(rng.sample(range(len(train)), n_dev))
+    rng = random.Random(f"{seed}:carve-{missing}")
+    dev_rows = set(rng.sample(range(len(sentences)), n_dev))
     return (
-        [s for i, s in enumerate(train) if i not in dev_rows],
-        [s for i, s in enumerate(train) if i in dev_rows],
+        [s for i, s in enumerate(sentences) if i not in dev_rows],
+        [s for i, s in enumerate(sentences) if i in dev_rows],
     )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """What skipping dropped from one split's file: its summary line and the prepared count."""
+
+    total: int  # sentences with words in the file, the dropped ones included
+    lines: tuple[str, ...]  # one "FILE:LINE: skipped sentence: reason" per dropped sentence
+
+
+def prepare_counted(
+    treebank_dir: str | Path,
+    caps: dict[str, int],
+    seed: int,
+    dev_fraction: float = 0.2,
+    min_sentences: int = 1,
+    on_bad_sentence: str = "stop",
+) -> tuple[dict[str, list[Sentence]], dict[str, Skipped]]:
+    """(splits, skipped per split file read): ``prepare`` that also says what it dropped."""
+    treebank_dir = Path(treebank_dir)
+    if not treebank_dir.is_dir():
+        raise InputError(f"{treebank_dir}: no such treebank directory")
+    files = {split: split_file(treebank_dir, split) for split in SPLITS}
+    missing = [split for split in ("train", "test") if files[split] is None]
+    if files["train"] is None and files["dev"] is not None:
+        missing.remove("train")  # carved from dev below
+    if missing:
+        wanted = " and ".join(f"*-ud-{split}.conllu[.gz]" for split in missing)
+        raise InputError(f"{treebank_dir}: no {wanted} in the treebank directory")
+    read, skipped = {}, {}
+    for split, path in files.items():
+        if path is not None:
+            read[split], lines = read_checked(path, split, on_bad_sentence)
+            skipped[split] = Skipped(len(read[split]) + len(lines), tuple(lines))
+    for split, sentences in read.items():
+        if not sentences:
+            dropped = f" ({len(skipped[split].lines)} skipped)" if skipped[split].lines else ""
+            raise InputError(f"{files[split]}: no sentences with words{dropped}")
+    if files["dev"] is None:
+        read["train"], read["dev"] = carve_dev(
+            read["train"], dev_fraction, seed, min_sentences, files["train"]
+        )
+    elif files["train"] is None:  # a dev/test sample of a treebank: train comes from dev
+        read["train"], read["dev"] = carve(
+            read["dev"], dev_fraction, seed, min_sentences, files["dev"], missing="train"
+        )
+    splits = {split: subsample(read[split], caps[split], seed, split) for split in SPLITS}
+    for split in ("dev", "test"):
+        if len(splits[split]) < min_sentences:
+            carved = files["train"] is None or files["dev"] is None
+            where = f"{files[split] or files['train']}{' (carved)' if carved else ''}"
+            raise InputError(
+                f"{where}: {len(splits[split])} {split} sentences after the cap of {caps[split]}, "
+                f"fewer than the {min_sentences} a bootstrap interval needs "
+                "(statistics.min_sentences)"
+            )
+    return splits, skipped
 
 
 def prepare(
@@ -189,34 +493,12 @@ def prepare(
     seed: int,
     dev_fraction: float = 0.2,
     min_sentences: int = 1,
+    on_bad_sentence: str = "stop",
 ) -> dict[str, list[Sentence]]:
     """The subsampled splits of one treebank directory; ``caps["train"] == 0`` drops train."""
-    treebank_dir = Path(treebank_dir)
-    if not treebank_dir.is_dir():
-        raise InputError(f"{treebank_dir}: no such treebank directory")
-    files = {split: split_file(treebank_dir, split) for split in SPLITS}
-    missing = [split for split in ("train", "test") if files[split] is None]
-    if missing:
-        wanted = " and ".join(f"*-ud-{split}.conllu[.gz]" for split in missing)
-        raise InputError(f"{treebank_dir}: no {wanted} in the treebank directory")
-    read = {split: read_conllu(path, split) for split, path in files.items() if path is not None}
-    for split, sentences in read.items():
-        if not sentences:
-            raise InputError(f"{files[split]}: no sentences with words")
-    if files["dev"] is None:
-        read["train"], read["dev"] = carve_dev(
-            read["train"], dev_fraction, seed, min_sentences, files["train"]
-        )
-    splits = {split: subsample(read[split], caps[split], seed, split) for split in SPLITS}
-    for split in ("dev", "test"):
-        if len(splits[split]) < min_sentences:
-            where = files[split] or f"{files['train']} (carved dev)"
-            raise InputError(
-                f"{where}: {len(splits[split])} {split} sentences after the cap of {caps[split]}, "
-                f"fewer than the {min_sentences} a bootstrap interval needs "
-                "(statistics.min_sentences)"
-            )
-    return splits
+    return prepare_counted(treebank_dir, caps, seed, dev_fraction, min_sentences, on_bad_sentence)[
+        0
+    ]
 
 
 def label_inventory(splits: dict[str, list[Sentence]]) -> dict[str, list[str]]:
@@ -232,11 +514,18 @@ def label_inventory(splits: dict[str, list[Sentence]]) -> dict[str, list[str]]:
 
 
 def save_prepared(
-    path: str | Path, splits: dict[str, list[Sentence]], language: str, source: str
+    path: str | Path,
+    splits: dict[str, list[Sentence]],
+    language: str,
+    source: str,
+    skipped: dict[str, int] | None = None,
 ) -> None:
+    """The prepared file; ``skipped`` (sentences dropped per split, zeros if None) is recorded."""
+    skipped = skipped or {}
     obj = {
         "language": language,
         "source": source,
+        "skipped": {split: skipped.get(split, 0) for split in SPLITS},
         "splits": {split: [s.to_json() for s in sentences] for split, sentences in splits.items()},
     }
     data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -250,7 +539,7 @@ def save_prepared(
 
 
 def load_prepared(path: str | Path) -> dict[str, list[Sentence]]:
-    """The splits of a prepared treebank file, ``{split: [Sentence, ...]}``."""
+    """The splits of a prepared treebank file, ``{split: [Sentence, ...]}``; "skipped" unread."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such prepared treebank")
@@ -266,6 +555,18 @@ def load_prepared(path: str | Path) -> dict[str, list[Sentence]]:
 
 
 # ---------------------------------------------------------------- command
+
+
+def report_skipped(language: str, skipped: dict[str, Skipped]) -> None:
+    """On stderr, beside any error: a line per dropped sentence, then a summary per split file."""
+    for split, report in skipped.items():
+        for line in report.lines:
+            print(line, file=sys.stderr)
+        print(
+            f"{language} {split}: skipped {len(report.lines)} of {report.total} sentences that "
+            "are not valid trees",
+            file=sys.stderr,
+        )
 
 
 def main(command: str, argv: list[str]) -> None:
@@ -284,6 +585,12 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument(
         "--min-sentences", type=int, required=True, help="fewest dev and test sentences"
     )
+    parser.add_argument(
+        "--on-bad-sentence",
+        choices=ON_BAD_SENTENCE,
+        required=True,
+        help="a sentence that is not a valid tree stops the run, or is skipped and counted",
+    )
     parser.add_argument("--seed", type=int, default=13, help="seed of the subsample")
     parser.add_argument("--out", required=True, help="output .json.gz")
     parser.add_argument("--labels", required=True, help="output label inventory .json")
@@ -295,8 +602,18 @@ def main(command: str, argv: list[str]) -> None:
         raise InputError(f"--dev-fraction: {args.dev_fraction} is not in (0, 0.5]")
 
     caps = {"train": args.max_train, "dev": args.max_dev, "test": args.max_test}
-    splits = prepare(args.treebank, caps, args.seed, args.dev_fraction, args.min_sentences)
-    save_prepared(args.out, splits, args.language, str(args.treebank))
+    splits, skipped = prepare_counted(
+        args.treebank,
+        caps,
+        args.seed,
+        args.dev_fraction,
+        args.min_sentences,
+        args.on_bad_sentence,
+    )
+    if args.on_bad_sentence == "skip":
+        report_skipped(args.language, skipped)
+    counts = {split: len(report.lines) for split, report in skipped.items()}
+    save_prepared(args.out, splits, args.language, str(args.treebank), counts)
     save_json(args.labels, label_inventory(splits))
     for split, sentences in splits.items():
         n_words = sum(len(s.words) for s in sentences)

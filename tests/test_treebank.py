@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from mlm_dynamics.treebank import (
     carve_dev,
     load_prepared,
     prepare,
+    read_checked,
     read_conllu,
     subsample,
 )
@@ -57,6 +59,299 @@ SENTENCE_2 = "\n".join(
 )
 
 
+# ---------------------------------------------------------------- the bad-CoNLL-U cases
+
+# A valid sentence (lines 1-4, a blank line 5) before each bad one, which starts at line 6: line
+# numbers count through the file, not the sentence.
+GOOD_FIRST = SENTENCE_2 + "\n\n"
+W1, W2 = word(1, "Ich", "PRON", 2, "nsubj"), word(2, "lese", "VERB", 0, "root")
+
+
+def after_good(*lines: str) -> str:
+    return GOOD_FIRST + "\n".join(lines) + "\n\n"
+
+
+def obj(head=2, deprel="obj", upos="NOUN", form="Bücher", i=3) -> str:
+    return word(i, form, upos, head, deprel)
+
+
+def mwt(token_id: str) -> str:
+    return conllu_line(token_id, "Ichlese", *["_"] * 8)
+
+
+def empty_node(token_id: str) -> str:
+    return conllu_line(token_id, "liest", "lesen", "VERB", "_", "_", "_", "_", "2:conj", "_")
+
+
+# (case id, file content (str, or bytes written as they are), the message after "FILE"): every
+# case is refused; the first three show a BOM and CRLF or CR line ends are read, lines still right.
+BAD_CONLLU_CASES = [
+    (
+        "bom-accepted",
+        b"\xef\xbb\xbf" + after_good(W1, W2, obj(upos="NOUNN")).encode("utf-8"),
+        ":8: UPOS 'NOUNN' is not a UD part-of-speech tag",
+    ),
+    (
+        "crlf-accepted",
+        after_good(W1, W2, obj(head=0, deprel="root")).replace("\n", "\r\n"),
+        ":8: two roots (words 2 and 3 have head 0)",
+    ),
+    (
+        "cr-accepted",
+        after_good(W1, W2, obj(head=7)).replace("\n", "\r"),
+        ":8: head 7 is out of range (sentence has 3 words)",
+    ),
+    (
+        "invalid-utf8",
+        after_good(W1, W2.replace("lese", "le\x00se")).encode("utf-8").replace(b"\x00", b"\xff"),
+        ":7: not UTF-8 text (invalid byte 0xff)",
+    ),
+    (
+        "range-no-end",
+        after_good(mwt("1-"), W1, W2),
+        ":6: multiword token id '1-' is not a range N-M",
+    ),
+    (
+        "range-not-integer",
+        after_good(mwt("1-x"), W1, W2),
+        ":6: multiword token id '1-x' is not a range N-M",
+    ),
+    (
+        "range-no-start",
+        after_good(mwt("-1"), W1, W2),
+        ":6: multiword token id '-1' is not a range N-M",
+    ),
+    (
+        "range-reversed",
+        after_good(mwt("2-1"), W1, W2),
+        ":6: multiword token id '2-1' is not a range N-M with N < M",
+    ),
+    (
+        "range-overlap",
+        after_good(mwt("1-2"), W1, mwt("2-3"), W2, obj()),
+        ":8: multiword token 2-3 overlaps the previous one 1-2",
+    ),
+    (
+        "range-out-of-sequence",
+        after_good(W1, mwt("3-4"), W2, obj()),
+        ":7: multiword token 3-4 out of sequence (expected a range from 2)",
+    ),
+    (
+        "range-past-last-word",
+        after_good(W1, W2, mwt("3-4"), obj()),
+        ":8: multiword token 3-4 goes past the last word 3",
+    ),
+    ("empty-node-no-m", after_good(W1, empty_node("8."), W2), ":7: empty node id '8.' is not N.M"),
+    (
+        "empty-node-m-not-integer",
+        after_good(W1, W2, empty_node("8.x")),
+        ":8: empty node id '8.x' is not N.M",
+    ),
+    (
+        "empty-node-out-of-place",
+        after_good(W1, W2, empty_node("8.1"), obj()),
+        ":8: empty node id 8.1 out of sequence (expected 2.1)",
+    ),
+    (
+        "empty-node-skips-m",
+        after_good(W1, W2, empty_node("2.1"), empty_node("2.3")),
+        ":9: empty node id 2.3 out of sequence (expected 2.2)",
+    ),
+    (
+        "word-id-out-of-sequence",
+        after_good(W1, obj()),
+        ":7: word id 3 out of sequence (expected 2)",
+    ),
+    ("word-id-not-integer", after_good(W1, obj(i="2a")), ":7: word id '2a' is not an integer"),
+    (
+        "empty-form",
+        after_good(W1, W2, obj(form="")),
+        ":8: empty FORM (expected the word form, '_' for none)",
+    ),
+    (
+        "unknown-upos",
+        after_good(W1, W2, obj(upos="NOUNN")),
+        ":8: UPOS 'NOUNN' is not a UD part-of-speech tag",
+    ),
+    (
+        "unknown-relation",
+        after_good(W1, W2, obj(deprel="object")),
+        ":8: DEPREL 'object' is not a UD universal relation",
+    ),
+    (
+        "unknown-relation-with-subtype",
+        after_good(word(1, "Ich", "PRON", 2, "subj:pass"), W2),
+        ":6: DEPREL 'subj:pass': 'subj' is not a UD universal relation",
+    ),
+    (
+        "bad-subtype",
+        after_good(word(1, "Ich", "PRON", 2, "nsubj:Pass"), W2),
+        ":6: DEPREL 'nsubj:Pass': subtype 'Pass' is not lowercase letters a-z",
+    ),
+    ("head-not-integer", after_good(W1, W2, obj(head="two")), ":8: head 'two' is not an integer"),
+    (
+        "head-out-of-range",
+        after_good(W1, W2, obj(head=4)),
+        ":8: head 4 is out of range (sentence has 3 words)",
+    ),
+    ("self-head", after_good(W1, W2, obj(head=3)), ":8: word 3 is its own head"),
+    (
+        "no-root",
+        after_good(W1, word(2, "lese", "VERB", 3, "ccomp"), obj()),
+        ":6: no root (no word has head 0)",
+    ),
+    (
+        "two-roots",
+        after_good(W1, W2, obj(head=0, deprel="root")),
+        ":8: two roots (words 2 and 3 have head 0)",
+    ),
+    (
+        "root-with-deprel-not-root",
+        after_good(W1, word(2, "lese", "VERB", 0, "obj"), obj()),
+        ":7: head 0 with DEPREL 'obj' (expected root)",
+    ),
+    (
+        "deprel-root-with-head-not-0",
+        after_good(W1, W2, obj(deprel="root")),
+        ":8: DEPREL 'root' with head 2 (expected head 0)",
+    ),
+    (
+        "cycle",
+        after_good(
+            word(1, "Ich", "PRON", 0, "root"),
+            word(2, "lese", "VERB", 4, "ccomp"),
+            obj(head=2),
+            word(4, "gern", "ADV", 3, "advmod"),
+        ),
+        ":7: words 2 -> 4 -> 3 -> 2 form a cycle",
+    ),
+    (
+        "wrong-column-count",
+        after_good(W1, W2.rsplit("\t", 1)[0]),
+        ":7: 9 tab-separated columns, CoNLL-U has 10",
+    ),
+]
+
+
+def write_case(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize(
+    "content, suffix", [pytest.param(c, s, id=case_id) for case_id, c, s in BAD_CONLLU_CASES]
+)
+def test_bad_conllu_is_refused_with_file_line_and_what_is_wrong(tmp_path, content, suffix):
+    path = write_case(tmp_path / "xx_toy-ud-train.conllu", content)
+    with pytest.raises(InputError, match=f"^{re.escape(f'{path}{suffix}')}$"):
+        read_conllu(path, "train")
+
+
+def test_bad_conllu_cases_are_distinct():
+    assert len({case_id for case_id, _, _ in BAD_CONLLU_CASES}) == len(BAD_CONLLU_CASES) >= 22
+    assert len({content for _, content, _ in BAD_CONLLU_CASES}) == len(BAD_CONLLU_CASES)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"), id="bom"),
+        pytest.param(lambda text: text.replace("\n", "\r\n").encode("utf-8"), id="crlf"),
+        pytest.param(lambda text: text.replace("\n", "\r").encode("utf-8"), id="cr"),
+    ],
+)
+def test_a_bom_and_crlf_or_cr_line_ends_read_as_the_plain_file(tmp_path, encode):
+    text = SENTENCE_1 + "\n\n" + SENTENCE_2 + "\n\n"
+    plain = read_conllu(write_case(tmp_path / "plain.conllu", text), "train")
+    assert read_conllu(write_case(tmp_path / "other.conllu", encode(text)), "train") == plain
+    gzipped = tmp_path / "other.conllu.gz"
+    gzipped.write_bytes(gzip.compress(encode(text)))
+    assert read_conllu(gzipped, "train") == plain
+
+
+def test_invalid_utf8_in_a_gzipped_file_names_its_line(tmp_path):
+    path = tmp_path / "xx_toy-ud-train.conllu.gz"
+    path.write_bytes(gzip.compress(SENTENCE_1.encode("utf-8") + b"\n\xc3(\n"))
+    with pytest.raises(InputError) as caught:
+        read_conllu(path, "train")
+    assert str(caught.value) == f"{path}:9: not UTF-8 text (invalid byte 0xc3)"
+
+
+def test_skipping_drops_bad_trees_keeps_ids_and_still_stops_on_columns(tmp_path):
+    def text(second_word: str) -> str:
+        bad = word(1, "Ich", "PRON", 1, "nsubj") + "\n" + second_word  # word 1: its own head
+        return "\n\n".join([SENTENCE_1, bad, SENTENCE_2]) + "\n\n"
+
+    path = write_case(tmp_path / "toy-ud-train.conllu", text(W2.rsplit("\t", 1)[0]))
+    with pytest.raises(InputError, match=re.escape(f"{path}:10: word 1 is its own head")):
+        read_conllu(path, "train")  # stop: the first problem in the file
+    with pytest.raises(InputError, match=re.escape(f"{path}:11: 9 tab-separated columns")):
+        read_checked(path, "train", "skip")  # a broken line is not a bad tree: it always stops
+    sentences, skipped = read_checked(write_case(path, text(W2)), "train", "skip")
+    assert skipped == [f"{path}:10: skipped sentence: word 1 is its own head"]
+    assert [s.id for s in sentences] == ["s1", "train-3"]  # the fallback id counts the dropped one
+
+
+def test_cli_skips_bad_sentences_with_a_line_each_and_records_the_counts(tmp_path, capsys):
+    no_root = "\n".join([W1, word(2, "lese", "VERB", 3, "ccomp"), obj()])
+    train = "\n\n".join([SENTENCE_1, no_root, SENTENCE_2, no_root]) + "\n\n"
+    directory = write_treebank(tmp_path / "tb", train=train, test=SENTENCE_2 + "\n\n")
+    (directory / "xx_toy-ud-dev.conllu").write_text(SENTENCE_1 + "\n\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["prepare-treebank", "--treebank", str(directory), "--language", "xx"]
+    argv += ["--max-train", "10", "--max-dev", "10", "--max-test", "10", "--dev-fraction", "0.2"]
+    argv += ["--min-sentences", "1", "--out", str(out / "xx.json.gz")]
+    argv += ["--labels", str(out / "xx.labels.json"), "--on-bad-sentence"]
+    train_file = directory / "xx_toy-ud-train.conllu"
+    assert cli(argv + ["stop"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {train_file}:10: no root (no word has head 0)"
+    ]
+    assert cli(argv + ["skip"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"{train_file}:10: skipped sentence: no root (no word has head 0)",
+        f"{train_file}:19: skipped sentence: no root (no word has head 0)",
+        "xx train: skipped 2 of 4 sentences that are not valid trees",
+        "xx dev: skipped 0 of 1 sentences that are not valid trees",
+        "xx test: skipped 0 of 1 sentences that are not valid trees",
+    ]
+    assert captured.out.splitlines()[0] == "xx train: 2 sentences, 7 words"
+    with gzip.open(out / "xx.json.gz", "rt", encoding="utf-8") as f:
+        assert json.load(f)["skipped"] == {"train": 2, "dev": 0, "test": 0}
+    assert [s.id for s in load_prepared(out / "xx.json.gz")["train"]] == ["s1", "train-3"]
+    assert cli(argv + ["ignore"]) == 2  # argparse: only stop or skip
+
+
+def test_load_prepared_reads_files_without_the_skipped_key(tmp_path):
+    path = tmp_path / "old.json.gz"
+    sentence = toy_sentences(1)[0]
+    obj = {"language": "xx", "source": "tb", "splits": {"train": [sentence.to_json()]}}
+    path.write_bytes(gzip.compress(json.dumps(obj).encode("utf-8")))
+    assert load_prepared(path) == {"train": [sentence]}
+
+
+@pytest.mark.skipif(
+    not SHARED_UD.is_dir(), reason="needs ../shared/ud (the UD treebanks beside the checkout)"
+)
+def test_every_real_ud_file_passes_validation():
+    """The checks refuse nothing in the real treebanks (dev and test of eleven) or bundled ones."""
+    files = sorted(
+        path
+        for root in (SHARED_UD, REPO / "resources/ud")
+        for pattern in ("*/*.conllu", "*/*.conllu.gz")
+        for path in root.glob(pattern)
+    )
+    assert len(files) >= 22 + 18
+    refused = []
+    for path in files:
+        try:
+            assert read_conllu(path, "test")
+        except InputError as exc:
+            refused.append(str(exc))
+    assert refused == []
+
+
 def write_treebank(directory: Path, train: str, test: str, suffix: str = ".conllu") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for split, text in (("train", train), ("test", test)):
@@ -87,8 +382,8 @@ def test_words_multiword_tokens_empty_nodes_and_subtypes(tmp_path):
     [
         ("3\tgut\tgut\tADJ\t_\t_\t0\troot\t_", "9 tab-separated columns"),
         ("3\tgut\tgut\tADJ\t_\t_\tzero\troot\t_\t_", "head 'zero' is not an integer"),
-        ("3\tgut\tgut\tADJ\t_\t_\t7\troot\t_\t_", "head 7 is out of range"),
-        ("3\tgut\tgut\tADJ\t_\t_\t-1\troot\t_\t_", "head -1 is out of range"),
+        ("3\tgut\tgut\tADJ\t_\t_\t7\tobj\t_\t_", "head 7 is out of range"),
+        ("3\tgut\tgut\tADJ\t_\t_\t-1\tobj\t_\t_", "head -1 is out of range"),
     ],
 )
 def test_bad_lines_are_refused_with_file_and_line(tmp_path, bad_line, message):
@@ -108,7 +403,7 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["prepare-treebank", "--treebank", str(directory), "--language", "xx"]
     argv += ["--max-train", "10", "--max-dev", "10", "--max-test", "10", "--dev-fraction", "0.2"]
-    argv += ["--min-sentences", "1"]
+    argv += ["--min-sentences", "1", "--on-bad-sentence", "stop"]
     argv += ["--out", str(out / "xx.json.gz"), "--labels", str(out / "xx.labels.json")]
     assert cli(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()
@@ -153,7 +448,8 @@ def test_a_treebank_dev_file_is_used_and_small_sets_are_refused(tmp_path):
     blocks = [f"# sent_id = t{i}\n" + word(1, f"w{i}", "NOUN", 0, "root") for i in range(40)]
     text = "\n\n".join(blocks) + "\n\n"
     directory = write_treebank(tmp_path / "tb", train=text, test=text)
-    (directory / "xx_toy-ud-dev.conllu").write_text(text.replace("t", "d"), encoding="utf-8")
+    dev = text.replace("sent_id = t", "sent_id = d")
+    (directory / "xx_toy-ud-dev.conllu").write_text(dev, encoding="utf-8")
     splits = prepare(directory, {"train": 40, "dev": 35, "test": 40}, seed=0, min_sentences=30)
     assert len(splits["dev"]) == 35 and splits["dev"][0].id.startswith("d")
     assert len(splits["train"]) == 40  # nothing carved from train when dev exists
@@ -162,6 +458,33 @@ def test_a_treebank_dev_file_is_used_and_small_sets_are_refused(tmp_path):
     assert str(caught.value) == (
         f"{directory / 'xx_toy-ud-test.conllu'}: 20 test sentences after the cap of 20, fewer "
         "than the 30 a bootstrap interval needs (statistics.min_sentences)"
+    )
+
+
+def test_a_dev_and_test_sample_trains_on_most_of_its_dev(tmp_path):
+    """A treebank folder with dev and test only (as ../shared/ud holds them)."""
+    blocks = [f"# sent_id = d{i}\n" + word(1, f"w{i}", "NOUN", 0, "root") for i in range(50)]
+    directory = tmp_path / "UD_Toy"
+    directory.mkdir()
+    for split in ("dev", "test"):
+        (directory / f"xx_toy-ud-{split}.conllu").write_text("\n\n".join(blocks) + "\n\n")
+    caps = {"train": 100, "dev": 100, "test": 100}
+    splits = prepare(directory, caps, seed=0, dev_fraction=0.2, min_sentences=5)
+    assert (len(splits["train"]), len(splits["dev"]), len(splits["test"])) == (40, 10, 50)
+    assert {s.id for s in splits["train"]}.isdisjoint({s.id for s in splits["dev"]})
+    assert prepare(directory, caps, seed=0, dev_fraction=0.2, min_sentences=5) == splits
+    with pytest.raises(InputError) as caught:
+        prepare(directory, caps, seed=0, dev_fraction=0.2, min_sentences=20)
+    assert str(caught.value) == (
+        f"{directory / 'xx_toy-ud-dev.conllu'}: no train split in the treebank, and its 50 dev "
+        "sentences are too few to carve one (10 dev / 40 train at dev_fraction 0.2; each needs "
+        ">= 20)"
+    )
+    (directory / "xx_toy-ud-dev.conllu").unlink()
+    with pytest.raises(InputError) as caught:
+        prepare(directory, caps, seed=0)
+    assert str(caught.value) == (
+        f"{directory}: no *-ud-train.conllu[.gz] in the treebank directory"
     )
 
 
@@ -182,10 +505,12 @@ def test_cli_on_bundled_treebank_writes_the_documented_files(tmp_path):
     argv = ["prepare-treebank", "--treebank", str(REPO / "resources/ud/UD_English-EWT")]
     argv += ["--language", "en", "--max-train", "40", "--max-dev", "30", "--max-test", "35"]
     argv += ["--dev-fraction", "0.2", "--min-sentences", "30", "--seed", "13"]
+    argv += ["--on-bad-sentence", "stop"]
     assert cli(argv + ["--out", str(out), "--labels", str(labels)]) == 0
     with gzip.open(out, "rt", encoding="utf-8") as f:
         obj = json.load(f)
     assert obj["language"] == "en" and obj["source"].endswith("UD_English-EWT")
+    assert obj["skipped"] == {"train": 0, "dev": 0, "test": 0}
     assert [len(obj["splits"][split]) for split in ("train", "dev", "test")] == [40, 30, 35]
     first = obj["splits"]["train"][0]
     assert set(first) == {"id", "words", "upos", "head", "deprel"}

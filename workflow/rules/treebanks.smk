@@ -19,9 +19,10 @@ rule prepare_treebank:
         dev_fraction=config["treebanks"]["dev_fraction"],
         min_sentences=config["statistics"]["min_sentences"],
         seed=config["treebanks"]["seed"],
+        on_bad_sentence=config["treebanks"]["on_bad_sentence"],
     shell:
-        "python -m mlm_dynamics prepare-treebank --treebank {input} --language {wildcards.lang}"
+        "python -m mlm_dynamics --log {log} prepare-treebank --treebank {input} --language {wildcards.lang}"
         " --max-train {params.max_train} --max-dev {params.max_dev} --max-test {params.max_test}"
         " --dev-fraction {params.dev_fraction} --min-sentences {params.min_sentences}"
-        " --seed {params.seed}"
-        " --out {output.treebank} --labels {output.labels} > {log} 2>&1"
+        " --seed {params.seed} --on-bad-sentence {params.on_bad_sentence}"
+        " --out {output.treebank} --labels {output.labels}"
