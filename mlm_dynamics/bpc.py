@@ -69,16 +69,26 @@ def pick_device():
 
 
 def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, masked_lm: bool):
-    """A Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer."""
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    """A Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer; loaded through
+    :mod:`mlm_dynamics.checkpoint_check`, so a broken checkpoint is one error line, and a
+    masked-LM without its head is refused rather than scored with a random one."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    from mlm_dynamics.checkpoint_check import (
+        load_model,
+        load_tokenizer,
+        read_config,
+        tokenizer_dir,
+    )
 
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise InputError(f"{checkpoint}: not a checkpoint directory (no config.json)")
-    tokenizer_dir = Path(tokenizer) if tokenizer else checkpoint
-    loader = AutoModelForMaskedLM if masked_lm else AutoModel
-    model = loader.from_pretrained(checkpoint, dtype="float32").eval()
-    return model, AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = read_config(checkpoint)
+    directory = tokenizer_dir(checkpoint, tokenizer)
+    loader, head = (AutoModelForMaskedLM, "bits per character") if masked_lm else (AutoModel, None)
+    model, _ = load_model(loader, checkpoint, head_needed_for=head, dtype="float32")
+    return model.eval(), load_tokenizer(directory, config)
 
 
 def windows(token_ids: list[int], width: int) -> list[list[int]]:

@@ -89,17 +89,28 @@ class Encoder:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, tokenizer: str | Path | None = None):
+        """Load through :mod:`mlm_dynamics.checkpoint_check`, so that a broken checkpoint (no
+        tokenizer files, truncated or missing weights, ...) is one error line, checked before the
+        device is taken."""
         import torch
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoModel
+
+        from mlm_dynamics.checkpoint_check import (
+            load_model,
+            load_tokenizer,
+            read_config,
+            tokenizer_dir,
+        )
 
         checkpoint = Path(checkpoint)
-        tokenizer = Path(tokenizer) if tokenizer else checkpoint
-        if not checkpoint.is_dir():
-            raise InputError(f"{checkpoint}: no such checkpoint directory")
-        if not (checkpoint / "config.json").is_file():
-            raise InputError(f"{checkpoint}: not a Hugging Face checkpoint (no config.json)")
-        if not tokenizer.is_dir():
-            raise InputError(f"{tokenizer}: no such tokenizer directory")
+        config = read_config(checkpoint)
+        directory = tokenizer_dir(checkpoint, tokenizer)
+        # Byte-level BPE tokenizers (GPT-2 style) take pre-split words only with a prefix space.
+        options = {} if config.model_type in POOLER_MODELS else {"add_prefix_space": True}
+        tok = load_tokenizer(directory, config, **options)
+        # The pooler is never used: leaving it out keeps the load check about real weights.
+        options = {"add_pooling_layer": False} if config.model_type in POOLER_MODELS else {}
+        model, _ = load_model(AutoModel, checkpoint, config=config, **options)
         # The scheduler (SLURM, or the user) gives a job its GPU through CUDA_VISIBLE_DEVICES.
         visible = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}"
         if torch.cuda.is_available():
@@ -109,13 +120,6 @@ class Encoder:
             device = torch.device("cpu")
             threads = torch.get_num_threads()
             log(f"device: CUDA is not available, running on CPU ({threads} threads; {visible})")
-        config = AutoConfig.from_pretrained(checkpoint)
-        # Byte-level BPE tokenizers (GPT-2 style) take pre-split words only with a prefix space.
-        options = {} if config.model_type in POOLER_MODELS else {"add_prefix_space": True}
-        tok = AutoTokenizer.from_pretrained(tokenizer, **options)
-        # The pooler is never used: leaving it out keeps the load report about real weights.
-        options = {"add_pooling_layer": False} if config.model_type in POOLER_MODELS else {}
-        model = AutoModel.from_pretrained(checkpoint, config=config, **options)
         return cls(tok, model.to(device), device)
 
     @property

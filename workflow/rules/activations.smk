@@ -5,6 +5,8 @@
 rule extract_activations:
     input:
         checkpoint=checkpoint_input,
+        # A gate, not data: re-checking a checkpoint never re-runs its jobs.
+        checked=ancient(rules.check_checkpoint.output),
         treebank="results/treebanks/{lang}.json.gz",
     output:
         directory("results/activations/{model}/{step}/{lang}"),
@@ -18,9 +20,11 @@ rule extract_activations:
         mem_mb=gpu_mem_mb,
         runtime=gpu_runtime,
     params:
+        tokenizer=tokenizer_option,
         pooling=config["activations"]["pooling"],
         batch_tokens=config["activations"]["batch_tokens"],
     shell:
-        "python -m mlm_dynamics extract-activations --checkpoint {input.checkpoint}"
+        "python -m mlm_dynamics --log {log} extract-activations --checkpoint {input.checkpoint}"
+        " {params.tokenizer}"
         " --treebank {input.treebank} --pooling {params.pooling}"
-        " --batch-tokens {params.batch_tokens} --threads {threads} --out {output} > {log} 2>&1"
+        " --batch-tokens {params.batch_tokens} --threads {threads} --out {output}"

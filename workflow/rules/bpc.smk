@@ -5,6 +5,8 @@
 rule bpc:
     input:
         checkpoint=checkpoint_input,
+        # A gate, not data: re-checking a checkpoint never re-runs its jobs.
+        checked=ancient(rules.check_checkpoint.output),
         text=heldout_text,
     output:
         "results/bpc/{model}/{step}/{lang}.parquet",
@@ -18,6 +20,7 @@ rule bpc:
         mem_mb=gpu_mem_mb,
         runtime=gpu_runtime,
     params:
+        tokenizer=tokenizer_option,
         max_sentences=config["bpc"]["max_sentences"],
         estimate=config["bpc"]["estimate"],
         maskings=config["bpc"]["maskings"],
@@ -25,9 +28,10 @@ rule bpc:
         batch_tokens=config["activations"]["batch_tokens"],
         stats=statistics_arguments(),
     shell:
-        "python -m mlm_dynamics bpc --checkpoint {input.checkpoint} --text {input.text}"
+        "python -m mlm_dynamics --log {log} bpc --checkpoint {input.checkpoint} --text {input.text}"
+        " {params.tokenizer}"
         " --max-sentences {params.max_sentences} --estimate {params.estimate}"
         " --maskings {params.maskings} --mask-probability {params.mask_probability}"
         " --batch-tokens {params.batch_tokens} --threads {threads}"
         " --model {wildcards.model} --step {wildcards.step} --language {wildcards.lang}"
-        " {params.stats} --out {output} > {log} 2>&1"
+        " {params.stats} --out {output}"

@@ -24,7 +24,7 @@ rule fetch_checkpoint:
     params:
         arguments=fetch_checkpoint_arguments,
     shell:
-        "python -m mlm_dynamics fetch-checkpoint {params.arguments} --output {output} > {log} 2>&1"
+        "python -m mlm_dynamics --log {log} fetch-checkpoint {params.arguments} --output {output}"
 
 
 if config["ud_release"]["treebanks"]:
@@ -46,5 +46,32 @@ if config["ud_release"]["treebanks"]:
             directory=lambda wildcards, output: os.path.dirname(output[0]),
             treebanks=config["ud_release"]["treebanks"],
         shell:
-            "python -m mlm_dynamics fetch-ud --url={params.url:q} --sha256={params.sha256:q}"
-            " --directory {params.directory:q} {params.treebanks:q} > {log} 2>&1"
+            "python -m mlm_dynamics --log {log} fetch-ud --url={params.url:q} --sha256={params.sha256:q}"
+            " --directory {params.directory:q} {params.treebanks:q}"
+
+
+# Every checkpoint, whatever its source, is checked once before any job reads it: the weights
+# load, config.json names a known architecture, the tokenizer is there and covers the vocabulary
+# (see mlm_dynamics/checkpoint_check.py). Its record names the tokenizer and the weights' sha256;
+# the records of a model's earlier steps are inputs, so that a suite serving one file under two
+# step names is refused before anything is computed from it.
+rule check_checkpoint:
+    input:
+        checkpoint=checkpoint_input,
+        earlier=earlier_checks,
+    output:
+        CHECK_RECORD,
+    log:
+        "logs/checks/{model}/{step}.log",
+    conda:
+        "../../envs/core.yaml"
+    resources:
+        mem_mb=gpu_mem_mb,
+        runtime=30,
+    params:
+        tokenizer=tokenizer_option,
+        layers=lambda wildcards: config["models"][wildcards.model]["layers"],
+    shell:
+        "python -m mlm_dynamics --log {log} check-checkpoint --checkpoint {input.checkpoint}"
+        " {params.tokenizer} --model {wildcards.model} --step {wildcards.step}"
+        " --layers {params.layers} --earlier {input.earlier} --out {output}"

@@ -7,6 +7,8 @@
 rule xnli_features:
     input:
         checkpoint=checkpoint_input,
+        # A gate, not data: re-checking a checkpoint never re-runs its jobs.
+        checked=ancient(rules.check_checkpoint.output),
         data=xnli_data_files,
     output:
         directory("results/xnli/features/{model}/{step}/{lang}"),
@@ -20,6 +22,7 @@ rule xnli_features:
         mem_mb=gpu_mem_mb,
         runtime=gpu_runtime,
     params:
+        tokenizer=tokenizer_option,
         data=config["xnli"]["data"],
         hub_revision=config["xnli"]["hub_revision"],
         max_train=config["xnli"]["max_train"],
@@ -27,12 +30,13 @@ rule xnli_features:
         max_test=config["xnli"]["max_test"],
         batch_tokens=config["activations"]["batch_tokens"],
     shell:
-        "python -m mlm_dynamics xnli-features --checkpoint {input.checkpoint}"
+        "python -m mlm_dynamics --log {log} xnli-features --checkpoint {input.checkpoint}"
+        " {params.tokenizer}"
         " --data {params.data:q} --hub-revision={params.hub_revision:q}"
         " --language {wildcards.lang} --max-train {params.max_train}"
         " --max-dev {params.max_dev} --max-test {params.max_test}"
         " --batch-tokens {params.batch_tokens}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output}"
 
 
 rule xnli_probe:
@@ -54,8 +58,8 @@ rule xnli_probe:
         seeds=config["probing"]["seeds"],
         stats=statistics_arguments(),
     shell:
-        "python -m mlm_dynamics xnli-probe --features {params.features}"
+        "python -m mlm_dynamics --log {log} xnli-probe --features {params.features}"
         " --train-language {wildcards.lang} --languages {params.languages}"
         " --backend {params.backend} --l2 {params.l2} --max-iter {params.max_iter}"
         " --seeds {params.seeds} --model {wildcards.model} --step {wildcards.step}"
-        " {params.stats} --out {output.scores} --items {output.item_scores} > {log} 2>&1"
+        " {params.stats} --out {output.scores} --items {output.item_scores}"
