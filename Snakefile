@@ -5,9 +5,26 @@
 #
 # Snakemake only orchestrates: every rule calls one command of the mlm_dynamics package.
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
+from mlm_dynamics.config_check import check_config_files
+from mlm_dynamics.errors import InputError
+
 min_version("9.0")
+
+
+# Every config file read strictly before Snakemake uses it: a key given twice (which YAML keeps
+# silently) or a syntax error is one line naming the file and line.
+try:
+    check_config_files(
+        [os.path.relpath(path) for path in workflow.overwrite_configfiles]
+        or ["config.yaml"]
+    )
+except InputError as error:
+    sys.exit(f"error: {error}")
 
 
 # A --configfile replaces the embedded default rather than merging into it (a preset's models

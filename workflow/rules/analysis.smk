@@ -41,9 +41,9 @@ rule analyse:
         stats=statistics_arguments(),
         out_dir=lambda wildcards, output: os.path.dirname(output.onset),
     shell:
-        "python -m mlm_dynamics analyse --table {input.table} --items {input.item_scores}"
+        "python -m mlm_dynamics --log {log} analyse --table {input.table} --items {input.item_scores}"
         " --views {params.views} --onset-fraction {params.fraction} {params.stats}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir}"
 
 
 rule plot_in_language_curves:
@@ -66,9 +66,8 @@ rule plot_in_language_curves:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --figure in-language-curves {params.options}"
-        " > {log} 2>&1"
 
 
 rule plot_selectivity:
@@ -91,9 +90,8 @@ rule plot_selectivity:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --figure selectivity {params.options}"
-        " > {log} 2>&1"
 
 
 rule plot_layer_heatmaps:
@@ -116,9 +114,8 @@ rule plot_layer_heatmaps:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --figure layer-heatmaps {params.options}"
-        " > {log} 2>&1"
 
 
 rule plot_final_layer_gap:
@@ -143,9 +140,8 @@ rule plot_final_layer_gap:
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
         analysis_dir=lambda wildcards, input: os.path.dirname(input.gaps),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --analysis-dir {params.analysis_dir} --figure final-layer-gap {params.options}"
-        " > {log} 2>&1"
 
 
 rule plot_onset:
@@ -170,9 +166,8 @@ rule plot_onset:
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
         analysis_dir=lambda wildcards, input: os.path.dirname(input.onset),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --analysis-dir {params.analysis_dir} --figure onset {params.options}"
-        " > {log} 2>&1"
 
 
 rule plot_transfer_matrices:
@@ -196,9 +191,9 @@ rule plot_transfer_matrices:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --figure transfer-matrices-{wildcards.task}"
-        " {params.options} > {log} 2>&1"
+        " {params.options}"
 
 
 rule plot_transfer_over_time:
@@ -222,9 +217,9 @@ rule plot_transfer_over_time:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --figure transfer-over-time-{wildcards.task}"
-        " {params.options} > {log} 2>&1"
+        " {params.options}"
 
 
 rule plot_bpc:
@@ -247,9 +242,8 @@ rule plot_bpc:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --figure bpc {params.options}"
-        " > {log} 2>&1"
 
 
 rule plot_alignment_f1:
@@ -272,6 +266,5 @@ rule plot_alignment_f1:
         options=plot_arguments,
         out_dir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m mlm_dynamics plot --table {input.table} --out-dir {params.out_dir}"
+        "python -m mlm_dynamics --log {log} plot --table {input.table} --out-dir {params.out_dir}"
         " --figure alignment-f1 {params.options}"
-        " > {log} 2>&1"

@@ -3,11 +3,16 @@
 
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from mlm_dynamics import config_check
+from mlm_dynamics.config_check import check_config
+from mlm_dynamics.errors import InputError
 
 # Rule commands run `python -m mlm_dynamics ...` from this checkout, in whatever software
 # environment (local, conda, SLURM node) the job lands in.
@@ -71,25 +76,10 @@ def config_error(message):
     sys.exit(f"error: config: {message}")
 
 
-def check_config():
-    languages = config["languages"]
-    for i, lang in enumerate(config["transfer_languages"]):
-        if lang not in languages:
-            config_error(
-                f"transfer_languages[{i}]: unknown language {lang!r} (not under 'languages')"
-            )
-        if "treebank" not in languages[lang]:
-            config_error(
-                f"transfer_languages[{i}]: language {lang!r} has no 'treebank' under languages.{lang}"
-            )
-    for name, model in config["models"].items():
-        if model["source"] == "embedded" and not config["pretrain"]["texts"]:
-            config_error(f"models.{name}: an embedded model needs pretrain.texts")
-        if model["steps"] == "discover" and not model.get("glob"):
-            config_error(f"models.{name}.steps: 'discover' needs models.{name}.glob")
-
-
-check_config()
+try:
+    check_config(config)
+except InputError as error:
+    sys.exit(f"error: {error}")
 
 
 # ---------------------------------------------------------------- models and steps
@@ -128,19 +118,33 @@ def checkpoint_dir(model, step):
     """The Hugging Face-format directory of one model x step, whatever its source."""
     spec = config["models"][model]
     if spec["source"] == "local":
-        template = spec.get("path") or spec["glob"].replace("*", "{step}")
-        return template.format(step=step)
+        return config_check.local_checkpoint_dir(spec, step)
     return f"results/checkpoints/{model}/{step}"
 
 
 def checkpoint_input(wildcards):
-    path = checkpoint_dir(wildcards.model, int(wildcards.step))
-    local = config["models"][wildcards.model]["source"] == "local"
-    if local and not os.path.isdir(path):
-        config_error(
-            f"models.{wildcards.model}: step {wildcards.step} has no checkpoint directory {path}"
-        )
-    return path
+    return checkpoint_dir(wildcards.model, int(wildcards.step))
+
+
+CHECK_RECORD = "results/checks/{model}/{step}.json"
+
+
+def earlier_checks(wildcards):
+    """The check records of the model's configured steps before this one (ancient: a record
+    rewritten with the same content re-runs no later check)."""
+    steps = [s for s in model_steps(wildcards.model) if s < int(wildcards.step)]
+    return ancient(
+        [CHECK_RECORD.format(model=wildcards.model, step=step) for step in steps]
+    )
+
+
+def tokenizer_option(wildcards):
+    """--tokenizer of the commands that load a checkpoint: models.<name>.tokenizer when the
+    checkpoints come without one (fairseq checkpoints carry the converted tokenizer)."""
+    spec = config["models"][wildcards.model]
+    if spec["source"] in ("local", "hub") and spec.get("tokenizer"):
+        return f"--tokenizer {shlex.quote(spec['tokenizer'])}"
+    return ""
 
 
 def models_with_source(*sources):
@@ -207,34 +211,8 @@ def treebank_dir(wildcards):
 # changes the command (or the params) of a step already fetched.
 
 
-def check_sources_config():
-    needs = {"hub": ["repo"], "fairseq": ["url", "tokenizer"]}
-    for name, spec in config["models"].items():
-        for key in needs.get(spec["source"], []):
-            if not spec.get(key):
-                config_error(
-                    f"models.{name}.{key}: needed by source {spec['source']!r}"
-                )
-        if spec["source"] == "local" and not (spec.get("path") or spec.get("glob")):
-            config_error(f"models.{name}: source 'local' needs 'path' or 'glob'")
-    release = config["ud_release"]
-    for lang, spec in config["languages"].items():
-        path = spec.get("treebank")
-        inside = path and ud_release_folder(path)
-        if release["url"] and inside and inside not in release["treebanks"]:
-            config_error(
-                f"languages.{lang}.treebank: {inside} is in ud_release.directory but not in "
-                "ud_release.treebanks"
-            )
-
-
 def ud_release_folder(path):
-    """The UD_<Name> folder of ``path`` when it lies in the UD release directory, else None."""
-    directory = os.path.normpath(config["ud_release"]["directory"])
-    relative = os.path.relpath(os.path.normpath(path), directory)
-    if relative.startswith(os.pardir) or relative == os.curdir:
-        return None
-    return relative.split(os.sep)[0]
+    return config_check.ud_release_folder(config, path)
 
 
 def ud_release_treebank(path):
@@ -285,9 +263,6 @@ def fetch_checkpoint_inputs(wildcards):
     if spec["source"] != "fairseq" or "://" in spec["url"]:
         return []
     return [spec["url"].format(step=int(wildcards.step))]
-
-
-check_sources_config()
 
 
 # ---------------------------------------------------------------- activation cache
@@ -604,15 +579,17 @@ def model_shape(model, step):
     import json
 
     path = Path(checkpoint_dir(model, step)) / "config.json"
-    if path.is_file():
+    try:
         spec = json.loads(path.read_text())
         hidden = spec["hidden_size"]
         return (
-            spec["vocab_size"],
-            hidden,
-            spec["num_hidden_layers"],
-            spec.get("intermediate_size", 4 * hidden),
+            int(spec["vocab_size"]),
+            int(hidden),
+            int(spec["num_hidden_layers"]),
+            int(spec.get("intermediate_size", 4 * hidden)),
         )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not there yet, or broken: check_checkpoint names what is wrong with it
     if config["models"][model]["source"] == "embedded":
         pretrain = config["pretrain"]
         return (

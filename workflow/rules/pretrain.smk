@@ -16,8 +16,8 @@ rule train_tokenizer:
     params:
         vocab_size=config["pretrain"]["vocab_size"],
     shell:
-        "python -m mlm_dynamics train-tokenizer --texts {input.texts}"
-        " --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
+        "python -m mlm_dynamics --log {log} train-tokenizer --texts {input.texts}"
+        " --vocab-size {params.vocab_size} --out {output}"
 
 
 rule pretrain:
@@ -43,6 +43,6 @@ rule pretrain:
             f"--resume {input.resume}" if "resume" in input.keys() else ""
         ),
     shell:
-        "python -m mlm_dynamics pretrain --texts {input.texts} --tokenizer {input.tokenizer}"
+        "python -m mlm_dynamics --log {log} pretrain --texts {input.texts} --tokenizer {input.tokenizer}"
         " --step {wildcards.step} {params.resume} {params.settings} --threads {threads}"
-        " --out {output} > {log} 2>&1"
+        " --out {output}"

@@ -29,11 +29,10 @@ rule train_probe:
         device=config["probing"]["device"],
         options=probe_options(),
     shell:
-        "python -m mlm_dynamics train-probe --tasks {params.tasks}"
+        "python -m mlm_dynamics --log {log} train-probe --tasks {params.tasks}"
         " --activations {input.activations} --treebank {input.treebank} --seeds {params.seeds}"
         " --l2 {params.l2} --max-iter {params.max_iter} --backend {params.backend}"
         " --device {params.device} {params.options} --threads {threads} --out {output}"
-        " > {log} 2>&1"
 
 
 rule score_probe:
@@ -54,10 +53,10 @@ rule score_probe:
     params:
         stats=statistics_arguments(),
     shell:
-        "python -m mlm_dynamics score-probe --probes {input.probes}"
+        "python -m mlm_dynamics --log {log} score-probe --probes {input.probes}"
         " --activations {input.activations} --treebank {input.treebank}"
         " --model {wildcards.model} --step {wildcards.step} {params.stats}"
-        " --out {output.scores} --items {output.item_scores} > {log} 2>&1"
+        " --out {output.scores} --items {output.item_scores}"
 
 
 rule collect_table:
@@ -72,8 +71,8 @@ rule collect_table:
     conda:
         "../../envs/core.yaml"
     shell:
-        "python -m mlm_dynamics collect-table --inputs {input} --out {output.table}"
-        " --csv {output.csv} > {log} 2>&1"
+        "python -m mlm_dynamics --log {log} collect-table --inputs {input}"
+        " --out {output.table} --csv {output.csv}"
 
 
 rule transfer_matrices:
@@ -93,6 +92,6 @@ rule transfer_matrices:
         languages=" ".join(config["transfer_languages"]),
         views=views_argument(),
     shell:
-        "python -m mlm_dynamics transfer-matrices --table {input} --model {wildcards.model}"
+        "python -m mlm_dynamics --log {log} transfer-matrices --table {input} --model {wildcards.model}"
         " --task {wildcards.task} --steps {params.steps} --languages {params.languages}"
-        " --views {params.views} --out-dir {output} > {log} 2>&1"
+        " --views {params.views} --out-dir {output}"

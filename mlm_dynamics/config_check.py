@@ -1,0 +1,239 @@
+"""The config, checked before any job runs, each mistake one line naming its file and line or key.
+
+Two layers sit beside the JSON schema (``workflow/schemas/config.schema.yaml``, which owns types
+and defaults):
+
+- the YAML files themselves, read strictly: a syntax error or a key given twice (which YAML
+  loaders silently resolve to the last value) names the file and line;
+- what a schema cannot say: that paths exist, that names fit in file names and the workflow's
+  wildcards, that a ``local`` model's path gives each step its own directory.
+
+Messages start with ``config: KEY:``; the workflow prints them as ``error: config: KEY: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from mlm_dynamics.errors import InputError
+
+# Language codes end up in file names such as results/treebanks/{lang}.json.gz and in the
+# {lang} wildcard, which cannot hold a dot or a slash.
+LANGUAGE_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# Model names are directory names (results/activations/{model}/...).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+# ---------------------------------------------------------------- YAML files
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping key given twice."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    first_line: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            raise InputError(
+                f"{loader.name}:{line}: duplicate key {key!r} (first given at line "
+                f"{first_line[key]}; YAML would silently keep the last)"
+            )
+        first_line[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: str | os.PathLike) -> object:
+    """A YAML (or JSON) config file; syntax errors and duplicate keys name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = " ".join(part for part in (exc.problem, exc.context) if part)
+        raise InputError(f"{path}{line}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: YAML syntax error: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def check_config_files(paths: list[str | os.PathLike]) -> None:
+    """Read every config file strictly; each must be a mapping of keys."""
+    for path in paths:
+        data = load_yaml(path)
+        if data is not None and not isinstance(data, dict):
+            raise InputError(
+                f"{path}:1: a config file is a mapping of keys, not a {type(data).__name__}"
+            )
+
+
+# ---------------------------------------------------------------- what the schema cannot say
+
+
+def config_error(key: str, message: str) -> InputError:
+    return InputError(f"config: {key}: {message}")
+
+
+def check_names(config: dict) -> None:
+    for lang in config["languages"]:
+        if not LANGUAGE_CODE.fullmatch(str(lang)):
+            raise config_error(
+                f"languages.{lang}",
+                f"language code {lang!r} cannot be used in file names and wildcards "
+                "(letters, digits, '_' and '-' only, e.g. fr_ca)",
+            )
+    for name in config["models"]:
+        if not MODEL_NAME.fullmatch(str(name)):
+            raise config_error(
+                f"models.{name}",
+                f"model name {name!r} cannot be a directory name "
+                "(letters, digits, '_', '.', '+' and '-' only)",
+            )
+
+
+def check_languages(config: dict) -> None:
+    languages = config["languages"]
+    for i, lang in enumerate(config["transfer_languages"]):
+        if lang not in languages:
+            raise config_error(
+                f"transfer_languages[{i}]", f"unknown language {lang!r} (not under 'languages')"
+            )
+        if "treebank" not in languages[lang]:
+            raise config_error(
+                f"transfer_languages[{i}]",
+                f"language {lang!r} has no 'treebank' under languages.{lang}",
+            )
+    release = config["ud_release"]
+    for lang, spec in languages.items():
+        path = spec.get("treebank")
+        if path:
+            inside = ud_release_folder(config, path)
+            if release["url"] and inside and inside not in release["treebanks"]:
+                raise config_error(
+                    f"languages.{lang}.treebank",
+                    f"{inside} is in ud_release.directory but not in ud_release.treebanks",
+                )
+            fetched = inside in release["treebanks"]
+            if not fetched and not os.path.isdir(path):
+                raise config_error(f"languages.{lang}.treebank", f"no such directory {path}")
+        text = spec.get("heldout_text")
+        if text and not os.path.isfile(text):
+            raise config_error(f"languages.{lang}.heldout_text", f"no such file {text}")
+
+
+def ud_release_folder(config: dict, path: str) -> str | None:
+    """The UD_<Name> folder of ``path`` when it lies in the UD release directory, else None."""
+    directory = os.path.normpath(config["ud_release"]["directory"])
+    relative = os.path.relpath(os.path.normpath(path), directory)
+    if relative.startswith(os.pardir) or relative == os.curdir:
+        return None
+    return relative.split(os.sep)[0]
+
+
+NEEDED_KEYS = {"hub": ["repo"], "fairseq": ["url", "tokenizer"]}
+
+
+def check_models(config: dict) -> None:
+    for i, text in enumerate(config["pretrain"]["texts"]):
+        if not os.path.isfile(text):
+            raise config_error(f"pretrain.texts[{i}]", f"no such file {text}")
+    for name, spec in config["models"].items():
+        key = f"models.{name}"
+        source = spec["source"]
+        if source == "embedded" and not config["pretrain"]["texts"]:
+            raise config_error(key, "an embedded model needs pretrain.texts")
+        if spec["steps"] == "discover" and not spec.get("glob"):
+            raise config_error(f"{key}.steps", f"'discover' needs {key}.glob")
+        for needed in NEEDED_KEYS.get(source, []):
+            if not spec.get(needed):
+                raise config_error(f"{key}.{needed}", f"needed by source {source!r}")
+        if source == "local":
+            check_local_model(name, spec)
+        if source == "fairseq" and "://" not in spec["url"] and spec["steps"] != "discover":
+            for step in spec["steps"]:
+                path = spec["url"].format(step=step)
+                if not os.path.isfile(path):
+                    raise config_error(f"{key}.url", f"step {step}: no such file {path}")
+
+
+def check_local_model(name: str, spec: dict) -> None:
+    key = f"models.{name}"
+    if not (spec.get("path") or spec.get("glob")):
+        raise config_error(key, "source 'local' needs 'path' or 'glob'")
+    tokenizer = spec.get("tokenizer")
+    if tokenizer and not os.path.isdir(tokenizer):
+        raise config_error(f"{key}.tokenizer", f"no such directory {tokenizer}")
+    if spec["steps"] == "discover":
+        return
+    if spec.get("path"):
+        if "{step}" not in spec["path"] and len(spec["steps"]) > 1:
+            raise config_error(
+                f"{key}.path",
+                f"{spec['path']!r} has no {{step}}, so all {len(spec['steps'])} steps would "
+                "read the same checkpoint",
+            )
+    for step in spec["steps"]:
+        path = local_checkpoint_dir(spec, step)
+        if not os.path.isdir(path):
+            where = "path" if spec.get("path") else "glob"
+            raise config_error(f"{key}.{where}", f"step {step}: no checkpoint directory {path}")
+
+
+def local_checkpoint_dir(spec: dict, step: int) -> str:
+    """A ``local`` model's directory of one step (its ``path`` template, else its ``glob``)."""
+    template = spec.get("path") or spec["glob"].replace("*", "{step}")
+    return template.format(step=step)
+
+
+def check_tasks(config: dict) -> None:
+    xnli = config["xnli"]
+    if xnli["enabled"] and xnli["data"] and xnli["data"] != "hub":
+        if not os.path.isdir(xnli["data"]):
+            raise config_error("xnli.data", f"no such directory {xnli['data']}")
+    if config["simalign"]["enabled"]:
+        for lang, files in config["simalign"]["pairs"].items():
+            for what, path in files.items():
+                if isinstance(path, str) and not os.path.isfile(path):
+                    raise config_error(f"simalign.pairs.{lang}.{what}", f"no such file {path}")
+
+
+def check_config(config: dict) -> None:
+    """Everything the schema cannot check, before any job runs; the first mistake raises."""
+    check_names(config)
+    check_languages(config)
+    check_models(config)
+    check_tasks(config)
+
+
+def main(command: str, argv: list[str]) -> None:
+    """``check-config FILE...``: the strict YAML reading of the workflow, for any config file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m mlm_dynamics {command}",
+        description="Read config files strictly: syntax errors and keys given twice, by line.",
+    )
+    parser.add_argument("files", nargs="+", help="YAML or JSON config files")
+    args = parser.parse_args(argv)
+    check_config_files(args.files)
+    print(f"{len(args.files)} config file(s) read: no syntax error, no key given twice")
