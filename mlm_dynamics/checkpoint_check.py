@@ -456,8 +456,17 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--earlier", nargs="*", default=[], help=earlier_help)
     parser.add_argument("--out", required=True, help="check record (.json)")
     args = parser.parse_args(argv)
-    record = check_checkpoint(args.checkpoint, args.tokenizer, args.model, args.step, args.layers)
-    earlier = [(Path(path), read_record(Path(path))) for path in args.earlier]
-    distinct_records(earlier + [(Path(args.out), record)])
-    save_json(args.out, record)
+    write_record(
+        args.checkpoint, args.tokenizer, args.model, args.step, args.layers, args.earlier, args.out
+    )
+
+
+def write_record(checkpoint, tokenizer, model: str, step: int, layers, earlier, out) -> dict:
+    """Check one model x step against itself and the records of its ``earlier`` steps, then
+    write its record to ``out`` (the command's work; ``pretrain`` calls it on what it saved)."""
+    record = check_checkpoint(checkpoint, tokenizer, model, step, layers)
+    records = [(Path(path), read_record(Path(path))) for path in earlier]
+    distinct_records(records + [(Path(out), record)])
+    save_json(out, record)
     print(summary(record))
+    return record

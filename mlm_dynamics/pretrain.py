@@ -288,6 +288,9 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--step", required=True, type=int)
     parser.add_argument("--resume", type=Path, help="checkpoint of an earlier step to resume from")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", help="model name, for the check record")
+    parser.add_argument("--check-record", help="write check-checkpoint's record of the step here")
+    parser.add_argument("--earlier", nargs="*", default=[], help="records of the earlier steps")
     for field in fields(PretrainSettings):
         flag = f"--{field.name.replace('_', '-')}"
         parser.add_argument(flag, type=type(field.default), default=field.default)
@@ -322,3 +325,9 @@ def main(command: str, argv: list[str]) -> None:
         train_steps(model, optimizer, tokenizer, streams, settings, first, args.step)
     save_checkpoint(args.out, model, tokenizer, optimizer, args.step, settings)
     print(f"saved step {args.step} -> {args.out}")
+    if args.check_record:  # checked as any other source's checkpoint, without a job of its own
+        from mlm_dynamics.checkpoint_check import write_record
+
+        write_record(
+            args.out, None, args.model, args.step, settings.layers, args.earlier, args.check_record
+        )

@@ -23,8 +23,11 @@ rule train_tokenizer:
 rule pretrain:
     input:
         unpack(pretrain_inputs),
+        earlier=earlier_checks,
     output:
-        directory("results/checkpoints/{model}/{step}"),
+        checkpoint=directory("results/checkpoints/{model}/{step}"),
+        # check_checkpoint's record, written by the job that made the checkpoint
+        check=CHECK_RECORD,
     log:
         "logs/pretrain/{model}/{step}.log",
     wildcard_constraints:
@@ -45,4 +48,5 @@ rule pretrain:
     shell:
         "python -m mlm_dynamics --log {log} pretrain --texts {input.texts} --tokenizer {input.tokenizer}"
         " --step {wildcards.step} {params.resume} {params.settings} --threads {threads}"
-        " --out {output}"
+        " --model {wildcards.model} --check-record {output.check} --earlier {input.earlier}"
+        " --out {output.checkpoint}"

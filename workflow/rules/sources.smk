@@ -63,6 +63,9 @@ rule check_checkpoint:
         CHECK_RECORD,
     log:
         "logs/checks/{model}/{step}.log",
+    # (embedded checkpoints are checked by the pretrain job that writes them)
+    wildcard_constraints:
+        model=model_name_pattern("hub", "fairseq", "local"),
     conda:
         "../../envs/core.yaml"
     resources:
