@@ -21,11 +21,23 @@ import yaml
 
 from mlm_dynamics.errors import InputError
 
-# Language codes end up in file names such as results/treebanks/{lang}.json.gz and in the
-# {lang} wildcard, which cannot hold a dot or a slash.
-LANGUAGE_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-# Model names are directory names (results/activations/{model}/...).
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+# Names that end up in file names and wildcards: (section, pattern, what breaks, what is allowed).
+# Language codes fill results/treebanks/{lang}.json.gz and the {lang} wildcard, which holds no
+# dot; model names are directory names (results/activations/{model}/...).
+NAMES = [
+    (
+        "languages",
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*"),
+        "language code {!r} cannot be used in file names and wildcards",
+        "letters, digits, '_' and '-' only, e.g. fr_ca",
+    ),
+    (
+        "models",
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*"),
+        "model name {!r} cannot be a directory name",
+        "letters, digits, '_', '.', '+' and '-' only",
+    ),
+]
 
 
 # ---------------------------------------------------------------- YAML files
@@ -90,25 +102,27 @@ def check_config_files(paths: list[str | os.PathLike]) -> None:
 # ---------------------------------------------------------------- what the schema cannot say
 
 
+def schema_error(config: dict, schema_path: str | os.PathLike) -> InputError:
+    """The first schema violation as one line naming the key (Snakemake's own message prints
+    the whole schema)."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    error = jsonschema.exceptions.best_match(errors)
+    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    return config_error(key, error.message)
+
+
 def config_error(key: str, message: str) -> InputError:
     return InputError(f"config: {key}: {message}")
 
 
 def check_names(config: dict) -> None:
-    for lang in config["languages"]:
-        if not LANGUAGE_CODE.fullmatch(str(lang)):
-            raise config_error(
-                f"languages.{lang}",
-                f"language code {lang!r} cannot be used in file names and wildcards "
-                "(letters, digits, '_' and '-' only, e.g. fr_ca)",
-            )
-    for name in config["models"]:
-        if not MODEL_NAME.fullmatch(str(name)):
-            raise config_error(
-                f"models.{name}",
-                f"model name {name!r} cannot be a directory name "
-                "(letters, digits, '_', '.', '+' and '-' only)",
-            )
+    for section, pattern, problem, allowed in NAMES:
+        for name in config[section]:
+            if not pattern.fullmatch(str(name)):
+                raise config_error(f"{section}.{name}", f"{problem.format(name)} ({allowed})")
 
 
 def check_languages(config: dict) -> None:

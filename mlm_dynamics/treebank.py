@@ -487,18 +487,10 @@ def prepare_counted(
     return splits, skipped
 
 
-def prepare(
-    treebank_dir: str | Path,
-    caps: dict[str, int],
-    seed: int,
-    dev_fraction: float = 0.2,
-    min_sentences: int = 1,
-    on_bad_sentence: str = "stop",
-) -> dict[str, list[Sentence]]:
-    """The subsampled splits of one treebank directory; ``caps["train"] == 0`` drops train."""
-    return prepare_counted(treebank_dir, caps, seed, dev_fraction, min_sentences, on_bad_sentence)[
-        0
-    ]
+def prepare(*args, **kwargs) -> dict[str, list[Sentence]]:
+    """The subsampled splits of one treebank directory (``prepare_counted``'s arguments);
+    ``caps["train"] == 0`` drops train."""
+    return prepare_counted(*args, **kwargs)[0]
 
 
 def label_inventory(splits: dict[str, list[Sentence]]) -> dict[str, list[str]]:

@@ -25,25 +25,17 @@ shell.prefix(
 CONFIG_SCHEMA = "../schemas/config.schema.yaml"
 
 
-def schema_error(config):
-    """The first schema violation as one line naming the key (Snakemake's own message prints
-    the whole schema)."""
-    import jsonschema
-    import yaml
-
-    schema = yaml.safe_load(
-        (Path(workflow.current_basedir) / CONFIG_SCHEMA).read_text()
-    )
-    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
-    error = jsonschema.exceptions.best_match(errors)
-    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-    return f"error: config: {key}: {error.message}"
-
-
+# Validated once, here, before any job: the schema (types and defaults), then what a schema
+# cannot say (mlm_dynamics/config_check.py); either stops with one line naming the key.
 try:
     validate(config, CONFIG_SCHEMA, set_default=True)
 except WorkflowError:
-    sys.exit(schema_error(config))
+    schema = Path(workflow.current_basedir) / CONFIG_SCHEMA
+    sys.exit(f"error: {config_check.schema_error(config, schema)}")
+try:
+    check_config(config)
+except InputError as error:
+    sys.exit(f"error: {error}")
 
 
 SPLITS = ["train", "dev", "test"]
@@ -74,12 +66,6 @@ wildcard_constraints:
 def config_error(message):
     """Stop with one line naming the config key; nothing already computed is touched."""
     sys.exit(f"error: config: {message}")
-
-
-try:
-    check_config(config)
-except InputError as error:
-    sys.exit(f"error: {error}")
 
 
 # ---------------------------------------------------------------- models and steps
