@@ -31,3 +31,16 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> Path:
+    """The reduced default (tests/workflow_run.py), run from nothing once for every end-to-end
+    test (minutes: the tests using it are marked e2e). Tests that change it work on a copy."""
+    import yaml
+    from workflow_run import reduced_config, run_to_completion
+
+    workdir = tmp_path_factory.mktemp("reference")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
+    run_to_completion(workdir)
+    return workdir

@@ -8,7 +8,6 @@ figures). Dry runs then check what a new checkpoint or a new language schedules.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,87 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-LANGUAGES = ["en", "ru", "zh"]  # three scripts
-STEPS = [0, 20, 40]
-
-
-def reduced_config(languages=LANGUAGES, steps=STEPS) -> dict:
-    """config.yaml with a smaller model, fewer languages, steps and sentences."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["models"] = {"tiny-xlmr": {"source": "embedded", "layers": 2, "steps": list(steps)}}
-    config["languages"] = {
-        lang: {key: str(REPO / path) for key, path in config["languages"][lang].items()}
-        for lang in languages
-    }
-    config["transfer_languages"] = list(languages)
-    config["pretrain"] = {
-        "texts": [str(REPO / f"resources/text/{lang}.txt.gz") for lang in languages],
-        "vocab_size": 3000,
-        "hidden_size": 32,
-        "attention_heads": 2,
-        "intermediate_size": 64,
-        "batch_size": 16,
-        "max_length": 32,
-        "warmup_steps": 5,
-        "threads": 1,
-    }
-    config["treebanks"] = {"max_sentences": {"train": 80, "dev": 40, "test": 40}}
-    config["bpc"] = {"max_sentences": 10}
-    config["statistics"] = {"min_sentences": 10}  # BPC's 10 held-out sentences
-    config["probing"] = {"max_iter": 50}
-    return config
-
-
-def snakemake(workdir: Path, *args: str, config: dict | None = None, **kwargs):
-    configfile = workdir / "config.yaml"
-    if config is not None:  # a variant, beside the run's own config
-        configfile = workdir / "variant.yaml"
-        configfile.write_text(yaml.safe_dump(config))
-    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    argv += ["--directory", str(workdir), "--configfile", str(configfile), *args]
-    return subprocess.run(argv, capture_output=True, text=True, **kwargs)
-
-
-def run_to_completion(workdir: Path, *extra: str):
-    done = snakemake(workdir, "--cores", "2", *extra)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return done
-
-
-def result_files(workdir: Path) -> dict[str, bytes]:
-    root = workdir / "results"
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
-
-
-def scheduled_jobs(workdir: Path, config: dict, *extra: str) -> Counter:
-    """Jobs per rule that a dry run would run."""
-    done = snakemake(workdir, "-n", "--quiet", "rules", *extra, config=config)
-    assert done.returncode == 0, done.stderr[-3000:]
-    counts = Counter()
-    table = False
-    for line in (done.stdout + done.stderr).splitlines():
-        if line.startswith("job ") and "count" in line:
-            table = True
-            continue
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if table and match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The reduced default, run from nothing (minutes: the tests using it are marked e2e)."""
-    workdir = tmp_path_factory.mktemp("reference")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
-    run_to_completion(workdir)
-    return workdir
+from workflow_run import (
+    LANGUAGES,
+    REPO,
+    STEPS,
+    reduced_config,
+    result_files,
+    run_to_completion,
+    scheduled_jobs,
+    snakemake,
+)
 
 
 @pytest.mark.e2e
@@ -269,28 +197,11 @@ def test_default_config_dag_shape(tmp_path):
         per_step_and_language, steps * languages
     )
     assert jobs["pretrain"] == steps and jobs["train_tokenizer"] == 1
+    assert "check_checkpoint" not in jobs  # the pretrain job checks its own checkpoint
     assert jobs["prepare_treebank"] == languages
     assert jobs["collect_table"] == jobs["analyse"] == 1
     assert jobs["transfer_matrices"] == 3  # one per UD task
     assert not {"xnli_features", "xnli_probe", "simalign", "fetch_checkpoint"} & set(jobs)
-
-
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        (lambda c: c["models"]["tiny-xlmr"].update(layerz=2), "models.tiny-xlmr: Additional"),
-        (lambda c: c["transfer_languages"].append("xx"), "transfer_languages[3]: unknown"),
-        (lambda c: c["probing"].update(tasks=["pos", "foo"]), "probing.tasks.1: 'foo'"),
-    ],
-)
-def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, change, expected):
-    config = reduced_config()
-    change(config)
-    done = snakemake(tmp_path, "-n", config=config)
-    assert done.returncode != 0
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    assert lines[-1].startswith(f"error: config: {expected}"), lines[-3:]
-    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize(("device", "gpus"), [("cpu", "0"), ("cuda", "1")])

@@ -1,0 +1,633 @@
+"""Bad input never yields a number: every mistake is one line, on screen, and nothing is lost.
+
+One parametrised matrix over every kind of bad input a new user has tried: config mistakes (run
+through the real Snakefile, as a plain ``snakemake --cores 2``), CoNLL-U files that are not valid
+UD trees (through ``prepare-treebank`` as its rule runs it, ``--log`` and all), broken checkpoints
+(through ``check-checkpoint`` likewise) and whole runs that meet a bad treebank, checkpoint or
+model on the way. Each case asserts the exact one line on the terminal, the exit status, no
+traceback, and that every file the previous run had computed is byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from test_checkpoint_check import BAD_CHECKPOINT_CASES
+from test_treebank import BAD_CONLLU_CASES
+from workflow_run import REPO, reduced_config
+
+from mlm_dynamics.__main__ import main as cli
+
+# ---------------------------------------------------------------- the previous run
+
+
+@pytest.fixture(scope="module")
+def finished(reference, tmp_path_factory) -> Path:
+    """A copy of the finished reference run, which the bad inputs below meet."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    shutil.copytree(reference, workdir, symlinks=True)
+    return workdir
+
+
+def digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (the previous run's outputs)."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def assert_nothing_lost(before: dict[str, str], root: Path) -> None:
+    after = digests(root)
+    changed = [name for name, digest in before.items() if after.get(name) != digest]
+    assert not changed, f"previous outputs changed or removed: {changed[:5]}"
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def run_snakemake(workdir: Path, config: dict | None, *args: str) -> subprocess.CompletedProcess:
+    """A plain ``snakemake --cores 2`` in ``workdir`` with ``config`` as its --configfile (none:
+    the workdir's own config.yaml, read by the Snakefile's ``configfile:``)."""
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+    argv += ["--directory", str(workdir), "--cores", "2", *args]
+    if config is not None:
+        (workdir / "variant.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        argv += ["--configfile", str(workdir / "variant.yaml")]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+# ---------------------------------------------------------------- config mistakes
+
+
+@dataclass(frozen=True)
+class ConfigCase:
+    id: str
+    change: Callable[[dict, Path], None]  # (config, a scratch directory for bad files)
+    expected: str  # the one line; {bad} is the scratch directory
+
+
+def set_in(config: dict, dotted: str, value) -> None:
+    *parents, key = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[key] = value
+
+
+def add_language(code: str):
+    def change(config, bad):
+        config["languages"][code] = dict(config["languages"]["en"])
+
+    return change
+
+
+def add_model(name: str, **spec):
+    def change(config, bad):
+        config["models"][name] = {
+            key: value.format(bad=bad) if isinstance(value, str) else value
+            for key, value in spec.items()
+        }
+
+    return change
+
+
+def local_steps(*steps: int):
+    """Step directories bad/local/{step} (empty: these cases stop before any is read)."""
+
+    def make(bad: Path) -> None:
+        for step in steps:
+            (bad / "local" / str(step)).mkdir(parents=True, exist_ok=True)
+
+    return make
+
+
+def with_files(make: Callable[[Path], None], change: Callable[[dict, Path], None]):
+    def both(config, bad):
+        make(bad)
+        change(config, bad)
+
+    return both
+
+
+CONFIG_CASES = [
+    ConfigCase(
+        "unknown-top-level-key",
+        lambda c, bad: c.update(seeds=3),
+        "error: config: (top level): Additional properties are not allowed "
+        "('seeds' was unexpected)",
+    ),
+    ConfigCase(
+        "unknown-model-key",
+        lambda c, bad: c["models"]["tiny-xlmr"].update(layerz=2),
+        "error: config: models.tiny-xlmr: Additional properties are not allowed "
+        "('layerz' was unexpected)",
+    ),
+    ConfigCase(
+        "unknown-task",
+        lambda c, bad: set_in(c, "probing.tasks", ["pos", "foo"]),
+        "error: config: probing.tasks.1: 'foo' is not one of ['pos', 'arc', 'deprel']",
+    ),
+    ConfigCase(
+        "confidence-out-of-range",
+        lambda c, bad: set_in(c, "statistics.confidence", 95),
+        "error: config: statistics.confidence: 95 is greater than or equal to the maximum of 1",
+    ),
+    ConfigCase(
+        "steps-not-integers",
+        lambda c, bad: c["models"]["tiny-xlmr"].update(steps=["0", "20"]),
+        "error: config: models.tiny-xlmr.steps.0: '0' is not of type 'integer'",
+    ),
+    ConfigCase(
+        "unknown-transfer-language",
+        lambda c, bad: c["transfer_languages"].append("xx"),
+        "error: config: transfer_languages[3]: unknown language 'xx' (not under 'languages')",
+    ),
+    ConfigCase(
+        "transfer-language-without-treebank",
+        lambda c, bad: (
+            c["languages"].update(sw={"heldout_text": c["languages"]["en"]["heldout_text"]}),
+            c["transfer_languages"].append("sw"),
+        ),
+        "error: config: transfer_languages[3]: language 'sw' has no 'treebank' under languages.sw",
+    ),
+    ConfigCase(
+        "missing-treebank",
+        lambda c, bad: c["languages"]["en"].update(treebank=f"{bad}/UD_English-EWTT"),
+        "error: config: languages.en.treebank: no such directory {bad}/UD_English-EWTT",
+    ),
+    ConfigCase(
+        "missing-heldout-text",
+        lambda c, bad: c["languages"]["ru"].update(heldout_text=f"{bad}/ru.txt.gz"),
+        "error: config: languages.ru.heldout_text: no such file {bad}/ru.txt.gz",
+    ),
+    ConfigCase(
+        "language-code-with-a-dot",
+        add_language("fr.ca"),
+        "error: config: languages.fr.ca: language code 'fr.ca' cannot be used in file names "
+        "and wildcards (letters, digits, '_' and '-' only, e.g. fr_ca)",
+    ),
+    ConfigCase(
+        "language-code-with-a-slash",
+        add_language("zh/tw"),
+        "error: config: languages.zh/tw: language code 'zh/tw' cannot be used in file names "
+        "and wildcards (letters, digits, '_' and '-' only, e.g. fr_ca)",
+    ),
+    ConfigCase(
+        "model-name-with-a-space",
+        add_model("my model", source="local", path="{bad}/local/{{step}}", steps=[20]),
+        "error: config: models.my model: model name 'my model' cannot be a directory name "
+        "(letters, digits, '_', '.', '+' and '-' only)",
+    ),
+    ConfigCase(
+        "missing-pretraining-text",
+        lambda c, bad: c["pretrain"]["texts"].append(f"{bad}/sw.txt.gz"),
+        "error: config: pretrain.texts[3]: no such file {bad}/sw.txt.gz",
+    ),
+    ConfigCase(
+        "local-without-path-or-glob",
+        add_model("run", source="local", steps=[20]),
+        "error: config: models.run: source 'local' needs 'path' or 'glob'",
+    ),
+    ConfigCase(
+        "local-path-without-step",
+        with_files(
+            local_steps(20),
+            add_model("run", source="local", path="{bad}/local/20", steps=[20, 40]),
+        ),
+        "error: config: models.run.path: '{bad}/local/20' has no {{step}}, so all 2 steps "
+        "would read the same checkpoint",
+    ),
+    ConfigCase(
+        "local-step-directory-missing",
+        with_files(
+            local_steps(20),
+            add_model("run", source="local", path="{bad}/local/{{step}}", steps=[20, 40]),
+        ),
+        "error: config: models.run.path: step 40: no checkpoint directory {bad}/local/40",
+    ),
+    ConfigCase(
+        "local-tokenizer-missing",
+        with_files(
+            local_steps(20),
+            add_model(
+                "run",
+                source="local",
+                path="{bad}/local/{{step}}",
+                tokenizer="{bad}/tokenizer",
+                steps=[20],
+            ),
+        ),
+        "error: config: models.run.tokenizer: no such directory {bad}/tokenizer",
+    ),
+    ConfigCase(
+        "discover-without-glob",
+        add_model("run", source="local", path="{bad}/local/{{step}}", steps="discover"),
+        "error: config: models.run.steps: 'discover' needs models.run.glob",
+    ),
+    ConfigCase(
+        "hub-without-repo",
+        add_model("hub", source="hub", steps=[1000]),
+        "error: config: models.hub.repo: needed by source 'hub'",
+    ),
+    ConfigCase(
+        "fairseq-without-tokenizer",
+        add_model("fs", source="fairseq", url="{bad}/checkpoint_{{step}}.pt", steps=[1000]),
+        "error: config: models.fs.tokenizer: needed by source 'fairseq'",
+    ),
+    ConfigCase(
+        "fairseq-file-missing",
+        add_model(
+            "fs",
+            source="fairseq",
+            url="{bad}/checkpoint_{{step}}.pt",
+            tokenizer="xlm-roberta-base",
+            steps=[1000],
+        ),
+        "error: config: models.fs.url: step 1000: no such file {bad}/checkpoint_1000.pt",
+    ),
+    ConfigCase(
+        "transfer-step-not-a-step",
+        lambda c, bad: set_in(c, "analysis.transfer_steps", [0, 30]),
+        "error: config: analysis.transfer_steps[1]: step 30 is not a step of models.tiny-xlmr",
+    ),
+    ConfigCase(
+        "xnli-data-missing",
+        lambda c, bad: c.update(
+            xnli={"enabled": True, "languages": ["en", "ru"], "data": f"{bad}/xnli"}
+        ),
+        "error: config: xnli.data: no such directory {bad}/xnli",
+    ),
+    ConfigCase(
+        "simalign-file-missing",
+        lambda c, bad: c.update(
+            simalign={
+                "enabled": True,
+                "pairs": {
+                    "ru": {
+                        "source": f"{bad}/en-ru.en",
+                        "target": f"{bad}/en-ru.ru",
+                        "gold": f"{bad}/en-ru.gold",
+                    }
+                },
+            }
+        ),
+        "error: config: simalign.pairs.ru.source: no such file {bad}/en-ru.en",
+    ),
+]
+
+
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+
+def config_error_line(config: dict) -> str | None:
+    """What the Snakefile's validation says of ``config`` (common.smk's two steps: the schema
+    with its defaults, then config_check), without starting Snakemake."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from mlm_dynamics.config_check import check_config, schema_error
+    from mlm_dynamics.errors import InputError
+
+    try:
+        validate(config, str(SCHEMA), set_default=True)
+    except WorkflowError:
+        return f"error: {schema_error(config, SCHEMA)}"
+    try:
+        check_config(config)
+    except InputError as error:
+        return f"error: {error}"
+    return None
+
+
+# Checked by the Snakefile after the package's checks (it needs the steps a glob discovers).
+NEEDS_SNAKEMAKE = {"transfer-step-not-a-step"}
+IN_PROCESS = [case for case in CONFIG_CASES if case.id not in NEEDS_SNAKEMAKE]
+
+
+@pytest.mark.parametrize("case", IN_PROCESS, ids=lambda case: case.id)
+def test_a_config_mistake_is_one_line_naming_the_key(tmp_path, case):
+    config = reduced_config()
+    assert config_error_line(config) is None
+    case.change(config, tmp_path)
+    assert config_error_line(config) == case.expected.format(bad=tmp_path)
+
+
+# Through a plain `snakemake --cores 2` on the finished run: a schema error, each kind of
+# config_check error, and the one common.smk raises itself.
+ON_THE_TERMINAL = ["unknown-task", "missing-treebank", "language-code-with-a-dot"]
+ON_THE_TERMINAL += ["local-path-without-step", "transfer-step-not-a-step"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "case", [case for case in CONFIG_CASES if case.id in ON_THE_TERMINAL], ids=lambda c: c.id
+)
+def test_a_config_mistake_stops_a_plain_run_with_its_line(finished, tmp_path, case):
+    before = digests(finished / "results")
+    config = yaml.safe_load((finished / "config.yaml").read_text())
+    case.change(config, tmp_path)
+    done = run_snakemake(finished, config)
+    assert done.returncode == 1
+    assert error_lines(done.stdout + done.stderr) == [case.expected.format(bad=tmp_path)]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert_nothing_lost(before, finished / "results")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("section", ["statistics", "probing"])
+def test_a_key_given_twice_names_the_file_and_line(finished, section):
+    """The previous run's config with one of its sections given a second time at the end."""
+    before = digests(finished / "results")
+    text = yaml.safe_dump(reduced_config(), sort_keys=False)
+    first = text.splitlines().index(f"{section}:") + 1
+    second = len(text.splitlines()) + 1
+    config = finished / "twice.yaml"
+    config.write_text(text + f"{section}: {{}}\n")
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+    argv += ["--directory", str(finished), "--cores", "2", "--configfile", str(config)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    # Snakemake hands the Snakefile absolute paths; the line names the file relative to the run.
+    assert error_lines(done.stdout + done.stderr) == [
+        f"error: twice.yaml:{second}: duplicate key {section!r} (first given at line {first}; "
+        "YAML would silently keep the last)"
+    ]
+    assert_nothing_lost(before, finished / "results")
+
+
+@pytest.mark.e2e
+def test_a_yaml_syntax_error_in_config_yaml_names_the_file_and_line(tmp_path):
+    """The workflow's own config.yaml (no --configfile), edited with a syntax error."""
+    text = yaml.safe_dump(reduced_config(), sort_keys=False)
+    broken = len(text.splitlines()) + 1
+    (tmp_path / "config.yaml").write_text(text + "views: [last, best}\n")
+    done = run_snakemake(tmp_path, None)
+    assert done.returncode == 1
+    assert error_lines(done.stdout + done.stderr) == [
+        f"error: config.yaml:{broken}: YAML syntax error: expected ',' or ']', but got '}}' "
+        "while parsing a flow sequence"
+    ]
+    assert not (tmp_path / "results").exists()
+
+
+CHECK_CONFIG_CASES = [
+    (
+        "unclosed-flow-sequence",
+        "models:\n  run: {source: local, steps: [0, 20}\n",
+        ":2: YAML syntax error: expected ',' or ']', but got '}' while parsing a flow sequence",
+    ),
+    (
+        "tab-indentation",
+        "probing:\n\tmax_iter: 50\n",
+        ":2: YAML syntax error: found character '\\t' that cannot start any token "
+        "while scanning for the next token",
+    ),
+    (
+        "bad-indentation",
+        "probing:\n  max_iter: 50\n   seeds: 2\n",
+        ":3: YAML syntax error: mapping values are not allowed here",
+    ),
+    (
+        "duplicate-nested-key",
+        "languages:\n  en: {treebank: a}\n  en: {treebank: b}\n",
+        ":3: duplicate key 'en' (first given at line 2; YAML would silently keep the last)",
+    ),
+    ("not-a-mapping", "- en\n- fr\n", ":1: a config file is a mapping of keys, not a list"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"), CHECK_CONFIG_CASES, ids=[c[0] for c in CHECK_CONFIG_CASES]
+)
+def test_check_config_names_the_file_and_line(tmp_path, capfd, name, text, expected):
+    """For a --configfile, whose syntax errors Snakemake reports before the workflow runs."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    capfd.readouterr()
+    assert cli(["--log", str(tmp_path / "check.log"), "check-config", str(path)]) == 2
+    assert capfd.readouterr().err.splitlines() == [f"error: {path}{expected}"]
+
+
+# ---------------------------------------------------------------- CoNLL-U files
+
+
+def treebank_with(train: str | bytes, directory: Path) -> Path:
+    """A treebank directory whose train file is ``train`` and dev/test are a valid tree."""
+    directory.mkdir(parents=True)
+    (directory / "xx-ud-train.conllu").write_bytes(
+        train if isinstance(train, bytes) else train.encode("utf-8")
+    )
+    good = BAD_CONLLU_CASES_GOOD_TREE
+    for split in ("dev", "test"):
+        (directory / f"xx-ud-{split}.conllu").write_text(good)
+    return directory
+
+
+def prepare_argv(treebank: Path, out: Path) -> list[str]:
+    """prepare-treebank's arguments as the rule gives them (min-sentences 1: one tree here)."""
+    return [
+        "prepare-treebank",
+        "--treebank",
+        str(treebank),
+        "--language",
+        "xx",
+        "--max-train",
+        "600",
+        "--max-dev",
+        "300",
+        "--max-test",
+        "300",
+        "--dev-fraction",
+        "0.2",
+        "--min-sentences",
+        "1",
+        "--on-bad-sentence",
+        "stop",
+        "--out",
+        str(out / "xx.json.gz"),
+        "--labels",
+        str(out / "xx.labels.json"),
+    ]
+
+
+BAD_CONLLU_CASES_GOOD_TREE = "1\tHi\thi\tINTJ\t_\t_\t0\troot\t_\t_\n\n"
+REFUSED_CONLLU = [case for case in BAD_CONLLU_CASES if case[2] is not None]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"), REFUSED_CONLLU, ids=[case[0] for case in REFUSED_CONLLU]
+)
+def test_a_bad_conllu_file_is_one_line_naming_file_and_line(tmp_path, capfd, name, text, expected):
+    out = tmp_path / "results"
+    good = treebank_with(BAD_CONLLU_CASES_GOOD_TREE, tmp_path / "good")
+    assert cli(["--log", str(tmp_path / "good.log"), *prepare_argv(good, out)]) == 0
+    before = digests(out)
+    capfd.readouterr()
+    treebank = treebank_with(text, tmp_path / "bad")
+    status = cli(["--log", str(tmp_path / "bad.log"), *prepare_argv(treebank, out)])
+    terminal = capfd.readouterr()
+    assert status == 2
+    train = treebank / "xx-ud-train.conllu"
+    assert terminal.err.splitlines() == [f"error: {train}{expected}"]
+    assert "Traceback" not in (tmp_path / "bad.log").read_text()
+    assert_nothing_lost(before, out)
+    assert digests(out) == before  # nothing new either
+
+
+# ---------------------------------------------------------------- broken checkpoints
+
+
+@pytest.mark.parametrize(
+    ("name", "breaks", "expected"),
+    BAD_CHECKPOINT_CASES,
+    ids=[case[0] for case in BAD_CHECKPOINT_CASES],
+)
+def test_a_broken_checkpoint_is_one_line_naming_model_step_and_file(
+    tiny_checkpoint, tmp_path, capfd, name, breaks, expected
+):
+    checkpoint = tmp_path / "run" / "200"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    out = tmp_path / "results"
+    out.mkdir()
+    record = out / "200.json"
+    record.write_text("{}")  # the record of an earlier check of this step
+    before = digests(out)
+    extra = breaks(checkpoint)
+    argv = ["check-checkpoint", "--checkpoint", str(checkpoint), "--model", "run"]
+    argv += ["--step", "200", *extra, "--out", str(record)]
+    capfd.readouterr()
+    status = cli(["--log", str(tmp_path / "check.log"), *argv])
+    terminal = capfd.readouterr()
+    assert status == 2
+    assert terminal.err.splitlines() == [f"error: {expected.format(dir=checkpoint)}"]
+    assert "Traceback" not in (tmp_path / "check.log").read_text()
+    assert_nothing_lost(before, out)
+
+
+# ---------------------------------------------------------------- whole runs
+
+
+def step_directory(finished: Path, step: int, target: Path, keep=lambda path: True) -> Path:
+    """A copy of the reference run's embedded checkpoint of ``step`` (only the files ``keep``
+    accepts) as a ``local`` model's step directory."""
+    target.mkdir(parents=True)
+    for path in (finished / "results/checkpoints/tiny-xlmr" / str(step)).iterdir():
+        if path.is_file() and keep(path):
+            shutil.copy2(path, target / path.name)
+    return target
+
+
+def without_tokenizer(path: Path) -> bool:
+    from mlm_dynamics.sources import TOKENIZER_FILES
+
+    return path.name not in TOKENIZER_FILES
+
+
+def local_model(config: dict, name: str, root: Path, steps: list[int], **spec) -> None:
+    config["models"][name] = {
+        "source": "local",
+        "layers": config["models"]["tiny-xlmr"]["layers"],
+        "path": f"{root}/{{step}}",
+        "steps": steps,
+        **spec,
+    }
+
+
+def bad_treebank_language(finished: Path, config: dict, bad: Path) -> str:
+    [(name, text, expected)] = [case for case in BAD_CONLLU_CASES if case[0] == "cycle"]
+    treebank = treebank_with(text, bad / "UD_Bad")
+    config["languages"]["xx"] = {"treebank": str(treebank)}
+    return f"error: {treebank / 'xx-ud-train.conllu'}{expected}"
+
+
+def no_tokenizer(finished: Path, config: dict, bad: Path) -> str:
+    step = step_directory(finished, 20, bad / "run" / "20", keep=without_tokenizer)
+    local_model(config, "run", bad / "run", [20])
+    return (
+        f"error: run step 20: {step}: no tokenizer files (tokenizer.json, "
+        "sentencepiece.bpe.model, vocab.txt, ...) and no tokenizer configured "
+        "(models.run.tokenizer)"
+    )
+
+
+def identical_steps(finished: Path, config: dict, bad: Path) -> str:
+    step_directory(finished, 20, bad / "suite" / "20")
+    step_directory(finished, 20, bad / "suite" / "40")
+    local_model(config, "suite", bad / "suite", [20, 40])
+    return "error: models.suite: steps 20 and 40 have identical weights (sha256 "
+
+
+def garbled_config_json(finished: Path, config: dict, bad: Path) -> str:
+    step = step_directory(finished, 20, bad / "broken" / "20")
+    text = (step / "config.json").read_text().replace('"hidden_size"', '"hidden_size"::', 1)
+    (step / "config.json").write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "hidden_size" in row)
+    local_model(config, "broken", bad / "broken", [20])
+    return f"error: broken step 20: {step / 'config.json'}:{line}: not JSON"
+
+
+def encoder_without_head(finished: Path, config: dict, bad: Path) -> str:
+    from transformers import AutoModel
+
+    step = step_directory(
+        finished, 20, bad / "encoder" / "20", keep=lambda p: p.suffix != ".safetensors"
+    )
+    AutoModel.from_pretrained(finished / "results/checkpoints/tiny-xlmr/20").save_pretrained(step)
+    local_model(config, "encoder", bad / "encoder", [20])
+    del config["models"]["tiny-xlmr"]  # (the embedded model's jobs are done either way)
+    return (
+        f"error: {step}: no masked-LM head in the weights (lm_head.* missing): bits per "
+        "character would come from a randomly initialised head"
+    )
+
+
+RUN_CASES = [bad_treebank_language, no_tokenizer, identical_steps, garbled_config_json]
+RUN_CASES += [encoder_without_head]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("make", RUN_CASES, ids=lambda make: make.__name__.replace("_", "-"))
+def test_a_run_that_meets_bad_input_shows_the_one_line_and_keeps_what_it_had(
+    finished, tmp_path, make
+):
+    before = digests(finished / "results")
+    config = yaml.safe_load((finished / "config.yaml").read_text())
+    expected = make(finished, config, tmp_path)
+    planned = run_snakemake(finished, config, "-n")
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    done = run_snakemake(finished, config)
+    terminal = done.stdout + done.stderr
+    assert done.returncode == 1
+    lines = error_lines(terminal)  # one per failed job: jobs running side by side may both fail
+    assert lines and all(line.startswith(expected) for line in lines), terminal[-3000:]
+    assert len(set(lines)) == 1
+    assert "Traceback" not in terminal
+    assert_nothing_lost(before, finished / "results")
+
+
+@pytest.mark.e2e
+def test_a_configured_tokenizer_reaches_every_command_that_loads_the_checkpoint(finished, tmp_path):
+    """models.<name>.tokenizer (step directories without tokenizer files) is wired through."""
+    step_directory(finished, 20, tmp_path / "run" / "20", keep=without_tokenizer)
+    tokenizer = tmp_path / "tokenizer"
+    shutil.copytree(finished / "results/checkpoints/tiny-xlmr/tokenizer", tokenizer)
+    config = yaml.safe_load((finished / "config.yaml").read_text())
+    local_model(config, "run", tmp_path / "run", [20], tokenizer=str(tokenizer))
+    done = run_snakemake(finished, config, "-n", "-p")
+    assert done.returncode == 0, done.stderr[-2000:]
+    commands = [line for line in done.stdout.splitlines() if "python -m mlm_dynamics" in line]
+    loading = [c for c in commands if " --model run " in c or "/run/20 " in c]
+    for command in ("check-checkpoint", "extract-activations", "bpc"):
+        uses = [c for c in loading if f" {command} " in c]
+        assert uses and all(f"--tokenizer {tokenizer}" in c for c in uses), command
