@@ -11,6 +11,7 @@ traceback, and that every file the previous run had computed is byte-identical a
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -629,5 +630,5 @@ def test_a_configured_tokenizer_reaches_every_command_that_loads_the_checkpoint(
     commands = [line for line in done.stdout.splitlines() if "python -m mlm_dynamics" in line]
     loading = [c for c in commands if " --model run " in c or "/run/20 " in c]
     for command in ("check-checkpoint", "extract-activations", "bpc"):
-        uses = [c for c in loading if f" {command} " in c]
+        uses = [c for c in loading if re.search(rf"mlm_dynamics --log \S+ {command} ", c)]
         assert uses and all(f"--tokenizer {tokenizer}" in c for c in uses), command
