@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlm_dynamics import analysis
+from mlm_dynamics.analysis import findings
 
 
 def cell(row) -> str:
@@ -37,13 +37,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", default="results", type=Path)
     args = parser.parse_args()
-    table = analysis.read_table(args.results / "tables/probing.parquet")
+    table = findings.read_table(args.results / "tables/probing.parquet")
     steps = sorted(table["step"].unique())
     first, last = steps[0], steps[-1]
-    scores = analysis.view_scores(table, ["last"])
+    scores = findings.view_scores(table, ["last"])
     own = scores[(scores.train_lang == scores.test_lang) & (scores.task == "pos")]
     languages = sorted(own.train_lang.unique())
-    selectivity = analysis.view_scores(table, ["last"], analysis.SELECTIVITY_METRIC)
+    selectivity = findings.view_scores(table, ["last"], findings.SELECTIVITY_METRIC)
     selectivity = selectivity[selectivity.task == "pos"]
     bpc = table[(table.metric == "bpc") & (table.task == "bpc")]
     rows = {}

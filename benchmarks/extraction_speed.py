@@ -22,8 +22,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mlm_dynamics.extract import Encoder  # noqa: E402
-from mlm_dynamics.treebank import load_prepared, prepare  # noqa: E402
+from mlm_dynamics.activations.extract import Encoder  # noqa: E402
+from mlm_dynamics.treebanks import load_prepared, prepare  # noqa: E402
 
 
 def default_checkpoint(directory: Path) -> Path:

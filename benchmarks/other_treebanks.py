@@ -50,12 +50,12 @@ def summary(results: Path) -> str:
     import gzip
     import json
 
-    from mlm_dynamics import analysis
+    from mlm_dynamics.analysis import findings
 
-    table = analysis.read_table(results / "tables/probing.parquet")
+    table = findings.read_table(results / "tables/probing.parquet")
     steps = sorted(table["step"].unique())
-    scores = analysis.view_scores(table, ["last"])
-    baselines = analysis.majority_baselines(table).set_index(["task", "train_lang"])
+    scores = findings.view_scores(table, ["last"])
+    baselines = findings.majority_baselines(table).set_index(["task", "train_lang"])
     lines = ["| | " + " | ".join(f"step {step}" for step in (steps[0], steps[-1]))
              + " | majority | train / dev / test sentences |", "|---|---|---|---|---|"]  # fmt: skip
     for lang in sorted(scores.train_lang.unique()):

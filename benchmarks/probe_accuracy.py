@@ -28,13 +28,13 @@ TOLERANCE = 0.5  # points: the accuracy agreement issue 6 asks for
 
 def study(task, activations, treebank, l2, budgets) -> dict:
     """Largest |accuracy difference| over layers (points) per budget, for one task x language."""
-    from mlm_dynamics import probing_tasks
-    from mlm_dynamics.probe import LinearProbe, SklearnProbe
-    from mlm_dynamics.treebank import load_prepared
+    from mlm_dynamics.probing import registry
+    from mlm_dynamics.probing.probe import LinearProbe, SklearnProbe
+    from mlm_dynamics.treebanks import load_prepared
 
     splits = load_prepared(treebank)
     train, test = (
-        probing_tasks.build(task, splits[split], Path(activations) / split, treebank)
+        registry.build(task, splits[split], Path(activations) / split, treebank)
         for split in ("train", "test")
     )
     reference = {
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from mlm_dynamics.probe import fitting_threads
+    from mlm_dynamics.probing.probe import fitting_threads
 
     steps = args.steps or sorted((p.name for p in args.cache.iterdir() if p.is_dir()), key=int)
     print(

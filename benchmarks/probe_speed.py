@@ -46,11 +46,12 @@ def workflow_defaults() -> dict:
 
 def random_model_cache(work: Path) -> tuple[Path, Path]:
     """Prepared English treebank + activations of a random-init tiny XLM-R, under ``work``."""
-    from mlm_dynamics import extract, pretrain, treebank
+    from mlm_dynamics import pretrain, treebanks
+    from mlm_dynamics.activations import extract
 
     texts = sorted(str(p) for p in (REPO / "resources" / "text").glob("*.txt.gz"))
     treebank_file = work / "en.json.gz"
-    treebank.main(
+    treebanks.main(
         "prepare-treebank",
         ["--treebank", str(REPO / "resources/ud/UD_English-EWT"), "--language", "en"]
         + ["--out", str(treebank_file), "--labels", str(work / "en.labels.json")],
@@ -92,13 +93,13 @@ def training_objective(probe, X: np.ndarray, y: np.ndarray, l2: float) -> np.nda
 def compare(task, activations, treebank, l2, max_iter, repeats, device="cpu", verbose=True):
     """Fit the torch probe and both scikit-learn fits on one task x language (alternating; the
     best time of ``repeats``)."""
-    from mlm_dynamics import probing_tasks
-    from mlm_dynamics.probe import LinearProbe, SklearnProbe
-    from mlm_dynamics.treebank import load_prepared
+    from mlm_dynamics.probing import registry
+    from mlm_dynamics.probing.probe import LinearProbe, SklearnProbe
+    from mlm_dynamics.treebanks import load_prepared
 
     splits = load_prepared(treebank)
     train, test = (
-        probing_tasks.build(task, splits[split], Path(activations) / split, treebank)
+        registry.build(task, splits[split], Path(activations) / split, treebank)
         for split in ("train", "test")
     )
     layers, n, d = train.X.shape
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, help="keep the random-model cache here")
     args = parser.parse_args()
 
-    from mlm_dynamics.probe import fitting_threads
+    from mlm_dynamics.probing.probe import fitting_threads
 
     print(f"threads {args.threads}, repeats {args.repeats}, torch probe on {args.device}")
     with tempfile.TemporaryDirectory() as tmp, fitting_threads(args.threads):

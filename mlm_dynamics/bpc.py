@@ -70,11 +70,11 @@ def pick_device():
 
 def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, masked_lm: bool):
     """A Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer; loaded through
-    :mod:`mlm_dynamics.checkpoint_check`, so a broken checkpoint is one error line, and a
+    :mod:`mlm_dynamics.sources.checks`, so a broken checkpoint is one error line, and a
     masked-LM without its head is refused rather than scored with a random one."""
     from transformers import AutoModel, AutoModelForMaskedLM
 
-    from mlm_dynamics.checkpoint_check import (
+    from mlm_dynamics.sources.checks import (
         load_model,
         load_tokenizer,
         read_config,
@@ -112,7 +112,7 @@ class Sequences:
 
 
 def tokenise(model, tokenizer, sentences: list[str]) -> Sequences:
-    from mlm_dynamics.extract import max_positions
+    from mlm_dynamics.activations.extract import max_positions
 
     width = max_positions(tokenizer, model.config) - 2
     if width < 1:
@@ -321,8 +321,8 @@ def mlm_resampled(weights: np.ndarray, mlm: MaskedEstimate, characters: np.ndarr
 
 def main(command: str, argv: list[str]) -> None:
     from mlm_dynamics import stats
+    from mlm_dynamics.analysis.tables import tidy_frame
     from mlm_dynamics.atomic import save_table
-    from mlm_dynamics.tables import tidy_frame
     from mlm_dynamics.textio import read_lines
 
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)

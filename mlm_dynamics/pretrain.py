@@ -326,7 +326,7 @@ def main(command: str, argv: list[str]) -> None:
     save_checkpoint(args.out, model, tokenizer, optimizer, args.step, settings)
     print(f"saved step {args.step} -> {args.out}")
     if args.check_record:  # checked as any other source's checkpoint, without a job of its own
-        from mlm_dynamics.checkpoint_check import write_record
+        from mlm_dynamics.sources.checks import write_record
 
         write_record(
             args.out, None, args.model, args.step, settings.layers, args.earlier, args.check_record

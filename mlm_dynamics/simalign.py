@@ -291,7 +291,7 @@ def subword_units(encoder, sentences: list[list[str]], batch_tokens: int = 8192)
     The encoder's own window plan (the same tokenisation and windows as word vectors) with each
     subword as its own row, so that its "mean pooling" is the subword's vector itself.
     """
-    from mlm_dynamics.extract import Window, WindowPlan
+    from mlm_dynamics.activations.extract import Window, WindowPlan
 
     plan = encoder.plan(sentences)
     windows, start = [], 0
@@ -362,9 +362,9 @@ def main(command: str, argv: list[str]) -> None:
     methods = list(dict.fromkeys(args.methods))
     granularities = list(dict.fromkeys(args.granularity))
 
+    from mlm_dynamics.activations.extract import Encoder
+    from mlm_dynamics.analysis.tables import tidy_frame
     from mlm_dynamics.atomic import save_table
-    from mlm_dynamics.extract import Encoder
-    from mlm_dynamics.tables import tidy_frame
 
     source = read_sentences(args.source)
     target = read_sentences(args.target)

@@ -250,8 +250,8 @@ def load_features(split_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def features_main(args) -> None:
+    from mlm_dynamics.activations.extract import Encoder
     from mlm_dynamics.atomic import atomic_dir
-    from mlm_dynamics.extract import Encoder
 
     limits = {"train": args.max_train, "dev": args.max_dev, "test": args.max_test}
     splits = {}
@@ -306,9 +306,9 @@ def accuracy_rows(bootstrap, weights, correct: np.ndarray, metric: str, key: dic
 
 def probe_main(args) -> None:
     from mlm_dynamics import stats
+    from mlm_dynamics.analysis.tables import tidy_frame
     from mlm_dynamics.atomic import save_table
-    from mlm_dynamics.probe import fit_l2_grid
-    from mlm_dynamics.tables import tidy_frame
+    from mlm_dynamics.probing.probe import fit_l2_grid
 
     bootstrap = stats.from_arguments(args)
     if args.seeds < 1:

@@ -16,8 +16,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from mlm_dynamics import probe_cli, stats
-from mlm_dynamics.tables import tidy_frame
+from mlm_dynamics import stats
+from mlm_dynamics.analysis.tables import tidy_frame
+from mlm_dynamics.probing import cli as probe_cli
 
 STEPS = [0, 100, 200, 400]
 LANGUAGES = ["en", "fr", "de", "ru", "zh", "ko"]

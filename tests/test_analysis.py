@@ -17,8 +17,9 @@ from synthetic_tables import (
 )
 
 from mlm_dynamics import __main__ as cli
-from mlm_dynamics import analysis, stats
-from mlm_dynamics.analysis import gain_onset, onset_step
+from mlm_dynamics import stats
+from mlm_dynamics.analysis import findings
+from mlm_dynamics.analysis.findings import gain_onset, onset_step
 from mlm_dynamics.errors import InputError
 
 STEP_GRID = [0, 100, 200, 400]
@@ -27,13 +28,13 @@ STEP_GRID = [0, 100, 200, 400]
 @pytest.fixture(scope="module")
 def run():
     table, files = synthetic_run()
-    return analysis.tidy_table(table), files
+    return findings.tidy_table(table), files
 
 
 @pytest.fixture(scope="module")
 def tables(run):
     table, files = run
-    return analysis.analyse(table, analysis.ItemBank(files, BOOTSTRAP), ["last", "best"], 0.95)
+    return findings.analyse(table, findings.ItemBank(files, BOOTSTRAP), ["last", "best"], 0.95)
 
 
 # ---------------------------------------------------------------- onsets on hand-made curves
@@ -78,11 +79,11 @@ def test_gain_onset_takes_the_first_crossing_and_refuses_a_curve_without_gain():
 
 
 def test_verdicts_are_three_way():
-    labels = analysis.DEGRADATION_VERDICTS
-    assert analysis.verdict(True, 0.1, 0.2, labels) == "final is best"
-    assert analysis.verdict(False, -0.2, -0.1, labels) == "final is best"
-    assert analysis.verdict(False, -0.01, 0.03, labels) == "within noise"
-    assert analysis.verdict(False, 0.01, 0.03, labels) == "degraded"
+    labels = findings.DEGRADATION_VERDICTS
+    assert findings.verdict(True, 0.1, 0.2, labels) == "final is best"
+    assert findings.verdict(False, -0.2, -0.1, labels) == "final is best"
+    assert findings.verdict(False, -0.01, 0.03, labels) == "within noise"
+    assert findings.verdict(False, 0.01, 0.03, labels) == "degraded"
 
 
 # ---------------------------------------------------------------- layer views
@@ -90,25 +91,25 @@ def test_verdicts_are_three_way():
 
 def test_the_best_layer_is_chosen_on_dev_and_permuting_test_changes_no_choice(run):
     table, _ = run
-    before = analysis.view_layers(table, ["best", "last", "layer-2"])
+    before = findings.view_layers(table, ["best", "last", "layer-2"])
     shuffled = table.copy()
     test = shuffled["split"] == "test"
     rng = np.random.default_rng(0)
     shuffled.loc[test, "value"] = rng.permutation(shuffled.loc[test, "value"].to_numpy())
-    after = analysis.view_layers(shuffled, ["best", "last", "layer-2"])
+    after = findings.view_layers(shuffled, ["best", "last", "layer-2"])
     pd.testing.assert_frame_equal(before, after)
     # and the choice does follow dev: making layer 1 the best on every dev set selects it
     boosted = table.copy()
     dev = (boosted["split"] == "dev") & (boosted["layer"] == 1) & (boosted["metric"] == "accuracy")
     boosted.loc[dev, "value"] = 1.0
-    chosen = analysis.view_layers(boosted, ["best"])
+    chosen = findings.view_layers(boosted, ["best"])
     assert (chosen["layer"] == 1).all()
 
 
 def test_a_transfer_cell_reads_the_layer_of_its_training_language(run):
     table, _ = run
-    scores = analysis.view_scores(table, ["best"])
-    layers = analysis.dev_best_layers(table).set_index(["model", "task", "train_lang", "step"])
+    scores = findings.view_scores(table, ["best"])
+    layers = findings.dev_best_layers(table).set_index(["model", "task", "train_lang", "step"])
     for row in scores.itertuples():
         assert row.layer == layers.loc[(row.model, row.task, row.train_lang, row.step), "layer"]
     cells = scores[(scores.task == "pos") & (scores.step == 400)]
@@ -119,13 +120,13 @@ def test_a_transfer_cell_reads_the_layer_of_its_training_language(run):
 def test_views_refuse_a_missing_layer_and_missing_dev(run):
     table, _ = run
     with pytest.raises(InputError, match="layer-9: model tiny-xlmr has layers 0..4 only"):
-        analysis.view_layers(table, ["layer-9"])
+        findings.view_layers(table, ["layer-9"])
     no_dev = table[table["split"] != "dev"]
     with pytest.raises(InputError, match="the 'best' view chooses layers on dev"):
-        analysis.view_layers(no_dev, ["best"])
-    assert analysis.view_name(8) == "layer-8" and analysis.view_name("best") == "best"
+        findings.view_layers(no_dev, ["best"])
+    assert findings.view_name(8) == "layer-8" and findings.view_name("best") == "best"
     with pytest.raises(InputError, match="analysis.views: 'top'"):
-        analysis.view_name("top")
+        findings.view_name("top")
 
 
 # ---------------------------------------------------------------- the analysis tables
@@ -175,7 +176,7 @@ def test_degradation_verdicts_on_curves_with_a_known_answer():
                               split=split, seed=0, n=units.size)  # fmt: skip
                 weights = BOOTSTRAP.weights(60, "en", split, "en")
                 data = type("Data", (), {"units": units, "n_units": 60})
-                from mlm_dynamics.probe_cli import interval_rows
+                from mlm_dynamics.probing.cli import interval_rows
 
                 rows += interval_rows(common, [0], correct, data, weights, BOOTSTRAP, "accuracy")
                 if split == "test":
@@ -184,16 +185,16 @@ def test_degradation_verdicts_on_curves_with_a_known_answer():
                             task, "en", "en", "test", 0, np.array([0]), correct, units, 60
                         )  # fmt: skip
                     )
-    table = analysis.tidy_table(pd.DataFrame(rows))
-    bank = analysis.ItemBank([stats.ItemFile("m", s, f) for s, f in files.items()], BOOTSTRAP)
-    result = analysis.degradation(table, bank, ["last"]).set_index("task")
+    table = findings.tidy_table(pd.DataFrame(rows))
+    bank = findings.ItemBank([stats.ItemFile("m", s, f) for s, f in files.items()], BOOTSTRAP)
+    result = findings.degradation(table, bank, ["last"]).set_index("task")
     assert result.loc["pos", "verdict"] == "final is best"
     assert result.loc["arc", "verdict"] == "degraded"
     assert result.loc["arc", "best_step"] == 10
     # a plateau (dev ties at every step): the later step is best, so no spurious degradation
     assert result.loc["deprel", "best_step"] == 100
     assert result.loc["deprel", "verdict"] == "final is best"
-    onsets = analysis.onsets(table, bank, ["last"], 0.5).set_index("task")
+    onsets = findings.onsets(table, bank, ["last"], 0.5).set_index("task")
     assert onsets.loc["deprel", "status"] == "no onset"
     assert np.isnan(onsets.loc["deprel", "onset_gain_step"])
     assert onsets.loc["pos", "status"] == "onset"
@@ -204,11 +205,11 @@ def test_analyse_writes_the_tables_and_refuses_missing_items(tmp_path, capsys):
     table, items = write_run(tmp_path / "run", xnli=False, simalign=False, bpc=False)
     out = tmp_path / "analysis"
     assert cli.main(analyse_arguments(table, items, out)) == 0
-    for stem in analysis.ANALYSIS_TABLES:
+    for stem in findings.ANALYSIS_TABLES:
         assert (out / f"{stem}.csv").is_file()
-    first = {stem: (out / f"{stem}.csv").read_bytes() for stem in analysis.ANALYSIS_TABLES}
+    first = {stem: (out / f"{stem}.csv").read_bytes() for stem in findings.ANALYSIS_TABLES}
     assert cli.main(analyse_arguments(table, items, out)) == 0
-    assert first == {stem: (out / f"{stem}.csv").read_bytes() for stem in analysis.ANALYSIS_TABLES}
+    assert first == {stem: (out / f"{stem}.csv").read_bytes() for stem in findings.ANALYSIS_TABLES}
     capsys.readouterr()
     assert cli.main(analyse_arguments(table, items[:-1], tmp_path / "other")) == 2
     error = capsys.readouterr().err.strip().splitlines()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_checkpoint_check import BAD_CHECKPOINT_CASES
-from test_treebank import BAD_CONLLU_CASES
+from test_treebanks import BAD_CONLLU_CASES
 from workflow_run import REPO, reduced_config
 
 from mlm_dynamics.__main__ import main as cli
@@ -530,7 +530,7 @@ def step_directory(finished: Path, step: int, target: Path, keep=lambda path: Tr
 
 
 def without_tokenizer(path: Path) -> bool:
-    from mlm_dynamics.sources import TOKENIZER_FILES
+    from mlm_dynamics.sources.fetch import TOKENIZER_FILES
 
     return path.name not in TOKENIZER_FILES
 

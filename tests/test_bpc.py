@@ -12,7 +12,7 @@ import torch
 
 from mlm_dynamics import bpc, stats
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.analysis import COLUMNS
+from mlm_dynamics.analysis.findings import COLUMNS
 from mlm_dynamics.pretrain import train_tokenizer
 from mlm_dynamics.textio import read_lines
 

@@ -21,8 +21,8 @@ import pytest
 
 from mlm_dynamics import bpc
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.checkpoint_check import distinct_steps
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.sources.checks import distinct_steps
 
 MODEL, STEP = "run", 200
 PREFIX = f"{MODEL} step {STEP}: "
@@ -418,7 +418,7 @@ def encoder_only(directory: Path) -> None:
 
 
 def test_an_encoder_only_checkpoint_passes_without_head_but_bpc_refuses(copy, tmp_path, capfd):
-    from mlm_dynamics.extract import Encoder
+    from mlm_dynamics.activations.extract import Encoder
 
     encoder_only(copy)
     out = tmp_path / "check.json"
@@ -465,7 +465,7 @@ def test_bpc_loads_a_broken_checkpoint_as_one_error(copy, break_checkpoint, mess
 
 @pytest.mark.parametrize("case_id", ["truncated", "partial-weights", "tokenizer-far-smaller"])
 def test_extract_loads_a_broken_checkpoint_as_one_error(copy, case_id):
-    from mlm_dynamics.extract import Encoder
+    from mlm_dynamics.activations.extract import Encoder
 
     _, break_checkpoint, message_format = next(c for c in BAD_CHECKPOINT_CASES if c[0] == case_id)
     break_checkpoint(copy)
@@ -475,7 +475,7 @@ def test_extract_loads_a_broken_checkpoint_as_one_error(copy, case_id):
 
 
 def test_extract_without_tokenizer_names_the_option(copy):
-    from mlm_dynamics.extract import Encoder
+    from mlm_dynamics.activations.extract import Encoder
 
     remove("tokenizer.json")(copy)
     with pytest.raises(InputError) as error:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlm_dynamics import probing_tasks
-from mlm_dynamics.control import CONTROLLED, control_labels
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.probing import registry
+from mlm_dynamics.probing.control import CONTROLLED, control_labels
 from mlm_dynamics.stats import stable_seed
-from mlm_dynamics.treebank import Sentence, read_conllu
+from mlm_dynamics.treebanks import Sentence, read_conllu
 
 EWT = Path(__file__).resolve().parents[1] / "resources" / "ud" / "UD_English-EWT"
 
@@ -46,7 +46,7 @@ DEPREL_P = {"nsubj": 5 / 9, "obj": 4 / 9}
 
 
 def reference_cdf(task, reference):
-    inventory = probing_tasks.LABELS[task]
+    inventory = registry.LABELS[task]
     if task == "pos":
         counts = Counter(tag for s in reference for tag in s.upos)
     else:
@@ -108,10 +108,10 @@ def test_marginal_distribution_matches_the_reference():
     n_types = 5000
     labels = control_labels("pos", many_types(n_types), REFERENCE, "en", 0)
     assert len(labels) == n_types
-    observed = np.bincount(labels, minlength=len(probing_tasks.UPOS))
-    p = np.zeros(len(probing_tasks.UPOS))
+    observed = np.bincount(labels, minlength=len(registry.UPOS))
+    p = np.zeros(len(registry.UPOS))
     for tag, prob in POS_P.items():
-        p[probing_tasks.UPOS.index(tag)] = prob
+        p[registry.UPOS.index(tag)] = prob
     # labels absent from the reference never occur
     assert observed[p == 0].sum() == 0
     expected = p[p > 0] * n_types
@@ -124,7 +124,7 @@ def test_deprel_distribution_excludes_the_root():
     labels = control_labels("deprel", many_types(n_types), REFERENCE, "en", 0)
     # 10 words a sentence, the last is the root: 9 items per sentence
     assert len(labels) == n_types * 9 // 10
-    nsubj, obj = probing_tasks.DEPRELS.index("nsubj"), probing_tasks.DEPRELS.index("obj")
+    nsubj, obj = registry.DEPRELS.index("nsubj"), registry.DEPRELS.index("obj")
     assert set(labels.tolist()) == {nsubj, obj}  # "root" (2 of 20 words) is never drawn
     share = np.mean(labels == nsubj)
     assert abs(share - DEPREL_P["nsubj"]) < 3 * np.sqrt(5 / 9 * 4 / 9 / len(labels))
@@ -176,7 +176,7 @@ def test_pos_items_follow_the_real_task(ewt):
 def test_deprel_items_follow_deprel_pairs(ewt):
     train, test = ewt
     offsets = np.cumsum([0] + [len(s.words) for s in test])[:-1]
-    dependents, _, real = probing_tasks.deprel_pairs(test, offsets, "test")
+    dependents, _, real = registry.deprel_pairs(test, offsets, "test")
     labels = control_labels("deprel", test, train, "en", 3)
     assert labels.dtype == np.int64
     assert len(labels) == len(real)

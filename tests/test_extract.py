@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.extract import Encoder
-from mlm_dynamics.store import load_index, load_layers
-from mlm_dynamics.treebank import prepare, save_prepared
+from mlm_dynamics.activations.extract import Encoder
+from mlm_dynamics.activations.store import load_index, load_layers
+from mlm_dynamics.treebanks import prepare, save_prepared
 
 REPO = Path(__file__).resolve().parents[1]
 

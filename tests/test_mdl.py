@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mlm_dynamics.mdl import BLOCKS, EPS, block_ends, online_codelength
-from mlm_dynamics.probe import make_probe
+from mlm_dynamics.probing.mdl import BLOCKS, EPS, block_ends, online_codelength
+from mlm_dynamics.probing.probe import make_probe
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlm_dynamics import probing_tasks
-from mlm_dynamics.probe import (
+from mlm_dynamics.probing import registry
+from mlm_dynamics.probing.probe import (
     FittedProbe,
     LinearProbe,
     SklearnProbe,
@@ -25,7 +25,7 @@ def one_thread():
     """Tiny problems on a shared machine: one thread in torch, BLAS and OpenMP avoids contention
     (the CLI does the same with --threads 1; scikit-learn's 4-value grid on pos_problem took
     5.7 s with the default pools on 2 busy cores, 0.2 s with one thread)."""
-    from mlm_dynamics.probe import fitting_threads
+    from mlm_dynamics.probing.probe import fitting_threads
 
     with fitting_threads(1):
         yield
@@ -95,7 +95,12 @@ def test_preconditioning_keeps_the_optimum_and_saves_iterations():
     plain L-BFGS and scikit-learn (float64) find, in fewer iterations."""
     import torch
 
-    from mlm_dynamics.probe import _Objective, _Preconditioner, batched_lbfgs, standardisation
+    from mlm_dynamics.probing.probe import (
+        _Objective,
+        _Preconditioner,
+        batched_lbfgs,
+        standardisation,
+    )
 
     rng = np.random.default_rng(5)
     n, d, classes, l2 = 600, 10, 3, 0.1
@@ -121,7 +126,7 @@ def test_preconditioning_keeps_the_optimum_and_saves_iterations():
 def pos_problem(tmp_path_factory):
     """A real-ish pos problem: 150/100/100 English sentences (train/dev/test), a noisy embedding
     per word form."""
-    from mlm_dynamics.treebank import prepare
+    from mlm_dynamics.treebanks import prepare
 
     splits = prepare(
         REPO / "resources/ud/UD_English-EWT", {"train": 150, "dev": 100, "test": 100}, seed=1
@@ -132,7 +137,7 @@ def pos_problem(tmp_path_factory):
         vectors = np.stack(
             [np.random.default_rng(zlib.crc32(w.encode())).normal(size=24) for w in words]
         )
-        y = np.array([probing_tasks.UPOS.index(t) for s in sentences for t in s.upos])
+        y = np.array([registry.UPOS.index(t) for s in sentences for t in s.upos])
         tags = np.random.default_rng(17).normal(size=(17, 24))[y]  # what a tagger layer encodes
         noise = np.random.default_rng(len(split)).normal(size=(2, len(words), 24))
         X = vectors[None] + tags[None] + noise * np.array([0.5, 1.0])[:, None, None]
@@ -186,7 +191,7 @@ def test_single_class_is_refused():
 def test_log_softmax_matches_torch_on_both_sides_of_its_fast_path(classes):
     import torch
 
-    from mlm_dynamics.probe import log_softmax
+    from mlm_dynamics.probing.probe import log_softmax
 
     logits = torch.randn(50, classes, generator=torch.Generator().manual_seed(classes)) * 20
     expected = torch.log_softmax(logits, dim=1)
@@ -331,7 +336,7 @@ def test_a_one_value_grid_is_the_plain_fit_bit_for_bit(backend):
 def test_a_batched_grid_reads_the_features_in_place(monkeypatch):
     """The objective and the preconditioner get the one (layers, n, d) tensor that shares X's
     memory, whatever the grid size; each batch entry names its layer."""
-    import mlm_dynamics.probe as probe_module
+    import mlm_dynamics.probing.probe as probe_module
 
     seen = []
 
@@ -357,7 +362,7 @@ def test_batch_entries_sharing_a_layer_score_as_single_entries(classes):
     product per layer) is, entry by entry, that of the entry evaluated alone."""
     import torch
 
-    from mlm_dynamics.probe import _Objective, standardisation
+    from mlm_dynamics.probing.probe import _Objective, standardisation
 
     rng = np.random.default_rng(classes)
     X = (2 * rng.normal(size=(2, 500, 10)) + 1).astype(np.float32)

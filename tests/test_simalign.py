@@ -12,7 +12,7 @@ import pytest
 
 from mlm_dynamics import simalign, stats
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.analysis import COLUMNS
+from mlm_dynamics.analysis.findings import COLUMNS
 from mlm_dynamics.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "simalign"
@@ -100,7 +100,7 @@ def test_subword_vectors_are_the_encoder_states(tiny_checkpoint):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from mlm_dynamics.extract import Encoder
+    from mlm_dynamics.activations.extract import Encoder
 
     sentences = [["Ein", "Mädchen", "liest", "unverständliche", "Bücher", "."], ["Kids", "play"]]
     encoder = Encoder.from_checkpoint(tiny_checkpoint)

@@ -17,7 +17,7 @@ import torch
 from loopback import serve, serve_directory
 
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.sources import fetch_fairseq
+from mlm_dynamics.sources.fetch import fetch_fairseq
 
 ROOT = Path(__file__).resolve().parents[1]
 PIECES = ["▁the", "▁a", "s", "e", "t", "▁", "a", "b", "c", "d", "o", "n", "▁cat", "r", "i", "l"]

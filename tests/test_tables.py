@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from test_probing_tasks import make_sentences, write_cache, write_treebank
 
-from mlm_dynamics import analysis, probe_cli, tables
+from mlm_dynamics.analysis import findings, tables
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.probing import cli as probe_cli
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ("aa", "bb")
@@ -174,7 +175,7 @@ def test_no_choice_reads_the_test_split(workspace, tmp_path):
     assert not np.allclose(first[pos_test].value, second[pos_test].value)  # test did change
     views = ["best", "last"]
     pd.testing.assert_frame_equal(
-        analysis.view_layers(first, views), analysis.view_layers(second, views)
+        findings.view_layers(first, views), findings.view_layers(second, views)
     )
 
 

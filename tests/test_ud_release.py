@@ -12,7 +12,7 @@ from loopback import serve_directory
 
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.ud_release import fetch_ud
+from mlm_dynamics.sources.ud_release import fetch_ud
 
 SHARED_UD = Path(__file__).resolve().parents[2] / "shared" / "ud"
 BUNDLED_UD = Path(__file__).resolve().parents[1] / "resources" / "ud"

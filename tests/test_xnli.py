@@ -17,7 +17,7 @@ import pytest
 
 from mlm_dynamics import stats, xnli
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.analysis import COLUMNS
+from mlm_dynamics.analysis.findings import COLUMNS
 from mlm_dynamics.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_sentence_vectors_are_subword_means(tiny_checkpoint):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from mlm_dynamics.extract import Encoder
+    from mlm_dynamics.activations.extract import Encoder
 
     texts = ["Un homme dort dans son lit.", "Kids are outside.", "Die Küche ist leer und still."]
     encoder = Encoder.from_checkpoint(tiny_checkpoint)
@@ -220,7 +220,7 @@ def test_probe_command_rows_intervals_and_items(features, tmp_path):
 
 
 def test_probe_l2_is_chosen_on_dev_and_seeds_resample_training_pairs(features, tmp_path):
-    from mlm_dynamics.probe import fit_l2_grid
+    from mlm_dynamics.probing.probe import fit_l2_grid
 
     out = tmp_path / "en.parquet"
     assert run_probe(features, out, l2=("1e-4", "30")) == 0

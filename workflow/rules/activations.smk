@@ -1,5 +1,5 @@
 # The layer-activation cache: one vector per word and hidden state for every model x step x
-# language (see mlm_dynamics/extract.py and mlm_dynamics/store.py).
+# language (see mlm_dynamics/activations/extract.py and mlm_dynamics/activations/store.py).
 
 
 rule extract_activations:

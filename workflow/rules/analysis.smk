@@ -1,5 +1,5 @@
-# The paper's analyses and figures, drawn from the tidy probing table (see mlm_dynamics/analysis.py
-# and mlm_dynamics/plots.py). They are light, so they run on the submitting machine on a cluster.
+# The paper's analyses and figures, drawn from the tidy probing table (see mlm_dynamics/analysis/findings.py
+# and mlm_dynamics/figures.py). They are light, so they run on the submitting machine on a cluster.
 # `snakemake analysis` (re)draws just these once the table exists.
 # Each figure rule writes {figure}.png (in the report) and {figure}.pdf (for print).
 

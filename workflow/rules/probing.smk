@@ -2,7 +2,7 @@
 # scored on the test split of every language of its transfer set. One job fits (and one scores)
 # every task of a model x step x language: a paper-scale run stays at a few jobs per checkpoint
 # and language, which keeps both the DAG and the scheduler's queue small; then the tidy table of every
-# score and the transfer matrices (see mlm_dynamics/probe_cli.py and mlm_dynamics/tables.py).
+# score and the transfer matrices (see mlm_dynamics/probing/cli.py and mlm_dynamics/analysis/tables.py).
 # Probe jobs are light CPU jobs (unless probing.device is cuda); scoring never imports torch.
 
 

@@ -1,6 +1,6 @@
 # Checkpoints and treebanks from elsewhere: hub revisions and fairseq files become one Hugging
 # Face-format directory per model x step; a pinned UD release is unpacked for the languages that
-# point into it (see mlm_dynamics/sources.py and mlm_dynamics/ud_release.py).
+# point into it (see mlm_dynamics/sources/fetch.py and mlm_dynamics/sources/ud_release.py).
 #
 # Both rules download, and compute nodes of many clusters have no internet: they run where
 # Snakemake runs (localrule), which on a cluster is the login node.
@@ -52,7 +52,7 @@ if config["ud_release"]["treebanks"]:
 
 # Every checkpoint, whatever its source, is checked once before any job reads it: the weights
 # load, config.json names a known architecture, the tokenizer is there and covers the vocabulary
-# (see mlm_dynamics/checkpoint_check.py). Its record names the tokenizer and the weights' sha256;
+# (see mlm_dynamics/sources/checks.py). Its record names the tokenizer and the weights' sha256;
 # the records of a model's earlier steps are inputs, so that a suite serving one file under two
 # step names is refused before anything is computed from it.
 rule check_checkpoint:

@@ -1,5 +1,5 @@
 # UD treebanks: validated, subsampled and stored compactly, one job per language
-# (see mlm_dynamics/treebank.py).
+# (see mlm_dynamics/treebanks.py).
 
 
 rule prepare_treebank:

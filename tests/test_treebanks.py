@@ -11,7 +11,7 @@ import pytest
 
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.treebank import (
+from mlm_dynamics.treebanks import (
     Sentence,
     carve_dev,
     load_prepared,

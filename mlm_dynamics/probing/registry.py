@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlm_dynamics import store
+from mlm_dynamics.activations import store
 from mlm_dynamics.errors import InputError
 
 UPOS = (

@@ -17,8 +17,8 @@ writes ``D/NAME.png`` and ``D/NAME.pdf``. The names (see ``available_figures``):
 
 Every figure function takes data frames and returns a matplotlib Figure, so a notebook can redraw
 any of them; ``save_figure`` writes the PNG and the PDF without timestamps (same bytes every run).
-Scores are read at the layer views of :func:`mlm_dynamics.analysis.view_layers` (the same cells
-as the CSVs), test split, seed 0; bands and whiskers are 95% bootstrap intervals.
+Scores are read at the layer views of :func:`mlm_dynamics.analysis.findings.view_layers` (the
+same cells as the CSVs), test split, seed 0; bands and whiskers are 95% bootstrap intervals.
 Steps go on a symmetric-log axis, linear below the first non-zero step, so step 0 is shown.
 """
 
@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from mlm_dynamics import analysis
+from mlm_dynamics.analysis import findings
 from mlm_dynamics.atomic import atomic_path
 from mlm_dynamics.errors import InputError
 
@@ -227,7 +227,7 @@ def in_language_curves(
     """In-language test scores over steps: a row per view, a panel per task, a line per language
     with its interval band.
 
-    ``scores`` has ``analysis.view_scores``'s columns; ``baselines`` has task, train_lang,
+    ``scores`` has ``findings.view_scores``'s columns; ``baselines`` has task, train_lang,
     test_lang, majority_accuracy (may be empty).
     """
     scores = scores[scores["train_lang"] == scores["test_lang"]]
@@ -279,7 +279,7 @@ def in_language_curves(
 def layer_heatmaps(scores: pd.DataFrame, tasks: Sequence[str] = ()) -> Figure:
     """In-language test accuracy per layer x step, mean over languages, a panel per task.
 
-    ``scores`` has ``analysis.layer_scores``'s columns (task, lang, step, layer, value).
+    ``scores`` has ``findings.layer_scores``'s columns (task, lang, step, layer, value).
     """
     rows = scores
     tasks = ordered(rows["task"], tasks or TASK_ORDER)
@@ -611,26 +611,26 @@ class PlotInputs:
 
     @functools.cached_property
     def cells(self) -> pd.DataFrame:
-        """Test scores at every view: the cells of the CSVs (analysis.view_scores)."""
-        return analysis.view_scores(self.table, self.views)
+        """Test scores at every view: the cells of the CSVs (findings.view_scores)."""
+        return findings.view_scores(self.table, self.views)
 
 
 def transfer_tasks(table: pd.DataFrame) -> list[str]:
     """Probe tasks with at least one cross-lingual pair."""
-    rows = analysis.probe_rows(table)
+    rows = findings.probe_rows(table)
     pairs = rows[rows["train_lang"] != rows["test_lang"]]
     return ordered(pairs["task"], TASK_ORDER)
 
 
 def available_figures(table: pd.DataFrame) -> list[str]:
     """The figures one model's rows of the table can draw."""
-    probes = analysis.probe_rows(table)
+    probes = findings.probe_rows(table)
     names = []
     if (probes["train_lang"] == probes["test_lang"]).any():
         names += ["in-language-curves", "layer-heatmaps", "final-layer-gap"]
     if not probes.empty:
         names.append("onset")
-    if not analysis.probe_rows(table, analysis.SELECTIVITY_METRIC).empty:
+    if not findings.probe_rows(table, findings.SELECTIVITY_METRIC).empty:
         names.append("selectivity")
     for task in transfer_tasks(table):
         names += [f"transfer-matrices-{task}", f"transfer-over-time-{task}"]
@@ -649,12 +649,12 @@ def draw(name: str, inputs: PlotInputs) -> Figure:
             f"{', '.join(available_figures(inputs.table)) or 'nothing'})"
         )
     if name == "in-language-curves":
-        baselines = analysis.majority_baselines(inputs.table)
+        baselines = findings.majority_baselines(inputs.table)
         return in_language_curves(
             inputs.cells, baselines, inputs.views, inputs.languages, inputs.tasks
         )
     if name == "layer-heatmaps":
-        return layer_heatmaps(analysis.layer_scores(inputs.table), inputs.tasks)
+        return layer_heatmaps(findings.layer_scores(inputs.table), inputs.tasks)
     if name == "final-layer-gap":
         gaps = inputs.analysis_table("final_layer_gap")
         return final_layer_gap(gaps, inputs.languages, inputs.tasks)
@@ -663,7 +663,7 @@ def draw(name: str, inputs: PlotInputs) -> Figure:
             inputs.analysis_table("onset"), inputs.tasks, inputs.onset_fraction, inputs.views
         )
     if name == "selectivity":
-        scores = analysis.view_scores(inputs.table, inputs.views, analysis.SELECTIVITY_METRIC)
+        scores = findings.view_scores(inputs.table, inputs.views, findings.SELECTIVITY_METRIC)
         return in_language_curves(
             scores, pd.DataFrame(), inputs.views, inputs.languages, inputs.tasks,
             metric_label="selectivity (accuracy − control)",
@@ -735,7 +735,7 @@ def main(command: str, argv: list[str]) -> None:
     )
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # files only; a notebook keeps its own backend
-    table = analysis.read_table(args.table)
+    table = findings.read_table(args.table)
     models = sorted(table["model"].unique())
     if args.model is None and len(models) != 1:
         raise InputError(f"{args.table}: models {models}: choose one with --model")
@@ -750,7 +750,7 @@ def main(command: str, argv: list[str]) -> None:
         transfer_steps=args.transfer_steps,
         shares=dict(parse_share(text) for text in args.pretrain_share),
         onset_fraction=args.onset_fraction,
-        views=[analysis.view_name(view) for view in args.views],
+        views=[findings.view_name(view) for view in args.views],
     )
     for name in args.figure or available_figures(inputs.table):
         paths = save_figure(draw(name, inputs), args.out_dir, name)

@@ -3,7 +3,7 @@
 ``extract-activations`` loads a Hugging Face-format checkpoint, encodes every sentence of a
 prepared treebank in length-sorted batches bounded by a number of padded tokens, pools each word's
 subword vectors (mean, first or last) for every hidden state (embeddings included) and writes the
-cache described in :mod:`mlm_dynamics.store`, restored to treebank order.
+cache described in :mod:`mlm_dynamics.activations.store`, restored to treebank order.
 
 A sentence longer than the model's positions is split into windows of whole words, each encoded
 separately with its own special tokens, so every word gets a vector; how many words needed a
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mlm_dynamics.activations.store import index_file, layer_file
 from mlm_dynamics.atomic import atomic_dir
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.store import index_file, layer_file
 
 POOLINGS = ("mean", "first", "last")
 
@@ -89,13 +89,13 @@ class Encoder:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, tokenizer: str | Path | None = None):
-        """Load through :mod:`mlm_dynamics.checkpoint_check`, so that a broken checkpoint (no
+        """Load through :mod:`mlm_dynamics.sources.checks`, so that a broken checkpoint (no
         tokenizer files, truncated or missing weights, ...) is one error line, checked before the
         device is taken."""
         import torch
         from transformers import AutoModel
 
-        from mlm_dynamics.checkpoint_check import (
+        from mlm_dynamics.sources.checks import (
             load_model,
             load_tokenizer,
             read_config,
@@ -400,7 +400,7 @@ def main(command: str, argv: list[str]) -> None:
 
     import torch
 
-    from mlm_dynamics.treebank import load_prepared
+    from mlm_dynamics.treebanks import load_prepared
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -10,7 +10,7 @@ is complete and verified, so a failed or interrupted fetch leaves no half-writte
   needed files are hard-linked (or copied) into the step directory. Repositories are read as data:
   remote code is never run.
 - fairseq: a fairseq RoBERTa/XLM-R ``.pt`` (a path or an http(s) URL) converted to
-  ``XLMRobertaForMaskedLM`` by :mod:`mlm_dynamics.fairseq_convert`, without fairseq.
+  ``XLMRobertaForMaskedLM`` by :mod:`mlm_dynamics.sources.fairseq`, without fairseq.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def fetch_fairseq(
     sha256: str | None = None,
     retries: int = len(RETRY_DELAYS),
 ) -> None:
-    from mlm_dynamics.fairseq_convert import convert_checkpoint, load_tokenizer
+    from mlm_dynamics.sources.fairseq import convert_checkpoint, load_tokenizer
 
     with tempfile.TemporaryDirectory(prefix=".download-", dir=_existing_parent(output)) as tmpdir:
         path = fetched_file(

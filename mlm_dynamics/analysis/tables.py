@@ -6,8 +6,8 @@ bootstrap interval ``ci_low``/``ci_high``); ``collect-table`` concatenates them 
 ``results/tables/probing.parquet`` (+ ``.csv``), sorted by the key columns so that the same inputs
 always give the same bytes. ``transfer-matrices`` reads that table and writes, per model and task,
 the train x test language matrices of every step at every configured layer view
-(:func:`mlm_dynamics.analysis.view_layers`: ``last``, ``best`` chosen on the training language's
-dev split, ``layer-N``), test split, seed 0:
+(:func:`mlm_dynamics.analysis.findings.view_layers`: ``last``, ``best`` chosen on the training
+language's dev split, ``layer-N``), test split, seed 0:
 
 - ``{step}_{view}.csv``: the matrix of test accuracies;
 - ``cells.csv``: every cell in long form, with the layer it was read at and its interval; the
@@ -117,7 +117,7 @@ def save_outputs(table, parquet, csv) -> None:
 
 def transfer_cells(table, model: str, task: str, views, source: str = "table"):
     """Every train x test cell of one model and task at every view (analysis.view_scores rows)."""
-    from mlm_dynamics.analysis import view_scores
+    from mlm_dynamics.analysis.findings import view_scores
 
     rows = table[(table.model == model) & (table.task == task)]
     cells = view_scores(rows, views)
@@ -180,7 +180,7 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--views", nargs="+", required=True, help="last, best, layer-N")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
-    from mlm_dynamics.analysis import view_name
+    from mlm_dynamics.analysis.findings import view_name
 
     table = read_scores(args.table)
     views = [view_name(view) for view in args.views]

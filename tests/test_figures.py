@@ -7,7 +7,8 @@ import pytest
 from synthetic_tables import LANGUAGES, analyse_arguments, synthetic_table, write_run
 
 from mlm_dynamics import __main__ as cli
-from mlm_dynamics import analysis, plots, tables
+from mlm_dynamics import figures
+from mlm_dynamics.analysis import findings, tables
 
 ALL_FIGURES = [
     "in-language-curves",
@@ -67,20 +68,20 @@ def test_figures_are_the_same_bytes_every_run(drawn, tmp_path):
 
 
 def test_only_figures_with_rows_are_available():
-    table = analysis.tidy_table(synthetic_table(bpc=False, xnli=False, simalign=False))
-    names = plots.available_figures(table)
+    table = findings.tidy_table(synthetic_table(bpc=False, xnli=False, simalign=False))
+    names = figures.available_figures(table)
     assert "bpc" not in names and "alignment-f1" not in names
     assert "transfer-matrices-xnli" not in names and "transfer-matrices-pos" in names
     in_language_only = table[table["train_lang"] == table["test_lang"]]
-    assert plots.available_figures(in_language_only) == [
+    assert figures.available_figures(in_language_only) == [
         "in-language-curves",
         "layer-heatmaps",
         "final-layer-gap",
         "onset",
         "selectivity",
     ]
-    no_controls = analysis.tidy_table(synthetic_table(bpc=False, simalign=False, controls=False))
-    assert "selectivity" not in plots.available_figures(no_controls)
+    no_controls = findings.tidy_table(synthetic_table(bpc=False, simalign=False, controls=False))
+    assert "selectivity" not in figures.available_figures(no_controls)
 
 
 def test_a_figure_without_rows_is_refused_in_one_line(drawn, tmp_path, capsys):
@@ -103,39 +104,39 @@ def test_transfer_steps_are_checked_against_the_table(drawn, tmp_path, capsys):
 
 
 def test_select_steps():
-    assert plots.select_steps([400, 0, 100]) == [0, 100, 400]
+    assert figures.select_steps([400, 0, 100]) == [0, 100, 400]
     steps = list(range(0, 1000, 100))
-    assert plots.select_steps(steps) == [0, 200, 400, 500, 700, 900]
-    assert plots.select_steps(steps, [900, 0]) == [0, 900]
+    assert figures.select_steps(steps) == [0, 200, 400, 500, 700, 900]
+    assert figures.select_steps(steps, [900, 0]) == [0, 900]
 
 
 def test_step_labels_and_axis():
-    assert [plots.step_label(s) for s in [0, 100, 5000, 125_000, 1_500_000]] == [
+    assert [figures.step_label(s) for s in [0, 100, 5000, 125_000, 1_500_000]] == [
         "0",
         "100",
         "5k",
         "125k",
         "1.5M",
     ]
-    fig, axes = plots.panel_grid(1)
-    plots.step_axis(axes[0], [0, 100, 200, 400])
+    fig, axes = figures.panel_grid(1)
+    figures.step_axis(axes[0], [0, 100, 200, 400])
     assert axes[0].get_xscale() == "symlog"
     assert list(axes[0].get_xticks()) == [0, 100, 200, 400]
     assert axes[0].get_xlim()[0] < 0  # step 0 sits inside the axis, not on its edge
-    plots.step_axis(axes[0], list(range(0, 100_001, 5000)))
+    figures.step_axis(axes[0], list(range(0, 100_001, 5000)))
     assert list(axes[0].get_xticks()) == [0, 10_000, 100_000]
 
 
 def test_dot_positions_spread_equal_values_deterministically():
-    x, y = plots.dot_positions(pd.Series([200, 100, 200, 200]).to_numpy(), centre=1.0, width=0.3)
+    x, y = figures.dot_positions(pd.Series([200, 100, 200, 200]).to_numpy(), centre=1.0, width=0.3)
     assert y.tolist() == [100, 200, 200, 200]
     assert x.tolist() == pytest.approx([1.0, 0.85, 1.0, 1.15])
 
 
 def test_figure_functions_return_figures_for_a_notebook():
-    table = analysis.tidy_table(synthetic_table(xnli=False, simalign=False))
-    scores = analysis.view_scores(table, ["last", "best"])
-    fig = plots.in_language_curves(scores, analysis.majority_baselines(table))
+    table = findings.tidy_table(synthetic_table(xnli=False, simalign=False))
+    scores = findings.view_scores(table, ["last", "best"])
+    fig = figures.in_language_curves(scores, findings.majority_baselines(table))
     assert [ax.get_title() for ax in fig.axes[:3]] == [
         "POS tagging",
         "arc prediction",
@@ -148,16 +149,16 @@ def test_figure_functions_return_figures_for_a_notebook():
     # the bands are the rows' intervals: one PolyCollection per language and panel
     bands = [c for c in fig.axes[0].collections if type(c).__name__ == "FillBetweenPolyCollection"]
     assert len(bands) == len(LANGUAGES)
-    plots.plt.close(fig)
+    figures.plt.close(fig)
 
 
 def test_the_transfer_figure_draws_the_cells_of_the_transfer_csv(drawn, tmp_path):
     """The CSV and the figure read one function: the same layer and value for every cell."""
-    table = analysis.read_table(drawn / "probing.parquet")
+    table = findings.read_table(drawn / "probing.parquet")
     out = tmp_path / "transfer"
     tables.transfer_matrices(table, "tiny-xlmr", "pos", [], LANGUAGES, ["last", "best"], out, "t")
     csv = pd.read_csv(out / "cells.csv", keep_default_na=False)
-    inputs = plots.PlotInputs(table=table, views=["last", "best"])
+    inputs = figures.PlotInputs(table=table, views=["last", "best"])
     drawn_cells = inputs.cells[inputs.cells["task"] == "pos"].reset_index(drop=True)
     key = ["view", "train_lang", "test_lang", "step"]
     merged = csv.merge(drawn_cells, on=key, suffixes=("_csv", "_figure"))

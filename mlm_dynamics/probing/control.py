@@ -11,9 +11,9 @@ low selectivity says little about the representation.
 
 Definition used here, per language and task:
 
-- The item order is exactly the real task's (:mod:`mlm_dynamics.probing_tasks`): ``pos`` has one
+- The item order is exactly the real task's (:mod:`mlm_dynamics.probing.registry`): ``pos`` has one
   item per word of every sentence, in order; ``deprel`` one per non-root word, in the order of
-  :func:`~mlm_dynamics.probing_tasks.deprel_pairs` (keyed by the *dependent* word).
+  :func:`~mlm_dynamics.probing.registry.deprel_pairs` (keyed by the *dependent* word).
 - An item's label depends only on its word type, the lower-cased form (``str.lower()``).
 - The reference distribution is the empirical distribution of the task's labels in
   ``reference_sentences`` (the train split): UPOS counts for ``pos``, counts of the relations of
@@ -24,7 +24,7 @@ Definition used here, per language and task:
   every split with no stored mapping, a type never seen in train still gets one, and labels with
   zero count never occur.
 
-Label ids index :data:`mlm_dynamics.probing_tasks.LABELS` (the universal inventories), so the
+Label ids index :data:`mlm_dynamics.probing.registry.LABELS` (the universal inventories), so the
 control labels can be fed to the same probes as the real ones.
 """
 
@@ -35,7 +35,7 @@ from itertools import accumulate
 import numpy as np
 
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.probing_tasks import DEPRELS, UPOS, label_ids
+from mlm_dynamics.probing.registry import DEPRELS, UPOS, label_ids
 from mlm_dynamics.stats import stable_seed
 
 CONTROLLED = ("pos", "deprel")

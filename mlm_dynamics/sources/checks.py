@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mlm_dynamics.atomic import save_json
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.sources import TOKENIZER_FILES, WEIGHT_FORMATS, check_layers, sha256_file
+from mlm_dynamics.sources.fetch import TOKENIZER_FILES, WEIGHT_FORMATS, check_layers, sha256_file
 
 # Files that carry a vocabulary; the others (tokenizer_config.json, special_tokens_map.json, ...)
 # alone make transformers build a tokenizer of special tokens only.

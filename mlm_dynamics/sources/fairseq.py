@@ -209,7 +209,7 @@ def load_tokenizer(location: str):
     if not path.is_dir():
         if path.is_absolute() or location.startswith(".") or location.count("/") != 1:
             raise InputError(f"{location}: no such tokenizer directory")
-        from mlm_dynamics.sources import TOKENIZER_FILES, _snapshot
+        from mlm_dynamics.sources.fetch import TOKENIZER_FILES, _snapshot
 
         path = _snapshot(location, "main", TOKENIZER_FILES, retries=1)
     try:

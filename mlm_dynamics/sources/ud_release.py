@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.sources import check_pin, fetched_file, sha256_file
+from mlm_dynamics.sources.fetch import check_pin, fetched_file, sha256_file
 
 
 def treebank_of(member: str, wanted: set[str]) -> tuple[str, PurePosixPath] | None:

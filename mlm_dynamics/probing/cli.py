@@ -1,22 +1,22 @@
 """``train-probe`` and ``score-probe``: UD probes fitted on one language, scored on any.
 
-``train-probe`` fits one probe per layer and seed on the train split of one language and saves
-them all in one ``.npz``: weights, standardisation, label inventory, the train split's majority
-label. The L2 strength of each layer is chosen from ``--l2`` (a grid) by accuracy on the
-language's **dev** split (:func:`mlm_dynamics.probe.fit_l2_grid`); test is never read there. Seed 0
-fits on the whole train split; each further seed fits on a bootstrap resample of the training
-*sentences*, so the spread over seeds is the probe-training variance (for a convex probe the
-initial weights alone would vary nothing). For ``pos`` and ``deprel`` the file also holds a
-control probe (:mod:`mlm_dynamics.control`) fitted on control labels, and with ``--mdl`` the
-online codelength of ``pos`` (:mod:`mlm_dynamics.mdl`).
+``train-probe`` fits one probe per layer and seed on the train split of one language and saves them
+all in one ``.npz``: weights, standardisation, label inventory, the train split's majority label.
+The L2 strength of each layer is chosen from ``--l2`` (a grid) by accuracy on the language's **dev**
+split (:func:`mlm_dynamics.probing.probe.fit_l2_grid`); test is never read there. Seed 0 fits on the
+whole train split; each further seed fits on a bootstrap resample of the training *sentences*, so
+the spread over seeds is the probe-training variance (for a convex probe the initial weights alone
+would vary nothing). For ``pos`` and ``deprel`` the file also holds a control probe
+(:mod:`mlm_dynamics.probing.control`) fitted on control labels, and with ``--mdl`` the online
+codelength of ``pos`` (:mod:`mlm_dynamics.probing.mdl`).
 
 ``score-probe`` scores any number of such files on one language and writes tidy rows (see
-:mod:`mlm_dynamics.tables`) for its test split (every probe) and its dev split (the language's own
-probes: what the layer choices read): ``accuracy`` per layer and seed, ``majority_accuracy`` (the
-probe's train majority label; layer -1), and for own-language probes with a control
-``control_accuracy`` and ``selectivity`` (accuracy - control accuracy). Every value has a bootstrap
-interval over the split's sentences (:mod:`mlm_dynamics.stats`, resamples shared by every job that
-scores the same split, so differences are paired), and the per-item correctness goes to
+:mod:`mlm_dynamics.analysis.tables`) for its test split (every probe) and its dev split (the
+language's own probes: what the layer choices read): ``accuracy`` per layer and seed,
+``majority_accuracy`` (the probe's train majority label; layer -1), and for own-language probes with
+a control ``control_accuracy`` and ``selectivity`` (accuracy - control accuracy). Every value has a
+bootstrap interval over the split's sentences (:mod:`mlm_dynamics.stats`, resamples shared by every
+job that scores the same split, so differences are paired), and the per-item correctness goes to
 ``--items`` so later statistics need no refit. Scoring is a matrix product in numpy: it never
 imports torch. For ``arc`` the test negatives are drawn with each probe's own seed, so every train
 language of one seed is scored on the same test pairs.
@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlm_dynamics import probing_tasks, stats
+from mlm_dynamics import stats
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.probing import registry
 
 PROBE_FORMAT = 2
 # The control labels' draw (Hewitt & Liang: one fixed random assignment per word type).
@@ -50,7 +51,7 @@ def language_of(treebank: str | Path) -> str:
 
 def load_splits(treebank: Path, names: tuple[str, ...]):
     """The named splits of a prepared treebank, each refused in one line when empty."""
-    from mlm_dynamics.treebank import load_prepared
+    from mlm_dynamics.treebanks import load_prepared
 
     splits = load_prepared(treebank)
     for split in names:
@@ -84,7 +85,7 @@ def save_probe_file(path, task, language, args, layers, fits: list[dict]) -> Non
         task=np.array(task),
         language=np.array(language),
         backend=np.array(args.backend),
-        labels=np.array(probing_tasks.LABELS[task]),
+        labels=np.array(registry.LABELS[task]),
         layers=np.array(layers),
         seeds=np.array([fit["seed"] for fit in fits]),
         classes=classes,
@@ -108,7 +109,7 @@ def save_probe_file(path, task, language, args, layers, fits: list[dict]) -> Non
             mdl_block_ends=np.array(code.block_ends),
             mdl_item_bits=code.item_bits.astype(np.float32),
             mdl_units=fits[0]["units"],
-            mdl_classes=np.array(len(probing_tasks.UPOS)),
+            mdl_classes=np.array(len(registry.UPOS)),
         )
     save_npz(path, **arrays)
 
@@ -127,14 +128,14 @@ def load_probe_file(path: Path) -> dict:
 
 
 def fitted_probe(probe_file: dict, i: int, prefix: str = ""):
-    from mlm_dynamics.probe import FittedProbe
+    from mlm_dynamics.probing.probe import FittedProbe
 
     classes = probe_file[prefix + "classes" if prefix else "classes"]
     return FittedProbe(*(probe_file[prefix + key][i] for key in FITTED), classes)
 
 
 def hidden_features(task: str, split_dir: Path) -> int:
-    from mlm_dynamics import store
+    from mlm_dynamics.activations import store
 
     hidden = np.load(store.layer_file(split_dir, 0), mmap_mode="r").shape[1]
     return hidden if task == "pos" else 3 * hidden
@@ -175,7 +176,7 @@ def resampled_rows(data, seed: int, language: str) -> np.ndarray:
 
 
 def fit_one(args, task, data, dev, device, seed):
-    from mlm_dynamics.probe import fit_l2_grid
+    from mlm_dynamics.probing.probe import fit_l2_grid
 
     return fit_l2_grid(
         data.X, data.y, dev.X, dev.y, args.l2,
@@ -187,7 +188,7 @@ def fit_control(args, control, l2, device):
     """The control probe: the same probe as the real task's, each layer at the L2 strength the
     real task chose on dev (Hewitt & Liang compare probes of equal complexity), fitted on the
     control labels."""
-    from mlm_dynamics.probe import make_probe
+    from mlm_dynamics.probing.probe import make_probe
 
     return make_probe(args.backend, l2, args.max_iter, 0, device).fit(control.X, control.y)
 
@@ -195,17 +196,17 @@ def fit_control(args, control, l2, device):
 def online_code(args, data, device, l2):
     """The online codelength of the train split (Voita & Titov), each layer's probes at the L2
     strength chosen on dev for that layer."""
-    from mlm_dynamics.mdl import online_codelength
-    from mlm_dynamics.probe import make_probe
+    from mlm_dynamics.probing.mdl import online_codelength
+    from mlm_dynamics.probing.probe import make_probe
 
     def fit(X, y):
         return make_probe(args.backend, l2, args.max_iter, 0, device).fit(X, y)
 
-    return online_codelength(data.X, data.y, len(probing_tasks.UPOS), fit)
+    return online_codelength(data.X, data.y, len(registry.UPOS), fit)
 
 
 def train(args, task: str, out: str, device: str) -> None:
-    from mlm_dynamics.control import CONTROLLED, control_labels
+    from mlm_dynamics.probing.control import CONTROLLED, control_labels
 
     if args.seeds < 1:
         raise InputError("--seeds: must be >= 1")
@@ -214,13 +215,13 @@ def train(args, task: str, out: str, device: str) -> None:
     language = args.language or language_of(args.treebank)
     splits = load_splits(args.treebank, ("train", "dev"))
     train_dir, dev_dir = Path(args.activations) / "train", Path(args.activations) / "dev"
-    layers = probing_tasks.cached_layers(train_dir)
+    layers = registry.cached_layers(train_dir)
     fits = []
     full = dev = None
     for seed in range(args.seeds):
         if full is None or task == "arc":  # only arc's negatives depend on the seed
-            full = probing_tasks.build(task, splits["train"], train_dir, args.treebank, seed)
-            dev = probing_tasks.build(task, splits["dev"], dev_dir, args.treebank, seed)
+            full = registry.build(task, splits["train"], train_dir, args.treebank, seed)
+            dev = registry.build(task, splits["dev"], dev_dir, args.treebank, seed)
         data = full if seed == 0 else full.subset(resampled_rows(full, seed, language))
         if len(np.unique(data.y)) < 2:
             raise InputError(f"{args.treebank}: the train split has a single {task} label")
@@ -236,7 +237,7 @@ def train(args, task: str, out: str, device: str) -> None:
             + " ".join(f"{a:.3f}" for a in search.dev_accuracy.max(axis=0))
         )
         if seed == 0 and task in args.controls and task in CONTROLLED:
-            control = probing_tasks.TaskData(
+            control = registry.TaskData(
                 data.X,
                 control_labels(task, splits["train"], splits["train"], language, CONTROL_SEED),
                 data.units,
@@ -333,16 +334,16 @@ def mdl_rows(common, probe_file, bootstrap):
 
 def score(args, task: str, probe_paths: list[str], bootstrap, item_scores: list) -> list[dict]:
     """Tidy rows of every probe of one task on the dev and test splits of one language."""
-    from mlm_dynamics.control import control_labels
+    from mlm_dynamics.probing.control import control_labels
 
     test_lang = args.language or language_of(args.treebank)
     splits = load_splits(args.treebank, ("train", "dev", "test"))
-    labels = probing_tasks.LABELS[task]
+    labels = registry.LABELS[task]
     probe_files = {path: load_probe_file(path) for path in probe_paths}
     records = []
     for split in ("dev", "test"):
         sentences, split_dir = splits[split], Path(args.activations) / split
-        layers = probing_tasks.cached_layers(split_dir)
+        layers = registry.cached_layers(split_dir)
         weights = bootstrap.weights(
             len(sentences), test_lang, split, f"{args.treebank} ({split} split)"
         )
@@ -355,9 +356,7 @@ def score(args, task: str, probe_paths: list[str], bootstrap, item_scores: list)
             for i, seed in enumerate(probe_file["seeds"].tolist()):
                 key = seed if task == "arc" else 0
                 if key not in eval_data:
-                    eval_data[key] = probing_tasks.build(
-                        task, sentences, split_dir, args.treebank, seed
-                    )
+                    eval_data[key] = registry.build(task, sentences, split_dir, args.treebank, seed)
                 data = eval_data[key]
                 probe = fitted_probe(probe_file, i)
                 warn_unseen(path, seed, data, probe, labels, test_lang, train_lang)
@@ -415,7 +414,7 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--language", help="language code (default: from the treebank name)")
     if command == "train-probe":
         parser.description = "Fit one linear probe per task, layer and seed on a train split."
-        parser.add_argument("--tasks", nargs="+", required=True, choices=probing_tasks.TASKS)
+        parser.add_argument("--tasks", nargs="+", required=True, choices=registry.TASKS)
         parser.add_argument("--out", nargs="+", required=True, help="one .npz per task")
         parser.add_argument(
             "--seeds", type=int, default=1,
@@ -442,7 +441,7 @@ def main(command: str, argv: list[str]) -> None:
         args = parser.parse_args(argv)
         if len(args.out) != len(args.tasks):
             raise InputError(f"--out: {len(args.out)} files for {len(args.tasks)} tasks")
-        from mlm_dynamics.probe import fitting_threads
+        from mlm_dynamics.probing.probe import fitting_threads
 
         with fitting_threads(args.threads, sklearn=args.backend == "sklearn"):
             device = fitting_device(args)
@@ -461,8 +460,8 @@ def main(command: str, argv: list[str]) -> None:
         by_task: dict[str, list[str]] = {}
         for path in args.probes:
             by_task.setdefault(probe_task(path), []).append(path)
+        from mlm_dynamics.analysis.tables import tidy_frame
         from mlm_dynamics.atomic import save_table
-        from mlm_dynamics.tables import tidy_frame
 
         item_scores: list = []
         records = [

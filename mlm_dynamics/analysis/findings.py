@@ -51,9 +51,9 @@ import numpy as np
 import pandas as pd
 
 from mlm_dynamics import stats
+from mlm_dynamics.analysis.tables import COLUMNS, SORT
 from mlm_dynamics.atomic import save_table
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.tables import COLUMNS, SORT
 
 PROBE_METRIC = "accuracy"
 BASELINE_METRIC = "majority_accuracy"
