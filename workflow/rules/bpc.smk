@@ -25,7 +25,7 @@ rule bpc:
         estimate=config["bpc"]["estimate"],
         maskings=config["bpc"]["maskings"],
         mask_probability=config["bpc"]["mask_probability"],
-        batch_tokens=config["activations"]["batch_tokens"],
+        batch_tokens=config["bpc"]["batch_tokens"],
         stats=statistics_arguments(),
     shell:
         "python -m mlm_dynamics --log {log} bpc --checkpoint {input.checkpoint} --text {input.text}"

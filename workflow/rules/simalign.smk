@@ -25,7 +25,7 @@ rule simalign:
         methods=config["simalign"]["methods"],
         granularity=config["simalign"]["granularity"],
         source_language=config["simalign"]["source_language"],
-        batch_tokens=config["activations"]["batch_tokens"],
+        batch_tokens=config["simalign"]["batch_tokens"],
         stats=statistics_arguments(),
     shell:
         "python -m mlm_dynamics --log {log} simalign --checkpoint {input.checkpoint}"

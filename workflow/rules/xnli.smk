@@ -28,7 +28,7 @@ rule xnli_features:
         max_train=config["xnli"]["max_train"],
         max_dev=config["xnli"]["max_dev"],
         max_test=config["xnli"]["max_test"],
-        batch_tokens=config["activations"]["batch_tokens"],
+        batch_tokens=config["xnli"]["batch_tokens"],
     shell:
         "python -m mlm_dynamics --log {log} xnli-features --checkpoint {input.checkpoint}"
         " {params.tokenizer}"
