@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlm_dynamics.analysis import findings
+from mlm_dynamics.analysis import findings, tables, views
 
 
 def cell(row) -> str:
@@ -37,13 +37,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", default="results", type=Path)
     args = parser.parse_args()
-    table = findings.read_table(args.results / "tables/probing.parquet")
+    table = tables.read_table(args.results / "tables/probing.parquet")
     steps = sorted(table["step"].unique())
     first, last = steps[0], steps[-1]
-    scores = findings.view_scores(table, ["last"])
+    scores = views.view_scores(table, ["last"])
     own = scores[(scores.train_lang == scores.test_lang) & (scores.task == "pos")]
     languages = sorted(own.train_lang.unique())
-    selectivity = findings.view_scores(table, ["last"], findings.SELECTIVITY_METRIC)
+    selectivity = views.view_scores(table, ["last"], findings.SELECTIVITY_METRIC)
     selectivity = selectivity[selectivity.task == "pos"]
     bpc = table[(table.metric == "bpc") & (table.task == "bpc")]
     rows = {}

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mlm_dynamics.activations.extract import Encoder  # noqa: E402
+from mlm_dynamics.config_check import load_yaml, schema_default  # noqa: E402
 from mlm_dynamics.treebanks import load_prepared, prepare  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def default_checkpoint(directory: Path) -> Path:
     found = [p for p in found if (p / "config.json").is_file()]
     if found:
         return found[-1]
-    from mlm_dynamics.pretrain import PretrainSettings, initial_model, train_tokenizer
+    from mlm_dynamics.pretrain import initial_model, settings_from, train_tokenizer
     from mlm_dynamics.textio import read_lines
 
     texts = [
@@ -43,9 +44,11 @@ def default_checkpoint(directory: Path) -> Path:
         for path in sorted((REPO / "resources/text").glob("*.txt.gz"))
         for line in read_lines(path)
     ]
-    tokenizer = train_tokenizer(texts, vocab_size=8000)
-    # the embedded default's architecture, randomly initialised (seed 0)
-    initial_model(tokenizer, PretrainSettings()).save_pretrained(directory)
+    tokenizer = train_tokenizer(texts, vocab_size=schema_default("pretrain.vocab_size"))
+    # the embedded default's architecture, randomly initialised (the schema's seed)
+    layers = load_yaml(REPO / "config.yaml")["models"]["tiny-xlmr"]["layers"]
+    settings = settings_from({**schema_default("pretrain"), "layers": layers})
+    initial_model(tokenizer, settings).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
@@ -73,7 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="Hugging Face-format directory")
     parser.add_argument("--treebank", help="prepared treebank .json.gz (its train split is used)")
-    parser.add_argument("--batch-tokens", type=int, default=8192)
+    parser.add_argument(
+        "--batch-tokens", type=int, default=schema_default("activations.batch_tokens")
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the fastest of each counts")
     args = parser.parse_args()
@@ -95,13 +100,17 @@ def main() -> None:
         )
 
         # warm-up of both paths (first-call allocations, lazy initialisation)
-        encoder.extract(words[:20], batch_tokens=args.batch_tokens)
+        encoder.extract(words[:20], pooling="mean", batch_tokens=args.batch_tokens)
         sentence_by_sentence(encoder, words[:20])
 
         runs = {
-            "batched": lambda: encoder.extract(words, batch_tokens=args.batch_tokens),
+            "batched": lambda: encoder.extract(
+                words, pooling="mean", batch_tokens=args.batch_tokens
+            ),
             "looped": lambda: sentence_by_sentence(encoder, words),
-            "single": lambda: [encoder.extract([w]) for w in words],
+            "single": lambda: [
+                encoder.extract([w], pooling="mean", batch_tokens=args.batch_tokens) for w in words
+            ],
         }
         # Rounds interleave the three paths, and each keeps its fastest round: on a shared
         # machine, load from other processes only ever adds time.

@@ -50,11 +50,11 @@ def summary(results: Path) -> str:
     import gzip
     import json
 
-    from mlm_dynamics.analysis import findings
+    from mlm_dynamics.analysis import findings, tables, views
 
-    table = findings.read_table(results / "tables/probing.parquet")
+    table = tables.read_table(results / "tables/probing.parquet")
     steps = sorted(table["step"].unique())
-    scores = findings.view_scores(table, ["last"])
+    scores = views.view_scores(table, ["last"])
     baselines = findings.majority_baselines(table).set_index(["task", "train_lang"])
     lines = ["| | " + " | ".join(f"step {step}" for step in (steps[0], steps[-1]))
              + " | majority | train / dev / test sentences |", "|---|---|---|---|---|"]  # fmt: skip

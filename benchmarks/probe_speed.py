@@ -37,23 +37,37 @@ SKLEARN_CONVERGED_MAX_ITER = 1000  # enough for its own tol on every probe here 
 
 def workflow_defaults() -> dict:
     """The probing section's defaults in the workflow's config schema."""
-    import yaml
+    from mlm_dynamics.config_check import schema_default
 
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    properties = schema["properties"]["probing"]["properties"]
-    return {key: properties[key]["default"] for key in ("l2", "max_iter")}
+    return {key: schema_default(f"probing.{key}") for key in ("l2", "max_iter")}
+
+
+def schema_options(section: str, *skip: str) -> list[str]:
+    """A config section's schema defaults as a command's options (``--key value``)."""
+    from mlm_dynamics.config_check import schema_default
+
+    options = []
+    for key, value in schema_default(section).items():
+        if key not in skip:
+            options += [f"--{key.replace('_', '-')}", str(value)]
+    return options
 
 
 def random_model_cache(work: Path) -> tuple[Path, Path]:
     """Prepared English treebank + activations of a random-init tiny XLM-R, under ``work``."""
     from mlm_dynamics import pretrain, treebanks
     from mlm_dynamics.activations import extract
+    from mlm_dynamics.config_check import schema_default
 
     texts = sorted(str(p) for p in (REPO / "resources" / "text").glob("*.txt.gz"))
     treebank_file = work / "en.json.gz"
+    caps = schema_default("treebanks.max_sentences")
     treebanks.main(
         "prepare-treebank",
         ["--treebank", str(REPO / "resources/ud/UD_English-EWT"), "--language", "en"]
+        + [x for split, cap in caps.items() for x in (f"--max-{split}", str(cap))]
+        + schema_options("treebanks", "max_sentences")
+        + ["--min-sentences", str(schema_default("statistics.min_sentences"))]
         + ["--out", str(treebank_file), "--labels", str(work / "en.labels.json")],
     )
     pretrain.main(
@@ -62,12 +76,14 @@ def random_model_cache(work: Path) -> tuple[Path, Path]:
     pretrain.main(
         "pretrain",
         ["--texts", *texts, "--tokenizer", str(work / "tok"), "--step", "0", "--layers", "4"]
+        + schema_options("pretrain", "texts", "vocab_size")
         + ["--hidden-size", "128", "--out", str(work / "model")],
     )
     activations = work / "activations"
     extract.main(
         "extract-activations",
         ["--checkpoint", str(work / "model"), "--treebank", str(treebank_file)]
+        + schema_options("activations")
         + ["--out", str(activations)],
     )
     return activations, treebank_file

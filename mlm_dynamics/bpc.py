@@ -9,14 +9,14 @@ Two estimates, config ``bpc.estimate`` (``pll``, ``mlm`` or ``both``):
   raw text: the characters of each line as read (surrounding whitespace stripped, spaces inside
   the line counted, no newline). Metric ``pll_bits`` is the summed bits themselves.
 - ``bpc_mlm``: the standard masked-LM estimate. Each token is chosen with probability ``p``
-  (``bpc.mask_probability``, default 0.15), at least one per sentence (a sentence where the draw
+  (``bpc.mask_probability``), at least one per sentence (a sentence where the draw
   chose none gets one token chosen uniformly); all chosen tokens of a window are replaced by the
   mask token at once and one forward pass scores them. The per-token cross-entropy of the masked
   positions, scaled to all tokens, over characters::
 
       bpc_mlm = bits_masked / masked_tokens * tokens / characters
 
-  averaged over ``bpc.maskings`` (default 5) maskings. Masking ``k`` is drawn from
+  averaged over ``bpc.maskings`` maskings. Masking ``k`` is drawn from
   ``numpy.random.default_rng([MASK_SEED, k])``, sentence after sentence in file order, so every
   checkpoint of a model (same tokenizer, same text) sees the same masked positions.
 
@@ -57,22 +57,11 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def pick_device():
-    """CUDA when there is one; otherwise the CPU, said in the log."""
-    import torch
-
-    if torch.cuda.is_available():
-        log(f"device: cuda ({torch.cuda.get_device_name(0)})")
-        return torch.device("cuda")
-    log(f"device: CUDA is not available, running on CPU ({torch.get_num_threads()} threads)")
-    return torch.device("cpu")
-
-
-def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, masked_lm: bool):
-    """A Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer; loaded through
-    :mod:`mlm_dynamics.sources.checks`, so a broken checkpoint is one error line, and a
+def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None):
+    """A masked-LM Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer; loaded
+    through :mod:`mlm_dynamics.sources.checks`, so a broken checkpoint is one error line, and a
     masked-LM without its head is refused rather than scored with a random one."""
-    from transformers import AutoModel, AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
     from mlm_dynamics.sources.checks import (
         load_model,
@@ -86,8 +75,9 @@ def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, masked
         raise InputError(f"{checkpoint}: not a checkpoint directory (no config.json)")
     config = read_config(checkpoint)
     directory = tokenizer_dir(checkpoint, tokenizer)
-    loader, head = (AutoModelForMaskedLM, "bits per character") if masked_lm else (AutoModel, None)
-    model, _ = load_model(loader, checkpoint, head_needed_for=head, dtype="float32")
+    model, _ = load_model(
+        AutoModelForMaskedLM, checkpoint, head_needed_for="bits per character", dtype="float32"
+    )
     return model.eval(), load_tokenizer(directory, config)
 
 
@@ -207,7 +197,7 @@ class PseudoLogLikelihood:
 
 
 def pseudo_log_likelihood(
-    model, tokenizer, sentences: list[str], batch_tokens: int = 8192, device=None
+    model, tokenizer, sentences: list[str], *, batch_tokens: int, device=None
 ) -> PseudoLogLikelihood:
     """Per sentence, the sum of ``-log2 p`` of every token with that token masked."""
     import torch
@@ -235,11 +225,13 @@ def sentence_characters(sentences: list[str]) -> np.ndarray:
 
 
 def bits_per_character(
-    model, tokenizer, sentences: list[str], batch_tokens: int = 8192, device=None
+    model, tokenizer, sentences: list[str], *, batch_tokens: int, device=None
 ) -> tuple[float, int, PseudoLogLikelihood]:
     """BPC, the number of characters it is divided by, and the pseudo-log-likelihood."""
     characters = int(sentence_characters(sentences).sum())
-    pll = pseudo_log_likelihood(model, tokenizer, sentences, batch_tokens, device)
+    pll = pseudo_log_likelihood(
+        model, tokenizer, sentences, batch_tokens=batch_tokens, device=device
+    )
     return pll.bits / characters, characters, pll
 
 
@@ -276,9 +268,10 @@ def masked_lm_bits(
     model,
     tokenizer,
     sentences: list[str],
-    maskings: int = 5,
-    probability: float = 0.15,
-    batch_tokens: int = 8192,
+    *,
+    maskings: int,
+    probability: float,
+    batch_tokens: int,
     device=None,
 ) -> MaskedEstimate:
     """Bits of the masked tokens per sentence and masking (see the module docstring)."""
@@ -323,17 +316,18 @@ def main(command: str, argv: list[str]) -> None:
     from mlm_dynamics import stats
     from mlm_dynamics.analysis.tables import tidy_frame
     from mlm_dynamics.atomic import save_table
+    from mlm_dynamics.devices import select_device
     from mlm_dynamics.textio import read_lines
 
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="Hugging Face-format directory")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the checkpoint)")
     parser.add_argument("--text", required=True, help="held-out text, one sentence a line")
-    parser.add_argument("--max-sentences", type=int, default=100)
-    parser.add_argument("--estimate", choices=ESTIMATES, default="pll", help="bpc.estimate")
-    parser.add_argument("--maskings", type=int, default=5, help="bpc_mlm: seeded maskings")
-    parser.add_argument("--mask-probability", type=float, default=0.15, help="bpc_mlm: share")
-    parser.add_argument("--batch-tokens", type=int, default=8192)
+    parser.add_argument("--max-sentences", type=int, required=True, help="bpc.max_sentences")
+    parser.add_argument("--estimate", choices=ESTIMATES, required=True, help="bpc.estimate")
+    parser.add_argument("--maskings", type=int, required=True, help="bpc_mlm: seeded maskings")
+    parser.add_argument("--mask-probability", type=float, required=True, help="bpc_mlm: share")
+    parser.add_argument("--batch-tokens", type=int, required=True, help="bpc.batch_tokens")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--model", required=True)
     parser.add_argument("--step", type=int, required=True)
@@ -356,8 +350,8 @@ def main(command: str, argv: list[str]) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_checkpoint(args.checkpoint, args.tokenizer, masked_lm=True)
-    device = pick_device()
+    model, tokenizer = load_checkpoint(args.checkpoint, args.tokenizer)
+    device = select_device("cuda")
     key = dict(model=args.model, step=args.step, task="bpc", layer=-1, train_lang="")
     key.update(test_lang=args.language, split="test", seed=0)
     rows = []
@@ -371,8 +365,9 @@ def main(command: str, argv: list[str]) -> None:
     summary = f"{args.model} step {args.step} {args.language}: {len(sentences)} sentences, "
     summary += f"{characters.sum()} characters"
     if args.estimate in ("pll", "both"):
-        pll = pseudo_log_likelihood(model, tokenizer, sentences, args.batch_tokens, device)
-        bpc = pll.bits / characters.sum()
+        bpc, _, pll = bits_per_character(
+            model, tokenizer, sentences, batch_tokens=args.batch_tokens, device=device
+        )
         samples = stats.resampled_ratios(weights, pll.sentence_bits, characters)
         add("bpc", bpc, samples, int(characters.sum()))
         add("pll_bits", pll.bits, weights @ pll.sentence_bits, pll.tokens)
@@ -380,8 +375,8 @@ def main(command: str, argv: list[str]) -> None:
         summary += f"; BPC (pseudo-log-likelihood) {bpc:.4f}"
     if args.estimate in ("mlm", "both"):
         mlm = masked_lm_bits(
-            model, tokenizer, sentences, args.maskings, args.mask_probability,
-            args.batch_tokens, device,
+            model, tokenizer, sentences, maskings=args.maskings,
+            probability=args.mask_probability, batch_tokens=args.batch_tokens, device=device,
         )  # fmt: skip
         value = float(mlm_resampled(np.ones((1, len(sentences))), mlm, characters)[0])
         add("bpc_mlm", value, mlm_resampled(weights, mlm, characters), int(characters.sum()))

@@ -17,6 +17,7 @@ import io
 import json
 import re
 import time
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from mlm_dynamics.atomic import atomic_dir
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.textio import read_lines
 
-SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 OPTIMIZER_FILE = "optimizer.pt"  # the AdamW state the next step resumes from
 STATE_FILE = "pretrain_state.json"  # step and settings, checked on resume
 
@@ -152,18 +152,26 @@ def mask_tokens(ids: torch.Tensor, tokenizer, probability: float, generator: tor
 
 @dataclass(frozen=True)
 class PretrainSettings:
-    hidden_size: int = 128
-    layers: int = 4
-    attention_heads: int = 4
-    intermediate_size: int = 512
-    max_length: int = 64
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    mask_probability: float = 0.15
-    language_sampling_alpha: float = 0.3
-    seed: int = 0
+    """The model and training settings of an embedded model: config ``pretrain`` (and
+    ``models.<name>.layers``), each given explicitly."""
+
+    hidden_size: int
+    layers: int
+    attention_heads: int
+    intermediate_size: int
+    max_length: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    weight_decay: float
+    mask_probability: float
+    language_sampling_alpha: float
+    seed: int
+
+
+def settings_from(values: dict) -> PretrainSettings:
+    """The settings among ``values`` (a config section or parsed options; others ignored)."""
+    return PretrainSettings(**{f.name: values[f.name] for f in fields(PretrainSettings)})
 
 
 def initial_model(tokenizer, settings: PretrainSettings):
@@ -276,7 +284,7 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--texts", nargs="+", required=True, help="pretraining text per language")
     parser.add_argument("--out", required=True, type=Path)
     if command == "train-tokenizer":
-        parser.add_argument("--vocab-size", type=int, default=8000)
+        parser.add_argument("--vocab-size", type=int, required=True, help="pretrain.vocab_size")
         args = parser.parse_args(argv)
         texts = [line for path in args.texts for line in read_lines(path)]
         tokenizer = train_tokenizer(texts, args.vocab_size)
@@ -287,15 +295,14 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--tokenizer", required=True, type=Path)
     parser.add_argument("--step", required=True, type=int)
     parser.add_argument("--resume", type=Path, help="checkpoint of an earlier step to resume from")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, required=True, help="pretrain.threads")
     parser.add_argument("--model", help="model name, for the check record")
     parser.add_argument("--check-record", help="write check-checkpoint's record of the step here")
     parser.add_argument("--earlier", nargs="*", default=[], help="records of the earlier steps")
-    for field in fields(PretrainSettings):
-        flag = f"--{field.name.replace('_', '-')}"
-        parser.add_argument(flag, type=type(field.default), default=field.default)
+    for name, kind in typing.get_type_hints(PretrainSettings).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, required=True)
     args = parser.parse_args(argv)
-    settings = PretrainSettings(**{f.name: getattr(args, f.name) for f in fields(PretrainSettings)})
+    settings = settings_from(vars(args))
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
 

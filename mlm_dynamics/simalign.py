@@ -124,10 +124,6 @@ def mwmf_alignment(sim: np.ndarray) -> np.ndarray:
 ALIGNERS = {"argmax": argmax_alignment, "itermax": itermax_alignment, "mwmf": mwmf_alignment}
 
 
-def link_set(matrix: np.ndarray) -> Links:
-    return {(int(i), int(j)) for i, j in zip(*np.nonzero(matrix), strict=True)}
-
-
 def word_links(matrix: np.ndarray, source_words, target_words) -> Links:
     """Word links from unit links: ``i-j`` when any unit of word ``i`` is linked to any unit of
     word ``j`` (``source_words[u]``: the word of source unit ``u``; identity for words)."""
@@ -213,15 +209,6 @@ def resampled_scores(weights: np.ndarray, counts: np.ndarray) -> dict[str, np.nd
     return {"precision": precision, "recall": recall, "f1": f1, "aer": aer}
 
 
-def alignment_scores(predicted: list[Links], gold: list[Gold]) -> dict[str, float]:
-    """Corpus-level precision, recall, F1 and AER of predicted links against gold links."""
-    counts = link_counts(predicted, gold)
-    scores = resampled_scores(np.ones((1, len(counts))), counts)
-    if counts[:, 0].sum() == 0:
-        scores["precision"] = scores["f1"] = np.zeros(1)
-    return {metric: float(values[0]) for metric, values in scores.items()}
-
-
 def score_intervals(counts: np.ndarray, weights: np.ndarray, bootstrap) -> dict[str, tuple]:
     """Per metric: (value, ci_low, ci_high) of one method's counts (pairs, 4)."""
     point = resampled_scores(np.ones((1, len(counts))), counts)
@@ -285,7 +272,7 @@ def read_gold(path: str | Path, source_lengths: list[int], target_lengths: list[
 # ---------------------------------------------------------------- command
 
 
-def subword_units(encoder, sentences: list[list[str]], batch_tokens: int = 8192) -> Units:
+def subword_units(encoder, sentences: list[list[str]], *, batch_tokens: int) -> Units:
     """Every subword's vector (specials excluded), with the word it belongs to.
 
     The encoder's own window plan (the same tokenisation and windows as word vectors) with each
@@ -304,14 +291,14 @@ def subword_units(encoder, sentences: list[list[str]], batch_tokens: int = 8192)
     counts = np.bincount(sentence, minlength=len(sentences)).astype(np.int64)
     subword_plan = WindowPlan(windows, counts, np.zeros_like(counts), 0, plan.windowed_sentences)
     vectors = np.zeros((encoder.n_hidden_states, start, encoder.hidden_size), dtype=np.float32)
-    encoder.encode(subword_plan, vectors, "mean", batch_tokens)
+    encoder.encode(subword_plan, vectors, pooling="mean", batch_tokens=batch_tokens)
     return Units(vectors, subword_plan.offsets, word_rows - plan.offsets[sentence])
 
 
-def encode_units(encoder, sentences, granularity: str, batch_tokens: int) -> Units:
+def encode_units(encoder, sentences, granularity: str, *, batch_tokens: int) -> Units:
     if granularity == "subword":
-        return subword_units(encoder, sentences, batch_tokens)
-    vectors, plan = encoder.extract(sentences, "mean", batch_tokens)
+        return subword_units(encoder, sentences, batch_tokens=batch_tokens)
+    vectors, plan = encoder.extract(sentences, pooling="mean", batch_tokens=batch_tokens)
     return word_units(vectors, plan.offsets)
 
 
@@ -344,14 +331,14 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--source", required=True, help="source sentences, space-tokenised")
     parser.add_argument("--target", required=True, help="target sentences, space-tokenised")
     parser.add_argument("--gold", required=True, help="Pharaoh gold alignments")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, required=True)
     parser.add_argument(
-        "--granularity", nargs="+", choices=GRANULARITIES, default=list(GRANULARITIES),
+        "--granularity", nargs="+", choices=GRANULARITIES, required=True,
         help="align words (mean-pooled subwords) and/or subwords (SimAlign's default)",
     )  # fmt: skip
-    parser.add_argument("--source-language", default="en")
+    parser.add_argument("--source-language", required=True, help="simalign.source_language")
     parser.add_argument("--language", required=True, help="target language")
-    parser.add_argument("--batch-tokens", type=int, default=8192)
+    parser.add_argument("--batch-tokens", type=int, required=True, help="simalign.batch_tokens")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--model", required=True)
     parser.add_argument("--step", type=int, required=True)
@@ -381,7 +368,8 @@ def main(command: str, argv: list[str]) -> None:
     rows = []
     for granularity in granularities:
         sides = [
-            encode_units(encoder, text, granularity, args.batch_tokens) for text in (source, target)
+            encode_units(encoder, text, granularity, batch_tokens=args.batch_tokens)
+            for text in (source, target)
         ]
         rows += score_layers(*sides, gold, methods, weights, bootstrap, granularity)
     aer = {}

@@ -66,7 +66,7 @@ def resampled_ratios(weights: np.ndarray, numerators: np.ndarray, denominators: 
         return (weights @ numerators) / total
 
 
-def percentile_interval(samples: np.ndarray, confidence: float = 0.95):
+def percentile_interval(samples: np.ndarray, confidence: float):
     """(low, high), each of shape samples.shape[1:]: percentile bootstrap interval over axis 0.
     NaN resamples are left out; a column with none left is NaN."""
     alpha = (1 - confidence) / 2
@@ -87,7 +87,7 @@ def percentile_interval(samples: np.ndarray, confidence: float = 0.95):
 
 
 def ratio_interval(
-    numerators, denominators, key: str, resamples: int, confidence: float = 0.95
+    numerators, denominators, key: str, resamples: int, confidence: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The interval of ``sum(num) / sum(den)`` per column, resampling units (rows) by ``key``."""
     numerators = np.asarray(numerators, dtype=np.float64)

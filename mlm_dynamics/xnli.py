@@ -10,7 +10,8 @@ dev split is XNLI's validation set (``validation`` on the hub). With ``--data hu
 
 ``xnli-features`` encodes premise and hypothesis separately and mean-pools each sentence's subword
 vectors (special tokens excluded) for every hidden state, caching per split (train, dev, test)
-``layerNN.npy`` float16 ``(pairs, 2, hidden)`` (premise u, hypothesis v) and ``labels.npy``.
+the activation cache's ``layerNN.npy`` files (:mod:`mlm_dynamics.activations.store`), float16
+``(pairs, 2, hidden)`` (premise u, hypothesis v), and ``labels.npy``.
 Splits larger than ``--max-train`` / ``--max-dev`` / ``--max-test`` are subsampled: the same
 seeded choice of row numbers for every language, so translated splits keep the same pairs.
 
@@ -24,7 +25,8 @@ training pairs (keyed by seed, language and ``train``), so the spread over seeds
 probe-training variance. Metrics, per layer and probe seed:
 
 - ``accuracy``: correct pairs / pairs;
-- ``majority_accuracy``: the accuracy of always answering the train split's majority label.
+- ``majority_accuracy``: the accuracy of always answering the train split's majority label (one
+  row per seed and evaluation set, at the baseline layer of :mod:`mlm_dynamics.analysis.tables`).
 
 Each carries a 95% (``--confidence``) percentile bootstrap interval over sentence pairs (``ci_low``,
 ``ci_high``): the pairs of one evaluation set are resampled with the matrix that
@@ -45,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlm_dynamics.activations import store
 from mlm_dynamics.errors import InputError
 
 LABELS = ("entailment", "neutral", "contradiction")
@@ -56,6 +59,7 @@ COLUMNS = {
 SPLITS = ("train", "dev", "test")
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 SUBSAMPLE_SEED = 13
+LABELS_FILE = "labels.npy"  # beside the layer files of each split
 SENTENCES_PER_CHUNK = 512  # bounds the float32 word vectors held at once
 
 
@@ -202,7 +206,7 @@ def subsample(pairs: Pairs, limit: int) -> Pairs:
 # ---------------------------------------------------------------- features
 
 
-def sentence_vectors(encoder, texts: list[str], batch_tokens: int = 8192) -> np.ndarray:
+def sentence_vectors(encoder, texts: list[str], *, batch_tokens: int) -> np.ndarray:
     """Mean of each text's subword vectors (specials excluded), (hidden states, texts, hidden).
 
     Word vectors from the activation encoder are mean-pooled subwords; weighting each by its
@@ -211,7 +215,7 @@ def sentence_vectors(encoder, texts: list[str], batch_tokens: int = 8192) -> np.
     result = np.empty((encoder.n_hidden_states, len(texts), encoder.hidden_size), np.float32)
     for start in range(0, len(texts), SENTENCES_PER_CHUNK):
         chunk = [text.split() for text in texts[start : start + SENTENCES_PER_CHUNK]]
-        words, plan = encoder.extract(chunk, "mean", batch_tokens)
+        words, plan = encoder.extract(chunk, pooling="mean", batch_tokens=batch_tokens)
         rows = np.concatenate([window.word_rows for window in plan.windows])
         subwords = np.bincount(rows, minlength=plan.n_words).astype(np.float32)
         weighted = words * subwords[None, :, None]
@@ -224,26 +228,25 @@ def sentence_vectors(encoder, texts: list[str], batch_tokens: int = 8192) -> np.
 def write_features(encoder, pairs: Pairs, split_dir: Path, batch_tokens: int) -> None:
     """``layerNN.npy`` float16 (pairs, 2, hidden) and ``labels.npy`` in ``split_dir``."""
     split_dir.mkdir(parents=True)
-    premises = sentence_vectors(encoder, pairs.premises, batch_tokens)
-    hypotheses = sentence_vectors(encoder, pairs.hypotheses, batch_tokens)
+    premises = sentence_vectors(encoder, pairs.premises, batch_tokens=batch_tokens)
+    hypotheses = sentence_vectors(encoder, pairs.hypotheses, batch_tokens=batch_tokens)
     for layer in range(encoder.n_hidden_states):
         pair_vectors = np.stack([premises[layer], hypotheses[layer]], axis=1)
-        np.save(split_dir / f"layer{layer:02d}.npy", pair_vectors.astype(np.float16))
-    np.save(split_dir / "labels.npy", pairs.labels)
+        np.save(store.layer_file(split_dir, layer), pair_vectors.astype(np.float16))
+    np.save(split_dir / LABELS_FILE, pairs.labels)
 
 
 def load_features(split_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Probe features (layers, pairs, 4 hidden): [u; v; |u - v|; u * v], and the labels."""
     split_dir = Path(split_dir)
-    files = sorted(split_dir.glob("layer[0-9][0-9].npy"))
-    if not files or not (split_dir / "labels.npy").is_file():
-        raise InputError(f"{split_dir}: no XNLI features (layerNN.npy, labels.npy)")
+    if not (split_dir / LABELS_FILE).is_file():
+        raise InputError(f"{split_dir}: no XNLI features (layerNN.npy, {LABELS_FILE})")
     layers = []
-    for path in files:
-        uv = np.load(path).astype(np.float32)
+    for layer in store.cached_layers(split_dir):
+        uv = store.load_layer(split_dir, layer)
         u, v = uv[:, 0], uv[:, 1]
         layers.append(np.concatenate([u, v, np.abs(u - v), u * v], axis=1))
-    return np.stack(layers), np.load(split_dir / "labels.npy")
+    return np.stack(layers), np.load(split_dir / LABELS_FILE)
 
 
 # ---------------------------------------------------------------- commands
@@ -270,11 +273,11 @@ def features_main(args) -> None:
     log(f"wrote {args.out}")
 
 
-def evaluation_sets(features: Path, train_language: str, languages: list[str]):
-    """(language, split) -> its features directory: every test language's test split, then the
+def evaluation_sets(features: dict[str, Path], train_language: str):
+    """(language, split) -> its features directory: every language's test split, then the
     training language's own dev split."""
-    sets = {(lang, "test"): features / lang / "test" for lang in languages}
-    sets[(train_language, "dev")] = features / train_language / "dev"
+    sets = {(lang, "test"): path / "test" for lang, path in features.items()}
+    sets[(train_language, "dev")] = features[train_language] / "dev"
     return sets
 
 
@@ -289,24 +292,28 @@ def training_rows(pairs: int, seed: int, language: str) -> np.ndarray:
     return np.repeat(np.arange(pairs), counts.astype(np.int64))
 
 
-def accuracy_rows(bootstrap, weights, correct: np.ndarray, metric: str, key: dict) -> list[dict]:
-    """One row per layer: accuracy of ``correct`` (layers, pairs) with its bootstrap interval."""
+def accuracy_rows(
+    bootstrap, weights, correct: np.ndarray, metric: str, key: dict, layers=None
+) -> list[dict]:
+    """One row per layer: accuracy of ``correct`` (layers, pairs) with its bootstrap interval;
+    row ``i`` carries ``layers[i]`` (default: ``i``)."""
     from mlm_dynamics.stats import resampled_ratios
 
     pairs = correct.shape[1]
     value = correct.mean(axis=1)
+    layers = range(correct.shape[0]) if layers is None else layers
     # (pairs, 1) denominators: stats.resampled_ratios does not broadcast (pairs,) ones
     low, high = bootstrap.interval(resampled_ratios(weights, correct.T, np.ones((pairs, 1))))
     return [
-        {**key, "layer": layer, "metric": metric, "value": value[layer], "ci_low": low[layer],
-         "ci_high": high[layer], "n": pairs}
-        for layer in range(correct.shape[0])
+        {**key, "layer": layer, "metric": metric, "value": value[i], "ci_low": low[i],
+         "ci_high": high[i], "n": pairs}
+        for i, layer in enumerate(layers)
     ]  # fmt: skip
 
 
 def probe_main(args) -> None:
     from mlm_dynamics import stats
-    from mlm_dynamics.analysis.tables import tidy_frame
+    from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC, tidy_frame
     from mlm_dynamics.atomic import save_table
     from mlm_dynamics.probing.probe import fit_l2_grid
 
@@ -315,9 +322,11 @@ def probe_main(args) -> None:
         raise InputError("--seeds: must be >= 1")
     if min(args.l2) < 0:
         raise InputError("--l2: must be >= 0")
-    features = Path(args.features)
-    X_train, y_train = load_features(features / args.train_language / "train")
-    sets = evaluation_sets(features, args.train_language, args.languages)
+    features = {Path(path).name: Path(path) for path in args.features}
+    if args.train_language not in features:
+        raise InputError(f"--features: no directory of the training language {args.train_language}")
+    X_train, y_train = load_features(features[args.train_language] / "train")
+    sets = evaluation_sets(features, args.train_language)
     data = {key: load_features(path) for key, path in sets.items()}
     # Refuse a too-small set before any fitting.
     weights = {
@@ -345,10 +354,10 @@ def probe_main(args) -> None:
             layers = correct.shape[0]
             key = dict(train_lang=args.train_language, test_lang=lang, split=split, seed=seed)
             rows += accuracy_rows(bootstrap, weights[lang, split], correct, "accuracy", key)
-            baseline = np.repeat((y == majority)[None, :], layers, axis=0)
             rows += accuracy_rows(
-                bootstrap, weights[lang, split], baseline, "majority_accuracy", key
-            )
+                bootstrap, weights[lang, split], (y == majority)[None, :], BASELINE_METRIC, key,
+                layers=[BASELINE_LAYER],
+            )  # fmt: skip
             items.append(
                 stats.ItemScores(
                     task="xnli", train_lang=args.train_language, test_lang=lang, split=split,
@@ -376,25 +385,29 @@ def main(command: str, argv: list[str]) -> None:
         parser.add_argument("--checkpoint", required=True, help="Hugging Face-format directory")
         parser.add_argument("--tokenizer", help="tokenizer directory (default: the checkpoint)")
         parser.add_argument("--data", required=True, help="directory of TSV/JSONL files, or hub")
-        parser.add_argument("--hub-revision", default="", help="pinned facebook/xnli revision")
+        parser.add_argument(
+            "--hub-revision", required=True, help="pinned facebook/xnli revision (or '')"
+        )
         parser.add_argument("--language", required=True)
-        parser.add_argument("--max-train", type=int, default=2000)
-        parser.add_argument("--max-dev", type=int, default=1000)
-        parser.add_argument("--max-test", type=int, default=1000)
-        parser.add_argument("--batch-tokens", type=int, default=8192)
+        parser.add_argument("--max-train", type=int, required=True, help="xnli.max_train")
+        parser.add_argument("--max-dev", type=int, required=True, help="xnli.max_dev")
+        parser.add_argument("--max-test", type=int, required=True, help="xnli.max_test")
+        parser.add_argument("--batch-tokens", type=int, required=True, help="xnli.batch_tokens")
         parser.add_argument("--threads", type=int, help="CPU threads for torch")
         parser.add_argument("--out", required=True, help="output directory ({split}/layerNN.npy)")
         features_main(parser.parse_args(argv))
     else:
-        parser.add_argument("--features", required=True, help="features/{model}/{step} directory")
-        parser.add_argument("--train-language", required=True)
-        parser.add_argument("--languages", nargs="+", required=True, help="test languages")
-        parser.add_argument("--backend", choices=("torch", "sklearn"), default="torch")
         parser.add_argument(
-            "--l2", type=float, nargs="+", default=[1e-4], help="L2 grid (chosen on dev)"
+            "--features", nargs="+", required=True,
+            help="the features directory of every XNLI language (named by its language)",
+        )  # fmt: skip
+        parser.add_argument("--train-language", required=True)
+        parser.add_argument("--backend", choices=("torch", "sklearn"), required=True)
+        parser.add_argument(
+            "--l2", type=float, nargs="+", required=True, help="L2 grid (chosen on dev)"
         )
-        parser.add_argument("--max-iter", type=int, default=200)
-        parser.add_argument("--seeds", type=int, default=1)
+        parser.add_argument("--max-iter", type=int, required=True, help="probing.max_iter")
+        parser.add_argument("--seeds", type=int, required=True, help="probing.seeds")
         parser.add_argument("--model", required=True)
         parser.add_argument("--step", type=int, required=True)
         parser.add_argument("--out", required=True, help="tidy score table (.parquet)")

@@ -14,7 +14,8 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint directory: SentencePiece tokenizer trained on the bundled text and a seeded,
     randomly initialised ``XLMRobertaForMaskedLM`` (2 layers, hidden 32, 32 positions usable)
     saved as safetensors; short positions make long UD sentences need windows."""
-    from mlm_dynamics.pretrain import PretrainSettings, initial_model, train_tokenizer
+    from mlm_dynamics.config_check import schema_default
+    from mlm_dynamics.pretrain import initial_model, settings_from, train_tokenizer
     from mlm_dynamics.textio import read_lines
 
     texts = [
@@ -23,9 +24,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         for line in read_lines(path, limit=100)
     ]
     tokenizer = train_tokenizer(texts, vocab_size=2000)
-    shape = PretrainSettings(
-        hidden_size=32, layers=2, attention_heads=2, intermediate_size=64, max_length=32
-    )
+    shape = settings_from(
+        {**schema_default("pretrain"), "hidden_size": 32, "layers": 2, "attention_heads": 2,
+         "intermediate_size": 64, "max_length": 32}
+    )  # fmt: skip
     model = initial_model(tokenizer, shape)  # seeded
     directory = tmp_path_factory.mktemp("tiny_checkpoint")
     model.save_pretrained(directory, safe_serialization=True)

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from mlm_dynamics import stats
-from mlm_dynamics.analysis.tables import tidy_frame
+from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
+from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC, tidy_frame
 from mlm_dynamics.probing import cli as probe_cli
 
 STEPS = [0, 100, 200, 400]
@@ -71,10 +72,7 @@ class Run:
                           test_lang=test, split=split, seed=0, n=len(self.units))  # fmt: skip
             self.score(common, layers, correct, "accuracy")
             majority = self.rng.random((1, len(self.units))) < MAJORITY[task]
-            before = len(self.rows)
-            self.score(common, [-1], majority, "majority_accuracy")
-            for row in self.rows[before:]:
-                row["layer"] = -1
+            self.score(common, [BASELINE_LAYER], majority, BASELINE_METRIC)
             self.items.setdefault(step, []).append(
                 stats.ItemScores(
                     task, train, test, split, 0, np.array(layers), correct, self.units, SENTENCES
@@ -155,4 +153,4 @@ def write_run(root: Path, **kwargs) -> tuple[Path, list[Path]]:
 def analyse_arguments(table: Path, items: list[Path], out_dir: Path, fraction=0.95) -> list[str]:
     return ["analyse", "--table", str(table), "--items", *map(str, items), "--views", "last",
             "best", "--onset-fraction", str(fraction), *bootstrap_arguments(),
-            "--out-dir", str(out_dir)]  # fmt: skip
+            "--out", *(str(out_dir / f"{table}.csv") for table in ANALYSIS_TABLES)]  # fmt: skip

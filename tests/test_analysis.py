@@ -18,8 +18,9 @@ from synthetic_tables import (
 
 from mlm_dynamics import __main__ as cli
 from mlm_dynamics import stats
-from mlm_dynamics.analysis import findings
+from mlm_dynamics.analysis import findings, views
 from mlm_dynamics.analysis.findings import gain_onset, onset_step
+from mlm_dynamics.analysis.tables import tidy_table
 from mlm_dynamics.errors import InputError
 
 STEP_GRID = [0, 100, 200, 400]
@@ -28,7 +29,7 @@ STEP_GRID = [0, 100, 200, 400]
 @pytest.fixture(scope="module")
 def run():
     table, files = synthetic_run()
-    return findings.tidy_table(table), files
+    return tidy_table(table), files
 
 
 @pytest.fixture(scope="module")
@@ -91,25 +92,25 @@ def test_verdicts_are_three_way():
 
 def test_the_best_layer_is_chosen_on_dev_and_permuting_test_changes_no_choice(run):
     table, _ = run
-    before = findings.view_layers(table, ["best", "last", "layer-2"])
+    before = views.view_layers(table, ["best", "last", "layer-2"])
     shuffled = table.copy()
     test = shuffled["split"] == "test"
     rng = np.random.default_rng(0)
     shuffled.loc[test, "value"] = rng.permutation(shuffled.loc[test, "value"].to_numpy())
-    after = findings.view_layers(shuffled, ["best", "last", "layer-2"])
+    after = views.view_layers(shuffled, ["best", "last", "layer-2"])
     pd.testing.assert_frame_equal(before, after)
     # and the choice does follow dev: making layer 1 the best on every dev set selects it
     boosted = table.copy()
     dev = (boosted["split"] == "dev") & (boosted["layer"] == 1) & (boosted["metric"] == "accuracy")
     boosted.loc[dev, "value"] = 1.0
-    chosen = findings.view_layers(boosted, ["best"])
+    chosen = views.view_layers(boosted, ["best"])
     assert (chosen["layer"] == 1).all()
 
 
 def test_a_transfer_cell_reads_the_layer_of_its_training_language(run):
     table, _ = run
-    scores = findings.view_scores(table, ["best"])
-    layers = findings.dev_best_layers(table).set_index(["model", "task", "train_lang", "step"])
+    scores = views.view_scores(table, ["best"])
+    layers = views.dev_best_layers(table).set_index(["model", "task", "train_lang", "step"])
     for row in scores.itertuples():
         assert row.layer == layers.loc[(row.model, row.task, row.train_lang, row.step), "layer"]
     cells = scores[(scores.task == "pos") & (scores.step == 400)]
@@ -120,13 +121,13 @@ def test_a_transfer_cell_reads_the_layer_of_its_training_language(run):
 def test_views_refuse_a_missing_layer_and_missing_dev(run):
     table, _ = run
     with pytest.raises(InputError, match="layer-9: model tiny-xlmr has layers 0..4 only"):
-        findings.view_layers(table, ["layer-9"])
+        views.view_layers(table, ["layer-9"])
     no_dev = table[table["split"] != "dev"]
     with pytest.raises(InputError, match="the 'best' view chooses layers on dev"):
-        findings.view_layers(no_dev, ["best"])
-    assert findings.view_name(8) == "layer-8" and findings.view_name("best") == "best"
+        views.view_layers(no_dev, ["best"])
+    assert views.view_name(8) == "layer-8" and views.view_name("best") == "best"
     with pytest.raises(InputError, match="analysis.views: 'top'"):
-        findings.view_name("top")
+        views.view_name("top")
 
 
 # ---------------------------------------------------------------- the analysis tables
@@ -185,7 +186,7 @@ def test_degradation_verdicts_on_curves_with_a_known_answer():
                             task, "en", "en", "test", 0, np.array([0]), correct, units, 60
                         )  # fmt: skip
                     )
-    table = findings.tidy_table(pd.DataFrame(rows))
+    table = tidy_table(pd.DataFrame(rows))
     bank = findings.ItemBank([stats.ItemFile("m", s, f) for s, f in files.items()], BOOTSTRAP)
     result = findings.degradation(table, bank, ["last"]).set_index("task")
     assert result.loc["pos", "verdict"] == "final is best"
@@ -198,7 +199,13 @@ def test_degradation_verdicts_on_curves_with_a_known_answer():
     assert onsets.loc["deprel", "status"] == "no onset"
     assert np.isnan(onsets.loc["deprel", "onset_gain_step"])
     assert onsets.loc["pos", "status"] == "onset"
-    assert 1 <= onsets.loc["pos", "onset_gain_step"] <= 100
+    # by hand: g = (acc - acc(0)) / (acc(100) - acc(0)) on the test items, first reaching 0.5
+    # between two checkpoints, linear in log(1 + step) there
+    acc = np.array([files[s][0].correct.mean() for s in (0, 10, 100)])  # pos is the first task
+    g, x = (acc - acc[0]) / (acc[2] - acc[0]), np.log1p([0, 10, 100])
+    k = 1 if g[1] >= 0.5 else 2
+    onset = np.expm1(x[k - 1] + (0.5 - g[k - 1]) / (g[k] - g[k - 1]) * (x[k] - x[k - 1]))
+    assert onsets.loc["pos", "onset_gain_step"] == pytest.approx(onset, rel=1e-9)
 
 
 def test_analyse_writes_the_tables_and_refuses_missing_items(tmp_path, capsys):

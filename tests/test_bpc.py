@@ -12,11 +12,13 @@ import torch
 
 from mlm_dynamics import bpc, stats
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.analysis.findings import COLUMNS
+from mlm_dynamics.analysis.tables import COLUMNS
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.pretrain import train_tokenizer
 from mlm_dynamics.textio import read_lines
 
 HELDOUT = "resources/heldout/{}.txt.gz"
+BATCH_TOKENS = schema_default("bpc.batch_tokens")
 TEXT = "resources/text/{}.txt.gz"
 
 
@@ -122,7 +124,9 @@ def test_masked_estimate_matches_one_at_a_time_reference(tokenizer):
     sentences = read_lines(HELDOUT.format("en"), 5)
     characters = bpc.sentence_characters(sentences)
     tokens = np.array([len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sentences])
-    mlm = bpc.masked_lm_bits(model, tokenizer, sentences, 3, 0.15, batch_tokens=100)
+    mlm = bpc.masked_lm_bits(
+        model, tokenizer, sentences, maskings=3, probability=0.15, batch_tokens=100
+    )
     assert mlm.windowed_sentences > 0
     np.testing.assert_array_equal(mlm.sentence_tokens, tokens)
     expected = []
@@ -144,7 +148,9 @@ def test_masking_every_token_scores_all_bits_at_once(tokenizer):
     characters = bpc.sentence_characters(sentences)
     tokens = np.array([len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sentences])
     bits, _ = reference_masked_bits(model, tokenizer, sentences, 14, [range(n) for n in tokens])
-    mlm = bpc.masked_lm_bits(model, tokenizer, sentences, 2, 1.0)
+    mlm = bpc.masked_lm_bits(
+        model, tokenizer, sentences, maskings=2, probability=1.0, batch_tokens=BATCH_TOKENS
+    )
     np.testing.assert_allclose(mlm.masked_bits, np.stack([bits, bits], axis=1), rtol=1e-4)
     point = bpc.mlm_resampled(np.ones((1, 3)), mlm, characters)[0]
     assert point == pytest.approx(bits.sum() / characters.sum(), rel=1e-4)
@@ -153,7 +159,7 @@ def test_masking_every_token_scores_all_bits_at_once(tokenizer):
 def test_training_lowers_bpc(tokenizer):
     model = tiny_model(tokenizer, positions=32, seed=1)
     sentences = read_lines(HELDOUT.format("en"), 20)
-    before = bpc.bits_per_character(model, tokenizer, sentences)[0]
+    before = bpc.bits_per_character(model, tokenizer, sentences, batch_tokens=BATCH_TOKENS)[0]
     # A few MLM updates on the bundled English text: the unigram distribution alone helps.
     texts = read_lines(TEXT.format("en"), 32)
     batch = tokenizer(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
@@ -170,7 +176,7 @@ def test_training_lowers_bpc(tokenizer):
         loss.backward()
         optimiser.step()
     model.eval()
-    after = bpc.bits_per_character(model, tokenizer, sentences)[0]
+    after = bpc.bits_per_character(model, tokenizer, sentences, batch_tokens=BATCH_TOKENS)[0]
     assert after < 0.9 * before
 
 
@@ -178,7 +184,10 @@ STATS = ["--resamples", "200", "--confidence", "0.95", "--bootstrap-seed", "3"]
 
 
 def run_bpc(checkpoint, out, *extra, min_sentences=5):
+    """The command with the schema's bpc settings; ``extra`` options override them."""
     argv = ["bpc", "--checkpoint", str(checkpoint), "--text", HELDOUT.format("de")]
+    for key in ("estimate", "maskings", "mask_probability", "batch_tokens"):
+        argv += [f"--{key.replace('_', '-')}", str(schema_default(f"bpc.{key}"))]
     argv += ["--max-sentences", "5", "--model", "tiny", "--step", "7", "--language", "de"]
     argv += [*STATS, "--min-sentences", str(min_sentences), *extra, "--out", str(out)]
     return cli(argv)
@@ -197,7 +206,7 @@ def test_command_writes_tidy_rows_with_intervals(tokenizer, checkpoint, tmp_path
     assert run_bpc(checkpoint, out) == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == list(COLUMNS)
-    assert sorted(table.metric) == ["bpc", "pll_bits"]  # the default estimate: pll
+    assert sorted(table.metric) == ["bpc", "pll_bits"]  # the schema's estimate: pll
     row = table.set_index("metric").loc["bpc"]
     assert (row.model, row.step, row.task, row.layer, row.test_lang) == ("tiny", 7, "bpc", -1, "de")
     assert row.split == "test" and row.train_lang == "" and row.seed == 0
@@ -210,8 +219,8 @@ def test_command_writes_tidy_rows_with_intervals(tokenizer, checkpoint, tmp_path
     assert (table.ci_low < table.ci_high).all()
 
     # The interval: sentences resampled by the key (seed 3, de, heldout), ratio of the sums.
-    model = bpc.load_checkpoint(checkpoint, None, masked_lm=True)[0]
-    pll = bpc.pseudo_log_likelihood(model, tokenizer, sentences)
+    model = bpc.load_checkpoint(checkpoint, None)[0]
+    pll = bpc.pseudo_log_likelihood(model, tokenizer, sentences, batch_tokens=BATCH_TOKENS)
     weights = stats.resample_counts(5, 200, stats.resample_key(3, "de", "heldout"))
     ratios = (weights @ pll.sentence_bits) / (weights @ characters)
     low, high = np.quantile(ratios, [0.025, 0.975])
@@ -230,8 +239,10 @@ def test_command_both_estimates(tokenizer, checkpoint, tmp_path):
     assert sorted(table.index) == ["bpc", "bpc_mlm", "pll_bits"]
     sentences = read_lines(HELDOUT.format("de"), 5)
     characters = bpc.sentence_characters(sentences)
-    model = bpc.load_checkpoint(checkpoint, None, masked_lm=True)[0]
-    mlm = bpc.masked_lm_bits(model, tokenizer, sentences, 2, 0.3)
+    model = bpc.load_checkpoint(checkpoint, None)[0]
+    mlm = bpc.masked_lm_bits(
+        model, tokenizer, sentences, maskings=2, probability=0.3, batch_tokens=BATCH_TOKENS
+    )
     row = table.loc["bpc_mlm"]
     assert row.value == pytest.approx(bpc.mlm_resampled(np.ones((1, 5)), mlm, characters)[0])
     weights = stats.resample_counts(5, 200, stats.resample_key(3, "de", "heldout"))

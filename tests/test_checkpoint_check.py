@@ -21,6 +21,7 @@ import pytest
 
 from mlm_dynamics import bpc
 from mlm_dynamics.__main__ import main as cli
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.sources.checks import distinct_steps
 
@@ -431,12 +432,14 @@ def test_an_encoder_only_checkpoint_passes_without_head_but_bpc_refuses(copy, tm
         f"would come from a randomly initialised head"
     )
     with pytest.raises(InputError) as error:
-        bpc.load_checkpoint(copy, None, masked_lm=True)
+        bpc.load_checkpoint(copy, None)
     assert str(error.value) == message
     capfd.readouterr()
     argv = ["bpc", "--checkpoint", str(copy), "--text", "resources/heldout/de.txt.gz"]
     argv += ["--model", MODEL, "--step", str(STEP), "--language", "de", "--resamples", "10"]
     argv += ["--confidence", "0.95", "--bootstrap-seed", "0", "--min-sentences", "1"]
+    for key in ("estimate", "maskings", "mask_probability", "batch_tokens"):
+        argv += [f"--{key.replace('_', '-')}", str(schema_default(f"bpc.{key}"))]
     assert cli(argv + ["--max-sentences", "2", "--out", str(tmp_path / "bpc.parquet")]) == 2
     assert_one_error_line(capfd, message)
     assert not (tmp_path / "bpc.parquet").exists()
@@ -459,7 +462,7 @@ DIRECT_CASES = [
 def test_bpc_loads_a_broken_checkpoint_as_one_error(copy, break_checkpoint, message_format):
     break_checkpoint(copy)
     with pytest.raises(InputError) as error:
-        bpc.load_checkpoint(copy, None, masked_lm=True)
+        bpc.load_checkpoint(copy, None)
     assert str(error.value) == expected(message_format.removeprefix(PREFIX), copy)
 
 

@@ -13,9 +13,13 @@ import torch
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.activations.extract import Encoder
 from mlm_dynamics.activations.store import load_index, load_layers
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.treebanks import prepare, save_prepared
 
 REPO = Path(__file__).resolve().parents[1]
+BATCH_TOKENS = schema_default("activations.batch_tokens")
+CACHE_OPTIONS = ["--pooling", schema_default("activations.pooling")]
+CACHE_OPTIONS += ["--batch-tokens", str(BATCH_TOKENS)]
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +65,12 @@ def test_pooling_matches_a_hand_computed_example(encoder, pooling):
     words = ["The", "government", "said", "it", "will", "return", "home", "."]
     subwords = encoder.tokenizer(words, is_split_into_words=True).word_ids()
     assert max(subwords.count(w) for w in range(len(words))) >= 3  # pooling has work to do
-    vectors, plan = encoder.extract([words], pooling=pooling)
+    vectors, plan = encoder.extract([words], pooling=pooling, batch_tokens=BATCH_TOKENS)
     assert len(plan.windows) == 1 and plan.truncated.tolist() == [0]
     assert vectors.shape == (3, len(words), 32)
     np.testing.assert_allclose(vectors, by_hand(encoder, words, pooling), rtol=1e-5, atol=1e-5)
     if pooling != "mean":  # the three poolings really differ
-        mean, _ = encoder.extract([words], pooling="mean")
+        mean, _ = encoder.extract([words], pooling="mean", batch_tokens=BATCH_TOKENS)
         assert not np.allclose(mean, vectors)
 
 
@@ -82,7 +86,7 @@ def test_batched_cache_equals_one_sentence_at_a_time(encoder, tiny_checkpoint, e
         cached = load_layers(out / split, [0, 1, 2])
         assert cached.shape == (3, index.n_words, 32)
         for s, words in enumerate(sentences):
-            alone, plan = encoder.extract([words])
+            alone, plan = encoder.extract([words], pooling="mean", batch_tokens=BATCH_TOKENS)
             rows = slice(index.offsets[s], index.offsets[s + 1])
             np.testing.assert_allclose(cached[:, rows], alone, rtol=1e-3, atol=2e-3)
             assert index.truncated[s] == plan.truncated[0]
@@ -91,7 +95,7 @@ def test_batched_cache_equals_one_sentence_at_a_time(encoder, tiny_checkpoint, e
 
 def test_long_sentence_is_cut_into_windows_of_whole_words(encoder):
     words = ("the quick brown fox jumps over the lazy dog and runs away " * 8).split()
-    vectors, plan = encoder.extract([words, ["short", "one"]], batch_tokens=64)
+    vectors, plan = encoder.extract([words, ["short", "one"]], batch_tokens=64, pooling="mean")
     assert vectors.shape == (3, len(words) + 2, 32)
     budget = encoder.window_tokens
     assert budget == 34 - 2 - 2  # XLM-R's padding offset, then <s> and </s>
@@ -104,14 +108,16 @@ def test_long_sentence_is_cut_into_windows_of_whole_words(encoder):
     # each window is encoded exactly as its words alone would be
     for window in long_windows:
         rows = np.unique(window.word_rows)
-        alone, _ = encoder.extract([[words[r] for r in rows]])
+        alone, _ = encoder.extract(
+            [[words[r] for r in rows]], pooling="mean", batch_tokens=BATCH_TOKENS
+        )
         np.testing.assert_allclose(vectors[:, rows], alone, rtol=1e-4, atol=1e-4)
 
 
 def test_a_word_longer_than_a_window_is_cut_and_counted(encoder):
     rng = np.random.default_rng(0)
     giant = "".join(rng.choice(list("qxzjkvw"), size=200))
-    vectors, plan = encoder.extract([["a", giant, "b"]])
+    vectors, plan = encoder.extract([["a", giant, "b"]], pooling="mean", batch_tokens=BATCH_TOKENS)
     assert vectors.shape[1] == 3 and np.isfinite(vectors).all()
     assert plan.cut_words == 1
     assert plan.truncated.tolist() == [2]  # the giant word (cut) and "b" (a second window)
@@ -120,7 +126,7 @@ def test_a_word_longer_than_a_window_is_cut_and_counted(encoder):
 def test_missing_checkpoint_is_one_error_line(english, tmp_path, capsys):
     missing = tmp_path / "no-such-checkpoint"
     argv = ["extract-activations", "--checkpoint", str(missing), "--treebank", str(english)]
-    assert cli(argv + ["--out", str(tmp_path / "out")]) == 2
+    assert cli(argv + [*CACHE_OPTIONS, "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {missing}: no such checkpoint directory"
     assert not (tmp_path / "out").exists()
 
@@ -136,16 +142,17 @@ def test_a_failure_midway_leaves_no_partial_directory(tiny_checkpoint, english, 
     out = tmp_path / "activations" / "en"
 
     def run(treebank):
-        argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint)]
+        argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint), *CACHE_OPTIONS]
         return cli(argv + ["--treebank", str(treebank), "--out", str(out)])
 
-    with pytest.raises(Exception):  # noqa: B017 (whatever the tokenizer raises)
+    # the tokenizer refuses the int (the message is transformers')
+    with pytest.raises(ValueError, match=r"^text input must be of type `str` \(single example\)"):
         run(broken)
     assert list(out.parent.iterdir()) == []  # neither the final nor the temporary directory
 
     assert run(english) == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(Exception):  # noqa: B017
+    with pytest.raises(ValueError, match=r"^text input must be of type `str` \(single example\)"):
         run(broken)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # the earlier complete result is untouched
@@ -160,14 +167,16 @@ def test_a_dropped_split_gives_empty_layer_files(encoder, tiny_checkpoint, tmp_p
     save_prepared(path, splits, "en", "resources/ud/UD_English-EWT")
     out = tmp_path / "out"
     argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint), "--treebank", str(path)]
-    assert cli(argv + ["--out", str(out), "--pooling", "first"]) == 0
+    assert cli(argv + [*CACHE_OPTIONS, "--out", str(out), "--pooling", "first"]) == 0
     assert load_layers(out / "test", [0, 2]).shape == (2, 0, 32)
     assert load_index(out / "test").offsets.tolist() == [0]
     assert load_layers(out / "train", [2]).shape[1] == sum(len(s.words) for s in splits["train"])
 
 
 def test_an_empty_sentence_keeps_its_place(encoder):
-    vectors, plan = encoder.extract([["a", "cat"], [], ["the", "dog"]])
+    vectors, plan = encoder.extract(
+        [["a", "cat"], [], ["the", "dog"]], pooling="mean", batch_tokens=BATCH_TOKENS
+    )
     assert plan.offsets.tolist() == [0, 2, 2, 4]
-    alone, _ = encoder.extract([["the", "dog"]])
+    alone, _ = encoder.extract([["the", "dog"]], pooling="mean", batch_tokens=BATCH_TOKENS)
     np.testing.assert_allclose(vectors[:, 2:], alone, rtol=1e-5, atol=1e-5)

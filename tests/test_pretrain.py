@@ -12,19 +12,25 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.pretrain import (
-    PretrainSettings,
     TokenStreams,
     language_weights,
     learning_rate,
     mask_tokens,
+    settings_from,
     train_tokenizer,
 )
 from mlm_dynamics.textio import read_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [ROOT / f"resources/text/{lang}.txt.gz" for lang in ("en", "ru", "zh")]
-SMALL = {
+SMALL = {  # the schema's pretrain settings, shrunk
+    **{
+        key.replace("_", "-"): value
+        for key, value in schema_default("pretrain").items()
+        if key not in ("texts", "vocab_size", "threads")  # inputs and job settings
+    },
     "hidden-size": 32,
     "layers": 1,
     "attention-heads": 2,
@@ -96,7 +102,9 @@ def test_masking_never_touches_special_tokens_and_is_seeded(tokenizer_dir):
 
 
 def test_learning_rate_warms_up_then_decays_without_a_total():
-    settings = PretrainSettings(learning_rate=1e-3, warmup_steps=10)
+    settings = settings_from(
+        {**schema_default("pretrain"), "layers": 1, "learning_rate": 1e-3, "warmup_steps": 10}
+    )
     assert learning_rate(5, settings) == pytest.approx(5e-4)
     assert learning_rate(10, settings) == pytest.approx(1e-3)
     assert learning_rate(40, settings) == pytest.approx(5e-4)
@@ -124,6 +132,8 @@ def test_resume_with_other_settings_is_refused(tokenizer_dir, tmp_path):
     pretrain(tokenizer_dir, 0, tmp_path / "0")
     argv = [sys.executable, "-m", "mlm_dynamics", "pretrain", "--texts", *map(str, TEXTS)]
     argv += ["--tokenizer", str(tokenizer_dir), "--step", "2", "--resume", str(tmp_path / "0")]
+    argv += ["--threads", "1"]
+    argv += [x for key, value in SMALL.items() for x in (f"--{key}", str(value))]
     argv += ["--out", str(tmp_path / "2"), "--hidden-size", "48"]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2

@@ -12,10 +12,24 @@ import pytest
 
 from mlm_dynamics import simalign, stats
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.analysis.findings import COLUMNS
+from mlm_dynamics.analysis.tables import COLUMNS
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "simalign"
+
+
+def link_set(matrix: np.ndarray) -> set[tuple[int, int]]:
+    """The links of a boolean (source, target) matrix."""
+    return simalign.word_links(matrix, np.arange(matrix.shape[0]), np.arange(matrix.shape[1]))
+
+
+def corpus_scores(predicted, gold) -> dict[str, float]:
+    """Corpus-level scores as the command computes them (one resample, every pair once)."""
+    counts = simalign.link_counts(predicted, gold)
+    scores = simalign.resampled_scores(np.ones((1, len(counts))), counts)
+    return {metric: float(values[0]) for metric, values in scores.items()}
+
 
 # Row argmax: 0->0, 1->2, 2->1; column argmax: 0->0, 1->0, 2->2. Only 0-0 is mutual.
 SIM = np.array(
@@ -28,20 +42,20 @@ SIM = np.array(
 
 
 def test_argmax_keeps_mutual_best_pairs_only():
-    assert simalign.link_set(simalign.argmax_alignment(SIM)) == {(0, 0)}
+    assert link_set(simalign.argmax_alignment(SIM)) == {(0, 0)}
 
 
 def test_itermax_adds_pairs_with_an_unaligned_word():
     # Round 2: pairs with one aligned word are weighted 0.9, both-aligned pairs excluded:
     #   [[0, .72, .09], [.18, .3, .4], [.09, .7, .6]] -> mutual argmax 0-1 (source 0 already
     # aligned, target 1 not: allowed). 1-2 is not mutual (target 2 prefers source 2: .6 > .4).
-    assert simalign.link_set(simalign.itermax_alignment(SIM)) == {(0, 0), (0, 1)}
+    assert link_set(simalign.itermax_alignment(SIM)) == {(0, 0), (0, 1)}
     # Round 3: [[0, 0, .09], [.18, .27, .4], [.09, .63, .6]] -> 2-1 is mutual; 1-2 is not
     # (target 2 still prefers source 2: .6 > .4).
     three = simalign.itermax_alignment(SIM, max_iterations=3)
-    assert simalign.link_set(three) == {(0, 0), (0, 1), (2, 1)}
+    assert link_set(three) == {(0, 0), (0, 1), (2, 1)}
     # Round 4: [[0, 0, .09], [.18, .27, .4], [0, 0, .54]] -> 2-2; then every target is aligned.
-    assert simalign.link_set(simalign.itermax_alignment(SIM, max_iterations=10)) == {
+    assert link_set(simalign.itermax_alignment(SIM, max_iterations=10)) == {
         (0, 0), (0, 1), (2, 1), (2, 2),
     }  # fmt: skip
 
@@ -51,19 +65,19 @@ def test_itermax_leaves_short_sentences_and_full_alignments_alone():
     assert (simalign.itermax_alignment(short) == simalign.argmax_alignment(short)).all()
     diagonal = np.eye(4) * 0.5 + 0.25  # argmax aligns everything already
     links = simalign.itermax_alignment(diagonal)
-    assert simalign.link_set(links) == {(i, i) for i in range(4)}
+    assert link_set(links) == {(i, i) for i in range(4)}
 
 
 def test_mwmf_is_the_maximum_weight_matching():
     # Perfect matchings of SIM: 0-0 1-1 2-2 = 1.8, 0-0 1-2 2-1 = 2.0, 0-1 1-0 2-2 = 1.6,
     # 0-1 1-2 2-0 = 1.3, 0-2 1-0 2-1 = 1.0, 0-2 1-1 2-0 = 0.5.
-    assert simalign.link_set(simalign.mwmf_alignment(SIM)) == {(0, 0), (1, 2), (2, 1)}
+    assert link_set(simalign.mwmf_alignment(SIM)) == {(0, 0), (1, 2), (2, 1)}
     # Two source words: the best two-pair matching (0-1 1-0 = 1.65; 0-0 1-2 = 1.2, 0-0 1-1 = 1.1,
     # 0-1 1-2 = 1.1, 0-2 1-0 = 0.95, 0-2 1-1 = 0.3), where mutual argmax keeps only 0-0.
     wide = np.array([[0.9, 0.8, 0.1], [0.85, 0.2, 0.3]])
-    assert simalign.link_set(simalign.mwmf_alignment(wide)) == {(0, 1), (1, 0)}
-    assert simalign.link_set(simalign.argmax_alignment(wide)) == {(0, 0)}
-    assert simalign.link_set(simalign.mwmf_alignment(wide.T)) == {(1, 0), (0, 1)}
+    assert link_set(simalign.mwmf_alignment(wide)) == {(0, 1), (1, 0)}
+    assert link_set(simalign.argmax_alignment(wide)) == {(0, 0)}
+    assert link_set(simalign.mwmf_alignment(wide.T)) == {(1, 0), (0, 1)}
 
 
 def test_subword_alignment_links_words_through_any_subword():
@@ -86,8 +100,8 @@ def test_subword_alignment_links_words_through_any_subword():
     }  # fmt: skip
     # Against a gold 0-0 0-1 1-1 the subword links are perfect, the word links miss one.
     gold = [simalign.Gold({(0, 0), (0, 1), (1, 1)}, {(0, 0), (0, 1), (1, 1)})]
-    assert simalign.alignment_scores([subword], gold)["recall"] == 1
-    assert simalign.alignment_scores([{(0, 0), (1, 1)}], gold)["recall"] == pytest.approx(2 / 3)
+    assert corpus_scores([subword], gold)["recall"] == 1
+    assert corpus_scores([{(0, 0), (1, 1)}], gold)["recall"] == pytest.approx(2 / 3)
 
 
 def test_word_units_number_words_within_each_sentence():
@@ -138,15 +152,13 @@ def test_scores_match_hand_computation():
     gold = [simalign.Gold(sure={(0, 0), (1, 1)}, possible={(0, 0), (1, 1), (2, 2)})]
     predicted = [{(0, 0), (2, 2), (1, 2)}]
     # |A| = 3, |S| = 2, |A & S| = 1, |A & P| = 2
-    scores = simalign.alignment_scores(predicted, gold)
+    scores = corpus_scores(predicted, gold)
     assert scores["precision"] == pytest.approx(2 / 3)
     assert scores["recall"] == pytest.approx(1 / 2)
     assert scores["f1"] == pytest.approx(4 / 7)
     assert scores["aer"] == pytest.approx(1 - 3 / 5)
     # Corpus-level: counts add up over sentences before dividing.
-    two = simalign.alignment_scores(
-        predicted + [{(0, 0)}], gold + [simalign.Gold({(0, 0)}, {(0, 0)})]
-    )
+    two = corpus_scores(predicted + [{(0, 0)}], gold + [simalign.Gold({(0, 0)}, {(0, 0)})])
     assert two["precision"] == pytest.approx(3 / 4)
     assert two["aer"] == pytest.approx(1 - (2 + 3) / (4 + 3))
 
@@ -241,8 +253,13 @@ STATS = ["--resamples", "200", "--confidence", "0.95", "--bootstrap-seed", "2"]
 
 
 def run_simalign(checkpoint, source, target, gold, out, *extra, min_sentences=10):
+    """The command with the schema's simalign settings; ``extra`` options override them."""
     argv = ["simalign", "--checkpoint", str(checkpoint), "--source", str(source)]
     argv += ["--target", str(target), "--gold", str(gold), *STATS]
+    argv += ["--methods", *schema_default("simalign.methods")]
+    argv += ["--granularity", *schema_default("simalign.granularity")]
+    argv += ["--source-language", schema_default("simalign.source_language")]
+    argv += ["--batch-tokens", str(schema_default("simalign.batch_tokens"))]
     argv += ["--min-sentences", str(min_sentences), *extra]
     argv += ["--language", "de", "--model", "tiny", "--step", "3", "--out", str(out)]
     return cli(argv)
@@ -288,7 +305,19 @@ def test_command_on_fixture(tiny_checkpoint, tmp_path):
     scores = table.pivot_table(index=["task", "layer"], columns="metric", values="value")
     p, r = scores.precision, scores.recall
     np.testing.assert_allclose(scores.f1, 2 * p * r / (p + r))
-    assert ((scores.aer >= 0) & (scores.aer <= 1)).all()
+    # AER = 1 - (|A & S| + |A & P|) / (|A| + |S|) = 1 - (p |A| + r |S|) / (|A| + |S|), with |S|
+    # the fixture's sure links and, for word-level mwmf (a one-to-one matching of the words),
+    # |A| = the sum over sentence pairs of min(n, m)
+    links = [link for line in gold.read_text().splitlines() for link in line.split()]
+    sure = sum("?" not in link and not link.lower().endswith("-p") for link in links)
+    en, de = ((FIXTURES / f"{lang}.txt").read_text().splitlines() for lang in ("en", "de"))
+    matched = sum(min(len(e.split()), len(d.split())) for e, d in zip(en, de, strict=True))
+    mwmf = scores.loc["simalign-mwmf"]
+    expected = 1 - (mwmf.precision * matched + mwmf.recall * sure) / (matched + sure)
+    np.testing.assert_allclose(mwmf.aer, expected, rtol=1e-12)
+    # every method: 1 - AER is a weighted mean of precision and recall, so lies between them
+    assert (1 - scores.aer >= np.minimum(p, r) - 1e-12).all()
+    assert (1 - scores.aer <= np.maximum(p, r) + 1e-12).all()
     # itermax only adds links: its recall is never below argmax's, at either granularity.
     recall = scores.recall.unstack("task")
     for suffix in ("", "-subword"):

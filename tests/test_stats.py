@@ -27,7 +27,9 @@ def test_intervals_cover_the_true_accuracy_in_90_to_99_percent_of_200_test_sets(
         correct, units = simulated_test_set(rng)
         sums = stats.unit_sums(correct[:, None], units, units.max() + 1)
         items = np.bincount(units).astype(float)
-        low, high = stats.ratio_interval(sums, items, key=f"sim-{k}", resamples=1000)
+        low, high = stats.ratio_interval(
+            sums, items, key=f"sim-{k}", resamples=1000, confidence=0.95
+        )
         covered += bool(low[0] <= 0.7 <= high[0])
     assert 180 <= covered <= 198, covered
 
@@ -56,10 +58,10 @@ def test_a_paired_difference_is_tighter_than_the_difference_of_intervals():
     items = np.bincount(units).astype(float)
     weights = stats.resample_counts(n, 1000, "paired")
     resampled = stats.resampled_ratios(weights, sums, items)
-    low, high = stats.percentile_interval(resampled[:, 0] - resampled[:, 1])
-    separate = stats.percentile_interval(resampled)
+    low, high = stats.percentile_interval(resampled[:, 0] - resampled[:, 1], 0.95)
+    separate = stats.percentile_interval(resampled, 0.95)
     assert high - low < 0.5 * ((separate[1] - separate[0]).sum())
-    same_low, same_high = stats.percentile_interval(resampled[:, 0] - resampled[:, 0])
+    same_low, same_high = stats.percentile_interval(resampled[:, 0] - resampled[:, 0], 0.95)
     assert same_low == same_high == 0
 
 

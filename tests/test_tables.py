@@ -12,6 +12,7 @@ import pytest
 from test_probing_tasks import make_sentences, write_cache, write_treebank
 
 from mlm_dynamics.analysis import findings, tables
+from mlm_dynamics.analysis.views import view_layers
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.probing import cli as probe_cli
 
@@ -21,7 +22,7 @@ LANGS = ("aa", "bb")
 
 BOOTSTRAP = ["--resamples", "200", "--confidence", "0.95", "--bootstrap-seed", "0"]
 BOOTSTRAP += ["--min-sentences", "30"]
-FIT = ["--l2", "0.0001", "0.01", "--max-iter", "50"]
+FIT = ["--l2", "0.0001", "0.01", "--max-iter", "50", "--backend", "torch", "--device", "cpu"]
 SIZES = {"train": 40, "dev": 32, "test": 32}
 
 
@@ -117,8 +118,8 @@ def test_selectivity_is_accuracy_minus_control_accuracy(workspace):
 
 def test_majority_accuracy_is_the_train_majority_on_this_test(workspace):
     frame = pd.read_parquet(workspace / "scores/pos/bb.parquet")
-    majority = frame[(frame.metric == "majority_accuracy") & (frame.split == "test")]
-    assert (majority.layer == -1).all() and len(majority) == 4
+    majority = frame[(frame.metric == tables.BASELINE_METRIC) & (frame.split == "test")]
+    assert (majority.layer == tables.BASELINE_LAYER).all() and len(majority) == 4
     # the sentences are det noun verb det noun: DET and NOUN tie at 2/5; the lower id (DET) wins
     assert np.allclose(majority.value, 0.4)
     arc = pd.read_parquet(workspace / "scores/arc/bb.parquet")
@@ -174,9 +175,7 @@ def test_no_choice_reads_the_test_split(workspace, tmp_path):
     pos_test = (first.split == "test") & (first.task == "pos") & (first.metric == "accuracy")
     assert not np.allclose(first[pos_test].value, second[pos_test].value)  # test did change
     views = ["best", "last"]
-    pd.testing.assert_frame_equal(
-        findings.view_layers(first, views), findings.view_layers(second, views)
-    )
+    pd.testing.assert_frame_equal(view_layers(first, views), view_layers(second, views))
 
 
 def test_collect_table_is_byte_for_byte_reproducible(workspace, tmp_path):
@@ -297,7 +296,14 @@ def test_empty_train_split_names_the_file(tmp_path):
         probe_cli.main(
             "train-probe",
             ["--tasks", "pos", "--activations", str(tmp_path), "--treebank"]
-            + [str(tmp_path / "cc.json.gz"), *FIT, "--out", str(tmp_path / "p.npz")],
+            + [
+                str(tmp_path / "cc.json.gz"),
+                "--seeds",
+                "1",
+                *FIT,
+                "--out",
+                str(tmp_path / "p.npz"),
+            ],
         )
 
 
@@ -313,7 +319,7 @@ def test_cuda_device_fits_where_cuda_is_and_falls_back_to_the_cpu_elsewhere(
     if torch.cuda.is_available():
         assert "device: cuda" in log and "(torch on cuda)" in log
     else:
-        assert "device: CUDA is not available, fitting on CPU" in log and "(torch on cpu)" in log
+        assert "device: CUDA is not available, running on CPU" in log and "(torch on cpu)" in log
     fitted = np.load(tmp_path / "c.npz")
     reference = np.load(workspace / "probes/pos/aa.npz")  # fitted on the CPU
     np.testing.assert_array_equal(fitted["classes"], reference["classes"])
@@ -325,8 +331,8 @@ def test_cuda_device_fits_where_cuda_is_and_falls_back_to_the_cpu_elsewhere(
 
 def test_sklearn_backend_on_cuda_is_refused(workspace, tmp_path):
     argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
-    argv += [str(workspace / "treebanks/aa.json.gz"), "--backend", "sklearn", "--device", "cuda"]
-    argv += FIT
+    argv += [str(workspace / "treebanks/aa.json.gz"), "--seeds", "1", *FIT]
+    argv += ["--backend", "sklearn", "--device", "cuda"]
     with pytest.raises(InputError, match="--device cuda: the sklearn backend runs on the CPU"):
         probe_cli.main("train-probe", argv + ["--out", str(tmp_path / "p.npz")])
     assert not (tmp_path / "p.npz").exists()
@@ -334,7 +340,7 @@ def test_sklearn_backend_on_cuda_is_refused(workspace, tmp_path):
 
 def test_mdl_rows_have_codelength_compression_and_intervals(workspace, tmp_path):
     argv = ["--tasks", "pos", "--activations", str(workspace / "act/aa"), "--treebank"]
-    argv += [str(workspace / "treebanks/aa.json.gz"), *FIT, "--mdl"]
+    argv += [str(workspace / "treebanks/aa.json.gz"), "--seeds", "1", *FIT, "--mdl"]
     probe_cli.main("train-probe", argv + ["--out", str(tmp_path / "pos.npz")])
     out = tmp_path / "s.parquet"
     probe_cli.main(
@@ -352,3 +358,62 @@ def test_mdl_rows_have_codelength_compression_and_intervals(workspace, tmp_path)
     # each word form has its own vector and a fixed tag: far below the uniform code
     assert (mdl.loc["mdl_compression"].value > 2).all()
     assert (mdl.ci_low < mdl.value).all() and (mdl.value < mdl.ci_high).all()
+
+
+# ---------------------------------------------------------------- one layer view, one baseline
+
+# dev accuracy per layer of the in-language probes, and test accuracy of aa's probe on bb: for the
+# cell aa -> bb at view best, aa's dev chooses layer 1, bb's dev would choose 2 and test 0.
+DEV = {"aa": [0.5, 0.9, 0.6], "bb": [0.4, 0.5, 0.8]}
+TEST = {("aa", "aa"): [0.3, 0.6, 0.9], ("aa", "bb"): [0.8, 0.6, 0.7],
+        ("bb", "aa"): [0.2, 0.7, 0.4], ("bb", "bb"): [0.9, 0.3, 0.5]}  # fmt: skip
+
+
+def disagreeing_table():
+    """A tidy table whose best layer on dev, best on test and best of the test language differ."""
+    rows = []
+
+    def row(train, test, split, layer, metric, value):
+        rows.append(dict(model="m", step=10, task="pos", layer=layer, train_lang=train,
+                         test_lang=test, split=split, seed=0, metric=metric, value=value,
+                         ci_low=value - 0.1, ci_high=value + 0.1, n=50))  # fmt: skip
+
+    for lang, values in DEV.items():
+        for layer, value in enumerate(values):
+            row(lang, lang, "dev", layer, "accuracy", value)
+    for (train, test), values in TEST.items():
+        for layer, value in enumerate(values):
+            row(train, test, "test", layer, "accuracy", value)
+        # the baseline row, and a stray per-layer one that no reader may take for it
+        row(train, test, "test", tables.BASELINE_LAYER, tables.BASELINE_METRIC, 0.25)
+        row(train, test, "test", 0, tables.BASELINE_METRIC, 0.99)
+    return tables.tidy_table(tables.tidy_frame(rows))
+
+
+def test_the_figures_and_the_transfer_csvs_read_the_same_dev_chosen_layer(tmp_path):
+    from mlm_dynamics import figures
+
+    table = disagreeing_table()
+    out = tmp_path / "transfer"
+    tables.transfer_matrices(table, "m", "pos", [], ["aa", "bb"], ["last", "best"], out, "t")
+    csv = pd.read_csv(out / "cells.csv", keep_default_na=False)
+    cells = figures.PlotInputs(table=table, views=["last", "best"]).cells
+    key = ["view", "train_lang", "test_lang", "step"]
+    merged = csv.merge(cells, on=key, suffixes=("_csv", "_figure"))
+    assert len(merged) == len(csv) == 2 * 4
+    assert (merged["layer_csv"] == merged["layer_figure"]).all()
+    best = merged[merged.view == "best"].set_index(["train_lang", "test_lang"])
+    # the training language's dev choice: not the test split's, not the test language's
+    assert best.loc[("aa", "bb"), "layer_csv"] == 1 == int(np.argmax(DEV["aa"]))
+    assert int(np.argmax(TEST["aa", "bb"])) == 0 and int(np.argmax(DEV["bb"])) == 2
+    assert best.loc[("bb", "aa"), "layer_csv"] == 2
+    assert (merged[merged.view == "last"]["layer_csv"] == 2).all()
+    matrix = pd.read_csv(out / "10_best.csv", index_col="train_lang")
+    assert matrix.loc["aa", "bb"] == pytest.approx(TEST["aa", "bb"][1])
+    assert best.loc[("aa", "bb"), "value_figure"] == pytest.approx(TEST["aa", "bb"][1])
+
+
+def test_the_majority_baseline_is_the_row_at_the_baseline_layer():
+    baselines = findings.majority_baselines(disagreeing_table())
+    assert len(baselines) == len(TEST)
+    assert np.allclose(baselines["majority_accuracy"], 0.25)

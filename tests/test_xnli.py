@@ -17,7 +17,8 @@ import pytest
 
 from mlm_dynamics import stats, xnli
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.analysis.findings import COLUMNS
+from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC, COLUMNS
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,15 +150,18 @@ def features(tiny_checkpoint, tmp_path_factory):
     features = tmp_path_factory.mktemp("xnli") / "features"
     for lang in LANGUAGES:
         argv = ["xnli-features", "--checkpoint", str(tiny_checkpoint), "--data", str(FIXTURES)]
-        argv += ["--language", lang, "--max-train", "24", "--max-dev", "12"]
+        argv += ["--language", lang, "--max-train", "24", "--max-dev", "12", "--hub-revision", ""]
+        argv += ["--max-test", str(schema_default("xnli.max_test"))]
+        argv += ["--batch-tokens", str(schema_default("xnli.batch_tokens"))]
         assert cli([*argv, "--out", str(features / lang)]) == 0
     return features
 
 
 def run_probe(features, out, min_sentences=10, l2=("1e-4",)):
-    argv = ["xnli-probe", "--features", str(features), "--train-language", "en"]
-    argv += ["--languages", *LANGUAGES, "--model", "tiny", "--step", "5", "--seeds", "2"]
-    argv += ["--l2", *l2]
+    argv = ["xnli-probe", "--features", *(str(features / lang) for lang in LANGUAGES)]
+    argv += ["--train-language", "en", "--model", "tiny", "--step", "5", "--seeds", "2"]
+    argv += ["--l2", *l2, "--backend", schema_default("probing.backend")]
+    argv += ["--max-iter", str(schema_default("probing.max_iter"))]
     argv += [*STATS, "--min-sentences", str(min_sentences)]
     argv += ["--out", str(out), "--items", str(out.with_suffix(".items.npz"))]
     return cli(argv)
@@ -182,8 +186,8 @@ def test_probe_command_rows_intervals_and_items(features, tmp_path):
     assert run_probe(features, out) == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == list(COLUMNS)
-    # (3 test languages + en dev) x 2 seeds x 3 hidden states x 2 metrics
-    assert len(table) == 4 * 2 * 3 * 2
+    # (3 test languages + en dev) x 2 seeds x (3 hidden states + the majority baseline)
+    assert len(table) == 4 * 2 * (3 + 1)
     assert set(table.task) == {"xnli"} and set(table.train_lang) == {"en"}
     test = table[table.split == "test"]
     assert set(test.test_lang) == set(LANGUAGES) and (test.n == 15).all()
@@ -193,8 +197,9 @@ def test_probe_command_rows_intervals_and_items(features, tmp_path):
     assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
     assert np.isfinite(table[["ci_low", "ci_high"]].to_numpy()).all()
     # The dev and test sets are balanced: the training majority is right a third of the time.
-    majority = table[table.metric == "majority_accuracy"]
-    assert np.allclose(majority.value, 1 / 3)
+    majority = table[table.metric == BASELINE_METRIC]
+    assert np.allclose(majority.value, 1 / 3) and (majority.layer == BASELINE_LAYER).all()
+    assert len(majority) == 4 * 2  # one row per evaluation set and seed, not one per layer
 
     # Every accuracy and interval follows from the per-pair correctness and the shared resamples.
     item_file = stats.load_item_scores(out.with_suffix(".items.npz"))
@@ -233,7 +238,10 @@ def test_probe_l2_is_chosen_on_dev_and_seeds_resample_training_pairs(features, t
     X_fr, y_fr = xnli.load_features(features / "fr" / "test")
     for seed in (0, 1):
         rows = xnli.training_rows(len(y), seed, "en")
-        search = fit_l2_grid(X[:, rows], y[rows], X_dev, y_dev, [1e-4, 30.0], seed=seed)
+        search = fit_l2_grid(
+            X[:, rows], y[rows], X_dev, y_dev, [1e-4, 30.0], seed=seed,
+            backend=schema_default("probing.backend"), max_iter=schema_default("probing.max_iter"),
+        )  # fmt: skip
         expected = search.probe.predict(X_fr) == y_fr[None, :]
         np.testing.assert_array_equal(items["fr", "test", seed].correct, expected)
     assert (xnli.training_rows(24, 0, "en") == np.arange(24)).all()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -92,9 +91,9 @@ class Encoder:
         """Load through :mod:`mlm_dynamics.sources.checks`, so that a broken checkpoint (no
         tokenizer files, truncated or missing weights, ...) is one error line, checked before the
         device is taken."""
-        import torch
         from transformers import AutoModel
 
+        from mlm_dynamics.devices import select_device
         from mlm_dynamics.sources.checks import (
             load_model,
             load_tokenizer,
@@ -111,15 +110,7 @@ class Encoder:
         # The pooler is never used: leaving it out keeps the load check about real weights.
         options = {"add_pooling_layer": False} if config.model_type in POOLER_MODELS else {}
         model, _ = load_model(AutoModel, checkpoint, config=config, **options)
-        # The scheduler (SLURM, or the user) gives a job its GPU through CUDA_VISIBLE_DEVICES.
-        visible = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}"
-        if torch.cuda.is_available():
-            device = torch.device("cuda")
-            log(f"device: cuda ({torch.cuda.get_device_name(device)}; {visible})")
-        else:
-            device = torch.device("cpu")
-            threads = torch.get_num_threads()
-            log(f"device: CUDA is not available, running on CPU ({threads} threads; {visible})")
+        device = select_device("cuda")
         return cls(tok, model.to(device), device)
 
     @property
@@ -205,8 +196,9 @@ class Encoder:
         self,
         plan: WindowPlan,
         out: Sequence[np.ndarray],
-        pooling: str = "mean",
-        batch_tokens: int = 8192,
+        *,
+        pooling: str,
+        batch_tokens: int,
         progress: bool = False,
     ) -> dict[str, float]:
         """Fill ``out[layer][word]`` for every word of the plan; returns throughput figures."""
@@ -299,13 +291,14 @@ class Encoder:
     def extract(
         self,
         sentences: Sequence[Sequence[str]],
-        pooling: str = "mean",
-        batch_tokens: int = 8192,
+        *,
+        pooling: str,
+        batch_tokens: int,
     ) -> tuple[np.ndarray, WindowPlan]:
         """In-memory word vectors, (hidden states, words, hidden) float32, and the window plan."""
         plan = self.plan(sentences)
         out = np.zeros((self.n_hidden_states, plan.n_words, self.hidden_size), dtype=np.float32)
-        self.encode(plan, out, pooling, batch_tokens)
+        self.encode(plan, out, pooling=pooling, batch_tokens=batch_tokens)
         return out, plan
 
 
@@ -356,7 +349,9 @@ def write_split(
             )
             for layer in range(encoder.n_hidden_states)
         ]
-        stats = encoder.encode(plan, layers, pooling, batch_tokens, progress=True)
+        stats = encoder.encode(
+            plan, layers, pooling=pooling, batch_tokens=batch_tokens, progress=True
+        )
     for layer, array in enumerate(layers):
         if isinstance(array, np.memmap):
             array.flush()
@@ -390,8 +385,8 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--checkpoint", required=True, help="Hugging Face-format directory")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the checkpoint)")
     parser.add_argument("--treebank", required=True, help="prepared treebank .json.gz")
-    parser.add_argument("--pooling", choices=POOLINGS, default="mean")
-    parser.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per batch")
+    parser.add_argument("--pooling", choices=POOLINGS, required=True, help="activations.pooling")
+    parser.add_argument("--batch-tokens", type=int, required=True, help="padded tokens per batch")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--out", required=True, help="output directory ({split}/layerNN.npy)")
     args = parser.parse_args(argv)

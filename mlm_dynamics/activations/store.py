@@ -7,7 +7,8 @@ Layout, one directory per model x step x language x split::
     results/activations/{model}/{step}/{lang}/{split}/index.npz    # offsets, word_counts, truncated
 
 Row ``i`` of every layer file is the i-th word of the split in treebank order; sentence ``s`` owns
-rows ``offsets[s]:offsets[s + 1]``.
+rows ``offsets[s]:offsets[s + 1]``. The XNLI features (:mod:`mlm_dynamics.xnli`) use the same
+``layerNN.npy`` files, one per hidden state, for their sentence-pair vectors.
 """
 
 from __future__ import annotations
@@ -17,9 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
+from mlm_dynamics.errors import InputError
+
+# One model x step x language of the cache, as the workflow lays it out.
+CACHE_DIR = "results/activations/{model}/{step}/{lang}"
+
 
 def layer_file(split_dir: str | Path, layer: int) -> Path:
     return Path(split_dir) / f"layer{layer:02d}.npy"
+
+
+def cached_layers(split_dir: str | Path) -> list[int]:
+    """The layer numbers of the ``layerNN.npy`` files in ``split_dir``, ascending: 0..N-1."""
+    split_dir = Path(split_dir)
+    layers = sorted(int(path.stem[len("layer") :]) for path in split_dir.glob("layer[0-9]*.npy"))
+    if not layers:
+        raise InputError(f"{split_dir}: no layerNN.npy files in the activation cache")
+    if layers != list(range(len(layers))):
+        raise InputError(f"{split_dir}: layer files are not numbered 00..{len(layers) - 1:02d}")
+    return layers
 
 
 def index_file(split_dir: str | Path) -> Path:

@@ -1,14 +1,8 @@
 """The paper's analyses of the tidy probing table, each with a paired bootstrap interval.
 
-Layer views (one definition, :func:`view_layers`, used by every CSV here, the transfer matrices and
-every figure). The score of a probe at a step is read at one layer per view:
-
-- ``last``: the model's output layer (the paper's primary view: "the final model layer degrades
-  over time while linguistic knowledge propagates to lower layers").
-- ``best``: the layer with the highest **dev** accuracy of the probe's *training* language at that
-  step (ties: the lower layer). A transfer cell (train L1, test L2) uses L1's dev, so no cell peeks
-  at its test language; test is never read to choose.
-- ``layer-N``: a fixed layer N (config ``analysis.views`` entry ``N``).
+The score of a probe at a step is read at the layer of each view (``last``, ``best`` chosen on the
+training language's dev split, ``layer-N``): :func:`mlm_dynamics.analysis.views.view_layers`, the
+one definition that every CSV here, the transfer matrices and every figure use.
 
 Only seed 0 (the probe fitted on all training sentences) enters the analyses; further seeds refit
 on resamples of the training sentences (see ``probe_cli``), and their rows in the tidy table are the
@@ -51,131 +45,23 @@ import numpy as np
 import pandas as pd
 
 from mlm_dynamics import stats
-from mlm_dynamics.analysis.tables import COLUMNS, SORT
+from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC, read_table
+from mlm_dynamics.analysis.views import (
+    PAIR,
+    PROBE,
+    probe_rows,
+    view_layers,
+    view_name,
+    view_scores,
+)
 from mlm_dynamics.atomic import save_table
 from mlm_dynamics.errors import InputError
 
-PROBE_METRIC = "accuracy"
-BASELINE_METRIC = "majority_accuracy"
 SELECTIVITY_METRIC = "selectivity"
-PAIR = ["model", "task", "train_lang", "test_lang"]
-PROBE = ["model", "task", "train_lang", "step"]
 REFERENCES = ("final", "best")
-FIXED_VIEW = "layer-"
 
 
-# ---------------------------------------------------------------- reading
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """The tidy table, checked for its columns and sorted so that every result is reproducible."""
-    path = Path(path)
-    try:
-        if path.suffix == ".parquet":
-            table = pd.read_parquet(path)
-        else:  # "" is the only missing value: a language code like "nan" stays a string
-            na = {column: [""] for column in ("value", "ci_low", "ci_high")}
-            table = pd.read_csv(path, keep_default_na=False, na_values=na)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the table ({exc})") from exc
-    return tidy_table(table, source=str(path))
-
-
-def tidy_table(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
-    """A data frame with the tidy columns and types, sorted; ``source`` names it in errors."""
-    missing = [column for column in COLUMNS if column not in table.columns]
-    if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
-    table = table[list(COLUMNS)].copy()
-    for column in ("train_lang", "test_lang"):
-        table[column] = table[column].fillna("")
-    try:
-        table = table.astype(COLUMNS)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{source}: a column has the wrong type ({exc})") from exc
-    return table.sort_values(SORT, kind="stable").reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- layer views
-
-
-def view_name(value) -> str:
-    """A config entry of ``analysis.views`` as a view name: "last", "best" or "layer-N"."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
-        return f"{FIXED_VIEW}{int(value)}"
-    if isinstance(value, str) and value.isdigit():
-        return f"{FIXED_VIEW}{int(value)}"
-    if value in ("last", "best") or (
-        isinstance(value, str) and value.startswith(FIXED_VIEW) and value[6:].isdigit()
-    ):
-        return str(value)
-    raise InputError(f"analysis.views: {value!r} is not 'last', 'best' or a layer number")
-
-
-def probe_rows(table: pd.DataFrame, metric: str = PROBE_METRIC, split: str = "test"):
-    """Seed-0 rows of one metric and split of the probes (layers >= 0)."""
-    return table[
-        (table["metric"] == metric)
-        & (table["split"] == split)
-        & (table["seed"] == 0)
-        & (table["train_lang"] != "")
-        & (table["layer"] >= 0)
-    ]
-
-
-def dev_best_layers(table: pd.DataFrame) -> pd.DataFrame:
-    """Per probe (model, task, train_lang, step): the layer of highest in-language dev accuracy."""
-    dev = probe_rows(table, split="dev")
-    dev = dev[dev["train_lang"] == dev["test_lang"]]
-    ordered = dev.sort_values([*PROBE, "value", "layer"], ascending=[True] * 4 + [False, True])
-    return ordered.groupby(PROBE, sort=True).head(1)[[*PROBE, "layer"]]
-
-
-def view_layers(table: pd.DataFrame, views: Sequence[str]) -> pd.DataFrame:
-    """The layer each view reads, per probe: columns model, task, train_lang, step, view, layer."""
-    scored = probe_rows(table)
-    probes = scored[PROBE].drop_duplicates().reset_index(drop=True)
-    last = scored.groupby("model")["layer"].max()
-    frames = []
-    for view in views:
-        if view == "last":
-            layers = probes.assign(layer=probes["model"].map(last))
-        elif view == "best":
-            layers = probes.merge(dev_best_layers(table), on=PROBE, how="left")
-            missing = layers[layers["layer"].isna()]
-            if not missing.empty:
-                row = missing.iloc[0]
-                raise InputError(
-                    f"no dev accuracy for the {row.task} probe of {row.model} step {row.step} "
-                    f"trained on {row.train_lang}: the 'best' view chooses layers on dev"
-                )
-        else:
-            layer = int(view.removeprefix(FIXED_VIEW))
-            too_deep = probes[probes["model"].map(last) < layer]
-            if not too_deep.empty:
-                model = too_deep["model"].iloc[0]
-                raise InputError(
-                    f"analysis.views: {view}: model {model} has layers 0..{last[model]} only"
-                )
-            layers = probes.assign(layer=layer)
-        frames.append(layers.assign(view=view))
-    columns = [*PROBE, "view", "layer"]
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns].astype({"layer": "int64"})
-
-
-def view_scores(table: pd.DataFrame, views: Sequence[str], metric: str = PROBE_METRIC):
-    """Test scores (seed 0) at each view's layer: one row per model, task, view, train and test
-    language and step, with the layer read, value, ci_low, ci_high and n."""
-    rows = probe_rows(table, metric)
-    keep = [*PAIR, "step", "layer", "value", "ci_low", "ci_high", "n"]
-    scores = view_layers(table, views).merge(rows[keep], on=[*PROBE, "layer"], how="inner")
-    order = ["model", "task", "view", "train_lang", "test_lang", "step"]
-    return scores.sort_values(order, kind="stable").reset_index(drop=True)[
-        ["model", "task", "view", "train_lang", "test_lang", "step", "layer", "value", "ci_low",
-         "ci_high", "n"]
-    ]  # fmt: skip
+# ---------------------------------------------------------------- scores
 
 
 def layer_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -189,9 +75,13 @@ def layer_scores(table: pd.DataFrame) -> pd.DataFrame:
 
 def majority_baselines(table: pd.DataFrame) -> pd.DataFrame:
     """Majority-class test accuracy per model, task and language pair (it does not depend on
-    step): the mean over steps of the seed-0 rows."""
+    step): the mean over steps of the seed-0 baseline rows (:data:`tables.BASELINE_METRIC` at
+    :data:`tables.BASELINE_LAYER`)."""
     rows = table[
-        (table["metric"] == BASELINE_METRIC) & (table["split"] == "test") & (table["seed"] == 0)
+        (table["metric"] == BASELINE_METRIC)
+        & (table["layer"] == BASELINE_LAYER)
+        & (table["split"] == "test")
+        & (table["seed"] == 0)
     ]
     grouped = rows.groupby(PAIR, sort=True)["value"].mean()
     return grouped.rename("majority_accuracy").reset_index()
@@ -512,16 +402,24 @@ def main(command: str, argv: list[str]) -> None:
         required=True,
         help="onset = first step reaching this fraction of the final (and of the best) score",
     )
-    parser.add_argument("--out-dir", required=True, help="onset.csv, final_layer_gap.csv, ...")
+    parser.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        help="where each table goes, named by its table: onset.csv, final_layer_gap.csv, ...",
+    )
     stats.add_arguments(parser)
     args = parser.parse_args(argv)
     if not 0 < args.onset_fraction <= 1:
         raise InputError(f"--onset-fraction: {args.onset_fraction} is not in (0, 1]")
+    outputs = {Path(path).stem: Path(path) for path in args.out}
+    if sorted(outputs) != sorted(ANALYSIS_TABLES):
+        raise InputError(f"--out: one .csv per table, named {', '.join(ANALYSIS_TABLES)}")
     views = [view_name(view) for view in args.views]
     bank = ItemBank(
         [stats.load_item_scores(path) for path in args.items], stats.from_arguments(args)
     )
     tables = analyse(read_table(args.table), bank, views, args.onset_fraction)
     for stem, frame in tables.items():
-        save_table(Path(args.out_dir) / f"{stem}.csv", frame)
-        print(f"{stem}.csv: {len(frame)} rows")
+        save_table(outputs[stem], frame)
+        print(f"{outputs[stem]}: {len(frame)} rows")

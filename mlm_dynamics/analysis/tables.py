@@ -4,9 +4,10 @@ Every scoring job writes a parquet file with exactly the columns of :data:`COLUM
 model, step, task, layer, train_lang, test_lang, split, seed and metric; ``value`` with its
 bootstrap interval ``ci_low``/``ci_high``); ``collect-table`` concatenates them into
 ``results/tables/probing.parquet`` (+ ``.csv``), sorted by the key columns so that the same inputs
-always give the same bytes. ``transfer-matrices`` reads that table and writes, per model and task,
-the train x test language matrices of every step at every configured layer view
-(:func:`mlm_dynamics.analysis.findings.view_layers`: ``last``, ``best`` chosen on the training
+always give the same bytes (:func:`read_table` reads it back, checked and in that order).
+``transfer-matrices`` reads that table and writes, per model and task, the train x test language
+matrices of every step at every configured layer view
+(:func:`mlm_dynamics.analysis.views.view_layers`: ``last``, ``best`` chosen on the training
 language's dev split, ``layer-N``), test split, seed 0:
 
 - ``{step}_{view}.csv``: the matrix of test accuracies;
@@ -43,6 +44,10 @@ COLUMNS = {
 KEY = ["model", "step", "task", "layer", "train_lang", "test_lang", "split", "seed", "metric"]
 # sort order of the table: readable blocks, then the key
 SORT = ["model", "task", "metric", "split", "step", "train_lang", "test_lang", "layer", "seed"]
+# The majority-class baseline of a probe (the accuracy of always answering its training split's
+# majority label): one row per probe, seed and evaluation set, at this layer, as it reads none.
+BASELINE_METRIC = "majority_accuracy"
+BASELINE_LAYER = -1
 
 
 def tidy_frame(records):
@@ -76,6 +81,38 @@ def read_scores(path):
         return frame[list(COLUMNS)].astype(COLUMNS)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{path}: a column has the wrong type ({exc})") from None
+
+
+def read_table(path):
+    """The tidy table (.parquet, or the .csv beside it), checked for its columns and sorted so
+    that every result is reproducible."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+        else:  # "" is the only missing value: a language code like "nan" stays a string
+            na = {column: [""] for column in ("value", "ci_low", "ci_high")}
+            table = pd.read_csv(path, keep_default_na=False, na_values=na)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the table ({exc})") from exc
+    return tidy_table(table, source=str(path))
+
+
+def tidy_table(table, source: str = "table"):
+    """A data frame with the tidy columns and types, sorted; ``source`` names it in errors."""
+    missing = [column for column in COLUMNS if column not in table.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
+    table = table[list(COLUMNS)].copy()
+    for column in ("train_lang", "test_lang"):
+        table[column] = table[column].fillna("")
+    try:
+        table = table.astype(COLUMNS)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{source}: a column has the wrong type ({exc})") from exc
+    return table.sort_values(SORT, kind="stable").reset_index(drop=True)
 
 
 def collect(paths):
@@ -116,8 +153,8 @@ def save_outputs(table, parquet, csv) -> None:
 
 
 def transfer_cells(table, model: str, task: str, views, source: str = "table"):
-    """Every train x test cell of one model and task at every view (analysis.view_scores rows)."""
-    from mlm_dynamics.analysis.findings import view_scores
+    """Every train x test cell of one model and task at every view (views.view_scores rows)."""
+    from mlm_dynamics.analysis.views import view_scores
 
     rows = table[(table.model == model) & (table.task == task)]
     cells = view_scores(rows, views)
@@ -180,7 +217,7 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--views", nargs="+", required=True, help="last, best, layer-N")
     parser.add_argument("--out-dir", required=True)
     args = parser.parse_args(argv)
-    from mlm_dynamics.analysis.findings import view_name
+    from mlm_dynamics.analysis.views import view_name
 
     table = read_scores(args.table)
     views = [view_name(view) for view in args.views]

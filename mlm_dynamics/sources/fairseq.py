@@ -201,23 +201,6 @@ def check_dictionary(tokenizer, vocab_size: int, what: str) -> None:
             )
 
 
-def load_tokenizer(location: str):
-    """The XLM-R tokenizer: a local directory, or a hub repository id (tokenizer files only)."""
-    from transformers import AutoTokenizer
-
-    path = Path(location)
-    if not path.is_dir():
-        if path.is_absolute() or location.startswith(".") or location.count("/") != 1:
-            raise InputError(f"{location}: no such tokenizer directory")
-        from mlm_dynamics.sources.fetch import TOKENIZER_FILES, _snapshot
-
-        path = _snapshot(location, "main", TOKENIZER_FILES, retries=1)
-    try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{location}: not a tokenizer directory: {exc}") from None
-
-
 def convert_checkpoint(path: str | Path, tokenizer, what: str):
     """Load a fairseq ``.pt`` and return the equivalent ``XLMRobertaForMaskedLM`` (float32)."""
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM

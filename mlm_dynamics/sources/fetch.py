@@ -10,7 +10,11 @@ is complete and verified, so a failed or interrupted fetch leaves no half-writte
   needed files are hard-linked (or copied) into the step directory. Repositories are read as data:
   remote code is never run.
 - fairseq: a fairseq RoBERTa/XLM-R ``.pt`` (a path or an http(s) URL) converted to
-  ``XLMRobertaForMaskedLM`` by :mod:`mlm_dynamics.sources.fairseq`, without fairseq.
+  ``XLMRobertaForMaskedLM`` by :mod:`mlm_dynamics.sources.fairseq`, without fairseq, with the
+  XLM-R tokenizer from a directory or a hub repository (:func:`fairseq_tokenizer`).
+
+This module owns the fetching (the hub cache, downloads, checksums); :mod:`.fairseq` only
+converts a file already on disk and imports nothing from here.
 """
 
 from __future__ import annotations
@@ -218,10 +222,6 @@ def _download(url: str, target: Path, retries: int) -> None:
         time.sleep(delay)
 
 
-def is_url(location: str) -> bool:
-    return urllib.parse.urlsplit(location).scheme in {"http", "https", "file"}
-
-
 def local_path(location: str) -> Path:
     parts = urllib.parse.urlsplit(location)
     return (
@@ -242,6 +242,22 @@ def fetched_file(url: str, directory: str | Path, name: str, retries: int, missi
     return path
 
 
+def fairseq_tokenizer(location: str):
+    """The XLM-R tokenizer of a fairseq checkpoint: a local directory, or a hub repository id
+    (its tokenizer files only, through the hub cache)."""
+    from transformers import AutoTokenizer
+
+    path = Path(location)
+    if not path.is_dir():
+        if path.is_absolute() or location.startswith(".") or location.count("/") != 1:
+            raise InputError(f"{location}: no such tokenizer directory")
+        path = _snapshot(location, "main", TOKENIZER_FILES, retries=1)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{location}: not a tokenizer directory: {exc}") from None
+
+
 def fetch_fairseq(
     url: str,
     tokenizer: str,
@@ -250,7 +266,7 @@ def fetch_fairseq(
     sha256: str | None = None,
     retries: int = len(RETRY_DELAYS),
 ) -> None:
-    from mlm_dynamics.sources.fairseq import convert_checkpoint, load_tokenizer
+    from mlm_dynamics.sources.fairseq import convert_checkpoint
 
     with tempfile.TemporaryDirectory(prefix=".download-", dir=_existing_parent(output)) as tmpdir:
         path = fetched_file(
@@ -258,7 +274,7 @@ def fetch_fairseq(
         )
         fetched_sha = sha256_file(path)
         check_pin(url, fetched_sha, sha256)
-        tok = load_tokenizer(tokenizer)
+        tok = fairseq_tokenizer(tokenizer)
         model = convert_checkpoint(path, tok, what=url)
         check_layers(model.config, layers, url)
         with atomic_dir(output) as tmp:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.sources.fetch import check_pin, fetched_file, sha256_file
+from mlm_dynamics.sources.fetch import RETRY_DELAYS, check_pin, fetched_file, sha256_file
 
 
 def treebank_of(member: str, wanted: set[str]) -> tuple[str, PurePosixPath] | None:
@@ -75,7 +75,7 @@ def unpack(archive: Path, treebanks: list[str], directory: Path, what: str) -> N
 
 
 def fetch_ud(
-    url: str, sha256: str, treebanks: list[str], directory: Path, retries: int = 3
+    url: str, sha256: str, treebanks: list[str], directory: Path, retries: int = len(RETRY_DELAYS)
 ) -> list[str]:
     """Make every treebank in ``treebanks`` a folder of ``directory``; return those unpacked."""
     needed = [name for name in treebanks if not (directory / name).is_dir()]
@@ -99,10 +99,10 @@ def main(command: str, argv: list[str]) -> None:
         prog=f"python -m mlm_dynamics {command}",
         description="Download a pinned UD release and unpack the listed treebanks.",
     )
-    parser.add_argument("--url", default="", help="release .tgz: http(s) URL or a path")
-    parser.add_argument("--sha256", default="", help="expected sha256 of the archive")
+    parser.add_argument("--url", required=True, help="ud_release.url: a .tgz URL or path, or ''")
+    parser.add_argument("--sha256", required=True, help="ud_release.sha256 of the archive")
     parser.add_argument("--directory", required=True, type=Path, help="where treebanks go")
-    parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--retries", type=int, default=len(RETRY_DELAYS))
     parser.add_argument("treebanks", nargs="+", help="UD_<Name> folders to unpack")
     args = parser.parse_args(argv)
     unpacked = fetch_ud(
