@@ -13,6 +13,8 @@ Messages start with ``config: KEY:``; the workflow prints them as ``error: confi
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 from pathlib import Path
@@ -20,6 +22,8 @@ from pathlib import Path
 import yaml
 
 from mlm_dynamics.errors import InputError
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 # Names that end up in file names and wildcards: (section, pattern, what breaks, what is allowed).
 # Language codes fill results/treebanks/{lang}.json.gz and the {lang} wildcard, which holds no
@@ -97,6 +101,39 @@ def check_config_files(paths: list[str | os.PathLike]) -> None:
             raise InputError(
                 f"{path}:1: a config file is a mapping of keys, not a {type(data).__name__}"
             )
+
+
+# ---------------------------------------------------------------- the schema's defaults
+
+
+@functools.cache
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+
+
+def schema_default(key: str):
+    """The schema's default of a dotted config key (``"bpc.batch_tokens"``); of a section
+    (``"pretrain"``), the defaults of its keys as a dict.
+
+    For tests and benchmarks: the commands and library functions take every setting explicitly
+    (the rules pass the config's), so the schema is the one place a default is written.
+    """
+    node = _schema()
+    for part in key.split("."):
+        if part not in node.get("properties", {}):
+            raise KeyError(f"{key}: not a key of {SCHEMA.name}")
+        node = node["properties"][part]
+    return _defaults(node, key)
+
+
+def _defaults(node: dict, key: str):
+    if "properties" in node:
+        return {
+            name: _defaults(child, f"{key}.{name}") for name, child in node["properties"].items()
+        }
+    if "default" not in node:
+        raise KeyError(f"{key}: {SCHEMA.name} gives it no default")
+    return copy.deepcopy(node["default"])
 
 
 # ---------------------------------------------------------------- what the schema cannot say
@@ -221,6 +258,10 @@ def local_checkpoint_dir(spec: dict, step: int) -> str:
 
 def check_tasks(config: dict) -> None:
     xnli = config["xnli"]
+    if xnli["enabled"] and xnli["data"] == "hub" and not xnli["hub_revision"]:
+        raise config_error(
+            "xnli.hub_revision", "'hub' data needs a pinned revision of facebook/xnli"
+        )
     if xnli["enabled"] and xnli["data"] and xnli["data"] != "hub":
         if not os.path.isdir(xnli["data"]):
             raise config_error("xnli.data", f"no such directory {xnli['data']}")
@@ -231,12 +272,37 @@ def check_tasks(config: dict) -> None:
                     raise config_error(f"simalign.pairs.{lang}.{what}", f"no such file {path}")
 
 
+def check_probing_tasks(config: dict) -> None:
+    """probing.tasks name registered tasks (once each); probing.controls tasks with a control."""
+    from mlm_dynamics.probing import registry
+
+    seen = set()
+    for i, name in enumerate(config["probing"]["tasks"]):
+        if name not in registry.TASKS:
+            known = ", ".join(registry.TASKS)
+            raise config_error(
+                f"probing.tasks[{i}]", f"{name!r} is not a probing task (known: {known})"
+            )
+        if name in seen:
+            raise config_error(f"probing.tasks[{i}]", f"{name!r} is given twice")
+        seen.add(name)
+    controlled = [name for name, task in registry.TASKS.items() if task.has_control]
+    for i, name in enumerate(config["probing"]["controls"]):
+        if name not in controlled:
+            what = "has no control task" if name in registry.TASKS else "is not a probing task"
+            with_one = ", ".join(controlled)
+            raise config_error(
+                f"probing.controls[{i}]", f"{name!r} {what} (tasks with one: {with_one})"
+            )
+
+
 def check_config(config: dict) -> None:
     """Everything the schema cannot check, before any job runs; the first mistake raises."""
     check_names(config)
     check_languages(config)
     check_models(config)
     check_tasks(config)
+    check_probing_tasks(config)
 
 
 def main(command: str, argv: list[str]) -> None:

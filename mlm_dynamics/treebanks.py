@@ -2,8 +2,9 @@
 
 ``prepare-treebank`` reads the train, dev and test splits of one UD treebank directory (a bundled
 one or a full release's ``UD_<Name>`` folder), keeps the syntactic words (no multiword-token ranges,
-no empty nodes) with their form, UPOS, head and universal relation, draws a seeded subsample per
-split that keeps treebank order, and writes::
+no empty nodes) with their form, UPOS, head, universal relation and FEATS (verbatim, for the
+morphological-feature probes), draws a seeded subsample per split that keeps treebank order, and
+writes::
 
     results/treebanks/{lang}.json.gz      {"language", "source", "skipped": {"train": 0, ...},
                                            "splits": {"train": [..], ...}}
@@ -69,15 +70,21 @@ class Sentence:
     upos: tuple[str, ...]
     head: tuple[int, ...]  # CoNLL-U heads: 0 = root, else the 1-based index of the head word
     deprel: tuple[str, ...]  # universal relation, subtype stripped
+    # the FEATS column per word, verbatim ("_": none); () when not read (a file prepared before
+    # FEATS were kept, or a sentence built by hand)
+    feats: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        return {
+        obj = {
             "id": self.id,
             "words": list(self.words),
             "upos": list(self.upos),
             "head": list(self.head),
             "deprel": list(self.deprel),
         }
+        if self.feats:
+            obj["feats"] = list(self.feats)
+        return obj
 
     @classmethod
     def from_json(cls, obj: dict) -> Sentence:
@@ -87,6 +94,7 @@ class Sentence:
             upos=tuple(obj["upos"]),
             head=tuple(int(h) for h in obj["head"]),
             deprel=tuple(obj["deprel"]),
+            feats=tuple(obj.get("feats", ())),
         )
 
 
@@ -144,6 +152,7 @@ class Tree:
         self.upos: list[str] = []
         self.heads: list[int] = []
         self.relations: list[str] = []
+        self.feats: list[str] = []
         self.roots: list[int] = []  # words with head 0
         self.first_line = 0  # of any token line, for a sentence without words
         self.last_range: tuple[int, int, int] | None = None  # (line, first word, last word)
@@ -200,7 +209,7 @@ class Tree:
 
     def add_word(self, number: int, columns: list[str]) -> None:
         """A syntactic word: checks that need only its own line (and the words before it)."""
-        token_id, form, _, upos, _, _, head, deprel, _, _ = columns
+        token_id, form, _, upos, _, feats, head, deprel, _, _ = columns
         if not WORD_ID.fullmatch(token_id):
             raise BadSentence(number, f"word id {token_id!r} is not an integer")
         expected = len(self.forms) + 1
@@ -219,6 +228,7 @@ class Tree:
         self.upos.append(upos)
         self.heads.append(int(head))
         self.relations.append(relation)
+        self.feats.append(feats)
 
     def check_head(self, number: int, word: int, head: int, relation: str, deprel: str) -> None:
         """No word heads itself; head 0 goes with relation root, and only one word has it."""
@@ -261,6 +271,7 @@ class Tree:
             tuple(self.upos),
             tuple(self.heads),
             tuple(self.relations),
+            tuple(self.feats),
         )
 
 
@@ -368,11 +379,6 @@ def parse_conllu(
         if sentence is not None:
             sentences.append(sentence)
     return sentences, skipped
-
-
-def validate_conllu(text: str, path: Path) -> None:
-    """Refuse the first malformed line or tree with ``path:LINE: ...``."""
-    parse_conllu(text, path, "validate")
 
 
 def read_checked(
@@ -583,7 +589,7 @@ def main(command: str, argv: list[str]) -> None:
         required=True,
         help="a sentence that is not a valid tree stops the run, or is skipped and counted",
     )
-    parser.add_argument("--seed", type=int, default=13, help="seed of the subsample")
+    parser.add_argument("--seed", type=int, required=True, help="seed of the subsample")
     parser.add_argument("--out", required=True, help="output .json.gz")
     parser.add_argument("--labels", required=True, help="output label inventory .json")
     args = parser.parse_args(argv)

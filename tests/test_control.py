@@ -185,3 +185,26 @@ def test_deprel_items_follow_deprel_pairs(ewt):
     np.testing.assert_array_equal(labels, expected)
     # a control task, not the real one: far from the gold relations
     assert np.mean(labels == real) < 0.3
+
+
+def test_the_tasks_with_a_control_task_come_from_the_registry():
+    assert CONTROLLED == ("pos", "deprel")
+    assert CONTROLLED == tuple(n for n, t in registry.TASKS.items() if t.has_control)
+    with pytest.raises(InputError, match=r"no control task for 'morph-Number' \(one of pos, "):
+        control_labels("morph-Number", REFERENCE, REFERENCE, "en", 0)
+
+
+def test_any_task_given_a_control_task_draws_it_over_its_own_items():
+    """A control task is one field of a task's registration: the items, their order and the
+    reference distribution are the task's own (here morph-Number's words that carry Number)."""
+    import dataclasses
+
+    task = dataclasses.replace(registry.TASKS["morph-Number"], has_control=True)
+    feats = ("Number=Sing", "_", "Number=Plur", "Number=Sing,Plur", "Number=Plur")
+    reference = [sentence(["The", "a", "b", "c", "the"], ["X"] * 5, [2, 0, 2, 2, 2],
+                          ["dep", "root", "dep", "dep", "dep"])]  # fmt: skip
+    reference = [dataclasses.replace(reference[0], feats=feats)]
+    labels = control_labels(task, reference, reference, "en", 0)
+    assert len(labels) == 3  # The, b, the: "_" and the ambiguous word are no items
+    assert labels[0] == labels[2]  # one type, one label
+    assert set(labels.tolist()) <= {0, 1}  # Sing and Plur: the reference's values only

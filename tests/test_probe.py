@@ -157,7 +157,7 @@ def test_torch_and_sklearn_backends_agree_on_accuracy(pos_problem):
 
 def test_labels_never_seen_in_training_count_as_errors():
     X, y, _ = planted(n=400, layers=1)
-    probe = LinearProbe(max_iter=200).fit(X, y)
+    probe = LinearProbe(l2=1e-4, max_iter=200).fit(X, y)
     y_unseen = y.copy()
     y_unseen[:100] = 99
     seen_accuracy = probe.score(X[:, 100:], y[100:])[0]
@@ -173,9 +173,9 @@ def test_fitted_probe_from_attributes_predicts_the_same():
 
 def test_seed_only_moves_the_result_within_tolerance():
     X, y, _ = planted(n=300)
-    a = LinearProbe(seed=0, max_iter=300).fit(X, y)
-    b = LinearProbe(seed=1, max_iter=300).fit(X, y)
-    c = LinearProbe(seed=0, max_iter=300).fit(X, y)
+    a = LinearProbe(l2=1e-4, seed=0, max_iter=300).fit(X, y)
+    b = LinearProbe(l2=1e-4, seed=1, max_iter=300).fit(X, y)
+    c = LinearProbe(l2=1e-4, seed=0, max_iter=300).fit(X, y)
     np.testing.assert_array_equal(a.coef_, c.coef_)  # deterministic
     assert not np.array_equal(a.coef_, b.coef_)
     np.testing.assert_array_equal(a.predict(X)[0], b.predict(X)[0])
@@ -184,7 +184,7 @@ def test_seed_only_moves_the_result_within_tolerance():
 def test_single_class_is_refused():
     X = np.zeros((1, 5, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="at least 2 classes"):
-        LinearProbe().fit(X, np.zeros(5, dtype=int))
+        LinearProbe(l2=1e-4, max_iter=100).fit(X, np.zeros(5, dtype=int))
 
 
 @pytest.mark.parametrize("classes", [3, 15, 16, 29])
@@ -198,9 +198,7 @@ def test_log_softmax_matches_torch_on_both_sides_of_its_fast_path(classes):
     torch.testing.assert_close(log_softmax(logits.clone()), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(
-    not __import__("torch").cuda.is_available(), reason="needs a CUDA device (the device machine)"
-)
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fit_matches_the_cpu_fit(pos_problem):
     X, y = pos_problem["train"]
     X_test, y_test = pos_problem["test"]
@@ -218,7 +216,7 @@ def test_batched_grid_fit_matches_a_single_fit_per_value(pos_problem):
     and preconditioner; only float32 rounding in the batched L-BFGS vector sums differs."""
     X, y = pos_problem["train"]
     X_test, y_test = pos_problem["test"]
-    fits = LinearProbe(max_iter=100).fit_grid(X, y, GRID)
+    fits = LinearProbe(l2=GRID[0], max_iter=100).fit_grid(X, y, GRID)
     assert [fit.l2 for fit in fits] == list(GRID)
     for value, fit in zip(GRID, fits, strict=True):
         single = LinearProbe(l2=value, max_iter=100).fit(X, y)
@@ -272,7 +270,7 @@ def overfitting(n=100, n_dev=400, n_test=400, d=80, classes=3, layers=3, seed=0)
 def test_the_choice_penalises_a_planted_overfitting_probe():
     (X, y), (X_dev, y_dev), _ = overfitting()
     grid = (1e-4, 1e-2, 1e-1, 1.0)
-    search = fit_l2_grid(X, y, X_dev, y_dev, grid, max_iter=100)
+    search = fit_l2_grid(X, y, X_dev, y_dev, grid, backend="torch", max_iter=100)
     smallest = LinearProbe(l2=grid[0], max_iter=100).fit(X, y)
     assert np.all(smallest.score(X, y) == 1.0)  # it overfits
     assert np.all(search.l2 > grid[0])
@@ -287,16 +285,16 @@ def test_the_choice_reads_dev_only():
     (bit for bit); shuffling the dev labels, which it does read, moves the choice."""
     (X, y), (X_dev, y_dev), (X_test, y_test) = overfitting()
     grid = (1e-4, 1e-2, 1e-1, 1.0)
-    search = fit_l2_grid(X, y, X_dev, y_dev, grid, max_iter=100)
+    search = fit_l2_grid(X, y, X_dev, y_dev, grid, backend="torch", max_iter=100)
     test_accuracy = search.probe.score(X_test, y_test)
     rng = np.random.default_rng(0)
     y_test[:] = rng.permutation(y_test)  # in place: the arrays the first search could have seen
-    again = fit_l2_grid(X, y, X_dev, y_dev, grid, max_iter=100)
+    again = fit_l2_grid(X, y, X_dev, y_dev, grid, backend="torch", max_iter=100)
     np.testing.assert_array_equal(again.l2, search.l2)
     np.testing.assert_array_equal(again.dev_accuracy, search.dev_accuracy)
     np.testing.assert_array_equal(again.probe.coef_, search.probe.coef_)
     assert np.any(again.probe.score(X_test, y_test) != test_accuracy)  # the shuffle mattered
-    shuffled = fit_l2_grid(X, y, X_dev, rng.permutation(y_dev), grid, max_iter=100)
+    shuffled = fit_l2_grid(X, y, X_dev, rng.permutation(y_dev), grid, backend="torch", max_iter=100)
     assert np.all(shuffled.dev_accuracy < 0.45)  # chance is 1/3
     assert not np.array_equal(shuffled.l2, search.l2)
 
@@ -312,7 +310,7 @@ def test_ties_go_to_the_larger_l2(monkeypatch):
     }
     monkeypatch.setattr(LinearProbe, "score", lambda self, X, y: np.array(accuracy[self.l2]))
     X, y, _ = planted(n=100)
-    search = fit_l2_grid(X, y, X, y, grid, max_iter=5)
+    search = fit_l2_grid(X, y, X, y, grid, backend="torch", max_iter=5)
     np.testing.assert_array_equal(search.l2, [1e-1, 1.0, 1e-4])
     np.testing.assert_array_equal(search.dev_accuracy, [accuracy[value] for value in grid])
     assert search.probe.l2.tolist() == [1e-1, 1.0, 1e-4]
@@ -348,7 +346,7 @@ def test_a_batched_grid_reads_the_features_in_place(monkeypatch):
     monkeypatch.setattr(probe_module, "_Objective", Recording)
     X, y, _ = planted(n=300)
     assert X.dtype == np.float32 and X.flags.c_contiguous
-    fit_l2_grid(X, y, X, y, GRID, max_iter=20)
+    fit_l2_grid(X, y, X, y, GRID, backend="torch", max_iter=20)
     (objective,) = seen
     assert objective.features.shape == X.shape
     assert objective.features.data_ptr() == X.ctypes.data  # a view of X, not a copy
@@ -385,22 +383,20 @@ def test_batch_entries_sharing_a_layer_score_as_single_entries(classes):
 def test_grid_and_l2_are_checked():
     X, y, _ = planted(n=100)
     with pytest.raises(ValueError, match="needs a dev split"):
-        fit_l2_grid(X, y, None, None, [1e-3, 1e-2])
+        fit_l2_grid(X, y, None, None, [1e-3, 1e-2], backend="torch", max_iter=50)
     for grid in ([], [1e-3, 1e-3], [-1.0], [np.nan]):
         with pytest.raises(ValueError, match="grid"):
-            fit_l2_grid(X, y, X, y, grid)
+            fit_l2_grid(X, y, X, y, grid, backend="torch", max_iter=50)
     with pytest.raises(ValueError, match="one value per layer"):
-        LinearProbe(l2=[1e-3, 1e-2]).fit(X, y)  # 3 layers
+        LinearProbe(l2=[1e-3, 1e-2], max_iter=50).fit(X, y)  # 3 layers
 
 
-@pytest.mark.skipif(
-    not __import__("torch").cuda.is_available(), reason="needs a CUDA device (the device machine)"
-)
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_grid_search_matches_the_cpu_one(pos_problem):
     X, y = pos_problem["train"]
     X_dev, y_dev = pos_problem["dev"]
-    cpu = fit_l2_grid(X, y, X_dev, y_dev, GRID, max_iter=100)
-    cuda = fit_l2_grid(X, y, X_dev, y_dev, GRID, max_iter=100, device="cuda")
+    cpu = fit_l2_grid(X, y, X_dev, y_dev, GRID, backend="torch", max_iter=100)
+    cuda = fit_l2_grid(X, y, X_dev, y_dev, GRID, backend="torch", max_iter=100, device="cuda")
     assert isinstance(cuda.probe.coef_, np.ndarray)
     np.testing.assert_allclose(cuda.dev_accuracy, cpu.dev_accuracy, atol=0.005)
 

@@ -1,25 +1,31 @@
 """``train-probe`` and ``score-probe``: UD probes fitted on one language, scored on any.
-
 ``train-probe`` fits one probe per layer and seed on the train split of one language and saves them
 all in one ``.npz``: weights, standardisation, label inventory, the train split's majority label.
 The L2 strength of each layer is chosen from ``--l2`` (a grid) by accuracy on the language's **dev**
 split (:func:`mlm_dynamics.probing.probe.fit_l2_grid`); test is never read there. Seed 0 fits on the
 whole train split; each further seed fits on a bootstrap resample of the training *sentences*, so
 the spread over seeds is the probe-training variance (for a convex probe the initial weights alone
-would vary nothing). For ``pos`` and ``deprel`` the file also holds a control probe
-(:mod:`mlm_dynamics.probing.control`) fitted on control labels, and with ``--mdl`` the online
-codelength of ``pos`` (:mod:`mlm_dynamics.probing.mdl`).
+would vary nothing). For a task with a control task (``pos``, ``deprel``) named in ``--controls``
+the file also holds a control probe (:mod:`mlm_dynamics.probing.control`) fitted on control labels,
+and with ``--mdl`` the online codelength of a task that has one (``pos``,
+:mod:`mlm_dynamics.probing.mdl`). Every task comes from :mod:`mlm_dynamics.probing.registry`; for an
+optional task (``morph-<Feature>``) that the language lacks (too few words carrying the feature in
+train or dev, or a single value), the file is written marked ``absent`` with the reason and no
+probe.
 
 ``score-probe`` scores any number of such files on one language and writes tidy rows (see
 :mod:`mlm_dynamics.analysis.tables`) for its test split (every probe) and its dev split (the
 language's own probes: what the layer choices read): ``accuracy`` per layer and seed,
-``majority_accuracy`` (the probe's train majority label; layer -1), and for own-language probes with
-a control ``control_accuracy`` and ``selectivity`` (accuracy - control accuracy). Every value has a
-bootstrap interval over the split's sentences (:mod:`mlm_dynamics.stats`, resamples shared by every
-job that scores the same split, so differences are paired), and the per-item correctness goes to
-``--items`` so later statistics need no refit. Scoring is a matrix product in numpy: it never
-imports torch. For ``arc`` the test negatives are drawn with each probe's own seed, so every train
-language of one seed is scored on the same test pairs.
+``majority_accuracy`` (the probe's train majority label, at ``tables.BASELINE_LAYER``), and for
+own-language probes with a control ``control_accuracy`` and ``selectivity`` (accuracy - control
+accuracy). Every value has a bootstrap interval over the split's sentences
+(:mod:`mlm_dynamics.stats`, resamples shared by every job that scores the same split, so differences
+are paired), and the per-item correctness goes to ``--items`` so later statistics need no refit.
+Scoring is a matrix product in numpy: it never imports torch. For ``arc`` the test negatives are
+drawn with each probe's own seed, so every train language of one seed is scored on the same test
+pairs. An absent probe gives no rows, and a language that lacks an optional task (on train and dev,
+or on test) is scored on nothing of it: a probe of one language is scored on another only when both
+have the feature.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mlm_dynamics import stats
+from mlm_dynamics.activations import store
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.probing import registry
 
@@ -70,22 +77,22 @@ def fitted_arrays(probes, prefix: str = "") -> dict[str, np.ndarray]:
     return {prefix + key: np.stack([getattr(p, key + "_") for p in probes]) for key in FITTED}
 
 
-def save_probe_file(path, task, language, args, layers, fits: list[dict]) -> None:
+def save_probe_file(path, task, language, args, layers, fits: list[dict], excluded=None) -> None:
     from mlm_dynamics.atomic import save_npz
 
     classes = fits[0]["search"].probe.classes_
     for fit in fits[1:]:  # a resample of the sentences can miss a rare label
         if not np.array_equal(fit["search"].probe.classes_, classes):
             raise InputError(
-                f"{args.treebank}: seed {fit['seed']} saw a different {task} label set in train "
-                "(a rare label missed by its resample of the sentences); use fewer seeds"
+                f"{args.treebank}: seed {fit['seed']} saw a different {task.name} label set in "
+                "train (a rare label missed by its resample of the sentences); use fewer seeds"
             )
     arrays = dict(
         format=np.array(PROBE_FORMAT),
-        task=np.array(task),
+        task=np.array(task.name),
         language=np.array(language),
         backend=np.array(args.backend),
-        labels=np.array(registry.LABELS[task]),
+        labels=np.array(task.labels),
         layers=np.array(layers),
         seeds=np.array([fit["seed"] for fit in fits]),
         classes=classes,
@@ -96,6 +103,7 @@ def save_probe_file(path, task, language, args, layers, fits: list[dict]) -> Non
         dev_accuracy=np.stack([fit["search"].dev_accuracy for fit in fits]),
         max_iter=np.array(args.max_iter),
         **fitted_arrays([fit["search"].probe for fit in fits]),
+        **excluded_arrays(excluded),
     )
     control = fits[0].get("control")
     if control is not None:
@@ -109,9 +117,29 @@ def save_probe_file(path, task, language, args, layers, fits: list[dict]) -> Non
             mdl_block_ends=np.array(code.block_ends),
             mdl_item_bits=code.item_bits.astype(np.float32),
             mdl_units=fits[0]["units"],
-            mdl_classes=np.array(len(registry.UPOS)),
+            mdl_classes=np.array(len(task.labels)),
         )
     save_npz(path, **arrays)
+
+
+def excluded_arrays(excluded: dict[str, int] | None) -> dict[str, np.ndarray]:
+    """``excluded_<reason>``: the train words a task left out, by reason (none for most tasks)."""
+    return {f"excluded_{reason}": np.array(n) for reason, n in (excluded or {}).items()}
+
+
+def save_absent_file(path, task, language, reason: str, excluded=None) -> None:
+    """The probe file of a language that lacks an optional task: no probe, the reason why."""
+    from mlm_dynamics.atomic import save_npz
+
+    save_npz(
+        path,
+        format=np.array(PROBE_FORMAT),
+        task=np.array(task.name),
+        language=np.array(language),
+        labels=np.array(task.labels),
+        absent=np.array(reason),
+        **excluded_arrays(excluded),
+    )
 
 
 def load_probe_file(path: Path) -> dict:
@@ -134,24 +162,20 @@ def fitted_probe(probe_file: dict, i: int, prefix: str = ""):
     return FittedProbe(*(probe_file[prefix + key][i] for key in FITTED), classes)
 
 
-def hidden_features(task: str, split_dir: Path) -> int:
+def hidden_features(task, split_dir: Path) -> int:
     from mlm_dynamics.activations import store
 
     hidden = np.load(store.layer_file(split_dir, 0), mmap_mode="r").shape[1]
-    return hidden if task == "pos" else 3 * hidden
+    return registry.get(task).n_features(hidden)
 
 
 def probe_device(requested: str) -> str:
-    """The torch device of the fits: CUDA when asked for and visible, otherwise the CPU (as the
-    GPU rules do on a machine without one), said in the log."""
-    import torch
+    """The torch device of the fits ("cuda" or "cpu"): the workflow's one device choice
+    (:func:`mlm_dynamics.devices.select_device`: CUDA when asked for and visible, otherwise the
+    CPU, as the GPU rules do on a machine without one), said in the log."""
+    from mlm_dynamics.devices import select_device
 
-    if requested == "cuda" and torch.cuda.is_available():
-        log(f"device: cuda ({torch.cuda.get_device_name(0)})")
-        return "cuda"
-    if requested == "cuda":
-        log(f"device: CUDA is not available, fitting on CPU ({torch.get_num_threads()} threads)")
-    return "cpu"
+    return select_device(requested).type
 
 
 # ---------------------------------------------------------------- train-probe
@@ -193,7 +217,7 @@ def fit_control(args, control, l2, device):
     return make_probe(args.backend, l2, args.max_iter, 0, device).fit(control.X, control.y)
 
 
-def online_code(args, data, device, l2):
+def online_code(args, task, data, device, l2):
     """The online codelength of the train split (Voita & Titov), each layer's probes at the L2
     strength chosen on dev for that layer."""
     from mlm_dynamics.probing.mdl import online_codelength
@@ -202,41 +226,61 @@ def online_code(args, data, device, l2):
     def fit(X, y):
         return make_probe(args.backend, l2, args.max_iter, 0, device).fit(X, y)
 
-    return online_codelength(data.X, data.y, len(registry.UPOS), fit)
+    return online_codelength(data.X, data.y, len(task.labels), fit)
 
 
-def train(args, task: str, out: str, device: str) -> None:
-    from mlm_dynamics.probing.control import CONTROLLED, control_labels
+def log_excluded(language: str, task, excluded: dict[str, int], n_items: int) -> None:
+    if any(excluded.values()):
+        reasons = {"ambiguous": "with several values (ambiguous)",
+                   "other_value": "with a value outside the universal inventory"}  # fmt: skip
+        left_out = ", ".join(f"{n} {reasons.get(reason, reason)}"
+                             for reason, n in excluded.items() if n)  # fmt: skip
+        log(f"{language} {task.name}: {n_items} train {task.item_noun}; left out: {left_out}")
 
+
+def train(args, name: str, out: str, device: str) -> None:
+    from mlm_dynamics.probing.control import control_labels
+
+    task = registry.get(name)
     if args.seeds < 1:
         raise InputError("--seeds: must be >= 1")
     if min(args.l2) < 0:
         raise InputError("--l2: must be >= 0")
     language = args.language or language_of(args.treebank)
     splits = load_splits(args.treebank, ("train", "dev"))
+    excluded = None
+    if task.optional:
+        train_items = registry.split_items(task, splits["train"], 0, args.treebank)
+        excluded = train_items.excluded
+        log_excluded(language, task, excluded, len(train_items.labels))
+        reason = registry.absent_reason(task, splits, args.treebank, ("train", "dev"))
+        if reason is not None:
+            save_absent_file(out, task, language, reason, excluded)
+            log(f"{language} lacks {task.name}: {reason}; wrote {out} (marked absent, no probe)")
+            return
     train_dir, dev_dir = Path(args.activations) / "train", Path(args.activations) / "dev"
-    layers = registry.cached_layers(train_dir)
+    layers = store.cached_layers(train_dir)
     fits = []
     full = dev = None
     for seed in range(args.seeds):
-        if full is None or task == "arc":  # only arc's negatives depend on the seed
+        if full is None or task.seeded:  # only a seeded task's items (arc's) depend on the seed
             full = registry.build(task, splits["train"], train_dir, args.treebank, seed)
             dev = registry.build(task, splits["dev"], dev_dir, args.treebank, seed)
         data = full if seed == 0 else full.subset(resampled_rows(full, seed, language))
         if len(np.unique(data.y)) < 2:
-            raise InputError(f"{args.treebank}: the train split has a single {task} label")
+            raise InputError(f"{args.treebank}: the train split has a single {task.name} label")
         start = time.perf_counter()
         search = fit_one(args, task, data, dev, device, seed)
         fit = {"seed": seed, "search": search, "n_train": len(data.y), "units": data.units}
         fit["majority"] = int(np.bincount(data.y).argmax())
         log(
-            f"{language} {task} seed {seed}: {len(data.y)} items, {data.X.shape[2]} features,"
+            f"{language} {task.name} seed {seed}: {len(data.y)} items, {data.X.shape[2]} features,"
             f" {len(layers)} layers x {len(args.l2)} L2 values fitted in"
             f" {time.perf_counter() - start:.1f} s ({args.backend} on {device}); L2 per layer"
             f" (chosen on dev) {' '.join(f'{v:g}' for v in search.l2)}; dev accuracy per layer "
             + " ".join(f"{a:.3f}" for a in search.dev_accuracy.max(axis=0))
         )
-        if seed == 0 and task in args.controls and task in CONTROLLED:
+        if seed == 0 and task.name in args.controls and task.has_control:
             control = registry.TaskData(
                 data.X,
                 control_labels(task, splits["train"], splits["train"], language, CONTROL_SEED),
@@ -246,18 +290,18 @@ def train(args, task: str, out: str, device: str) -> None:
             fit["control"] = fit_control(args, control, search.l2, device)
             y_dev = control_labels(task, splits["dev"], splits["train"], language, CONTROL_SEED)
             log(
-                f"{language} {task} control (the same L2 per layer): dev accuracy per layer "
+                f"{language} {task.name} control (the same L2 per layer): dev accuracy per layer "
                 + " ".join(f"{a:.3f}" for a in fit["control"].score(dev.X, y_dev))
             )
-        if seed == 0 and args.mdl and task == "pos":
-            fit["mdl"] = online_code(args, data, device, search.l2)
+        if seed == 0 and args.mdl and task.mdl:
+            fit["mdl"] = online_code(args, task, data, device, search.l2)
             log(
-                f"{language} {task} MDL: online codelength per layer (kbit) "
+                f"{language} {task.name} MDL: online codelength per layer (kbit) "
                 + " ".join(f"{c / 1000:.1f}" for c in fit["mdl"].codelength)
                 + f", uniform {fit['mdl'].uniform_codelength / 1000:.1f}"
             )
         fits.append(fit)
-    save_probe_file(out, task, language, args, layers, fits)
+    save_probe_file(out, task, language, args, layers, fits, excluded)
     log(f"wrote {out}")
 
 
@@ -277,8 +321,8 @@ def interval_rows(common, layers, correct, data, weights, bootstrap, metric):
 
 
 def check_probe_file(path, probe_file, task, layers, split_dir) -> None:
-    if str(probe_file["task"]) != task:
-        raise InputError(f"{path}: a {probe_file['task']} probe, not {task}")
+    if str(probe_file["task"]) != task.name:
+        raise InputError(f"{path}: a {probe_file['task']} probe, not {task.name}")
     if probe_file["layers"].tolist() != layers:
         raise InputError(
             f"{path}: probes of {len(probe_file['layers'])} layers, but {split_dir} caches "
@@ -286,7 +330,7 @@ def check_probe_file(path, probe_file, task, layers, split_dir) -> None:
         )
     if probe_file["mean"].shape[-1] != hidden_features(task, split_dir):
         raise InputError(
-            f"{path}: probes of {probe_file['mean'].shape[-1]} features, but the {task} "
+            f"{path}: probes of {probe_file['mean'].shape[-1]} features, but the {task.name} "
             f"features of {split_dir} have {hidden_features(task, split_dir)}"
         )
 
@@ -332,55 +376,91 @@ def mdl_rows(common, probe_file, bootstrap):
     return rows
 
 
-def score(args, task: str, probe_paths: list[str], bootstrap, item_scores: list) -> list[dict]:
+def lacking(task, splits, treebank) -> dict[str, str | None]:
+    """Per split (dev, test): why the language is scored on nothing of an optional task there
+    (it lacks the task on train and dev, or its test split has too few items), else None."""
+    own = registry.absent_reason(task, splits, treebank, ("train", "dev"))
+    return {"dev": own, "test": own or registry.absent_reason(task, splits, treebank, ("test",))}
+
+
+def check_absent(path, probe_file, task, test_lang, own_reason, treebank) -> None:
+    """An absent probe file must be of an optional task, and the language's own probe file must
+    agree with its treebank on whether the language has the task."""
+    absent = "absent" in probe_file
+    if absent and not task.optional:
+        raise InputError(f"{path}: marked absent, but every language has the {task.name} task")
+    if str(probe_file["language"]) == test_lang and absent != (own_reason is not None):
+        has = "lacks" if absent else "has"
+        raise InputError(
+            f"{path}: the probe file says {test_lang} {has} {task.name}, {treebank} says "
+            f"otherwise ({own_reason or 'it has it'}): probe file and treebank out of step"
+        )
+
+
+def score(args, name: str, probe_paths: list[str], bootstrap, item_scores: list) -> list[dict]:
     """Tidy rows of every probe of one task on the dev and test splits of one language."""
+    from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC
     from mlm_dynamics.probing.control import control_labels
 
+    task = registry.get(name)
     test_lang = args.language or language_of(args.treebank)
     splits = load_splits(args.treebank, ("train", "dev", "test"))
-    labels = registry.LABELS[task]
     probe_files = {path: load_probe_file(path) for path in probe_paths}
+    lacks = lacking(task, splits, args.treebank)
+    for path, probe_file in probe_files.items():
+        check_absent(path, probe_file, task, test_lang, lacks["dev"], args.treebank)
+        if "absent" in probe_file:
+            log(f"{path}: {probe_file['language']} lacks {task.name} ({probe_file['absent']}): "
+                "not scored")  # fmt: skip
     records = []
     for split in ("dev", "test"):
         sentences, split_dir = splits[split], Path(args.activations) / split
-        layers = registry.cached_layers(split_dir)
+        layers = store.cached_layers(split_dir)
         weights = bootstrap.weights(
             len(sentences), test_lang, split, f"{args.treebank} ({split} split)"
         )
+        if lacks[split] is not None:
+            log(f"{test_lang} lacks {task.name} ({lacks[split]}): no {split} rows")
+            continue
         eval_data = {}  # seed -> TaskData; pos and deprel share one
         for path, probe_file in probe_files.items():
+            if "absent" in probe_file:
+                continue
             check_probe_file(path, probe_file, task, layers, split_dir)
             train_lang = str(probe_file["language"])
             if split == "dev" and train_lang != test_lang:
                 continue  # dev serves the training language's own choices only
+            if train_lang != test_lang and not task.transferable:
+                raise InputError(
+                    f"{path}: a {train_lang} {task.name} probe cannot be scored on {test_lang} "
+                    "(the task is not transferable: its labels are the language's own)"
+                )
             for i, seed in enumerate(probe_file["seeds"].tolist()):
-                key = seed if task == "arc" else 0
+                key = seed if task.seeded else 0
                 if key not in eval_data:
                     eval_data[key] = registry.build(task, sentences, split_dir, args.treebank, seed)
                 data = eval_data[key]
                 probe = fitted_probe(probe_file, i)
-                warn_unseen(path, seed, data, probe, labels, test_lang, train_lang)
+                warn_unseen(path, seed, data, probe, task.labels, test_lang, train_lang)
                 correct = probe.predict(data.X) == data.y[None, :]
                 common = {
-                    "model": args.model, "step": args.step, "task": task, "split": split,
+                    "model": args.model, "step": args.step, "task": task.name, "split": split,
                     "train_lang": train_lang, "test_lang": test_lang, "seed": seed,
                     "n": len(data.y),
                 }  # fmt: skip
                 records += interval_rows(common, layers, correct, data, weights, bootstrap,
                                          "accuracy")  # fmt: skip
                 majority = (data.y == probe_file["majority"][i])[None, :]
-                records += [
-                    {**row, "layer": -1}
-                    for row in interval_rows(
-                        common, [-1], majority, data, weights, bootstrap, "majority_accuracy"
-                    )
-                ]
+                records += interval_rows(
+                    common, [BASELINE_LAYER], majority, data, weights, bootstrap, BASELINE_METRIC
+                )
                 item_scores.append(
-                    stats.ItemScores(task, train_lang, test_lang, split, seed,
+                    stats.ItemScores(task.name, train_lang, test_lang, split, seed,
                                      np.array(layers), correct, data.units, data.n_units)
                 )  # fmt: skip
                 log(
-                    f"{train_lang} -> {test_lang} {task} {split} seed {seed}: accuracy per layer "
+                    f"{train_lang} -> {test_lang} {task.name} {split} seed {seed}: accuracy per "
+                    "layer "
                     + " ".join(f"{a:.3f}" for a in correct.mean(axis=1))
                     + f" (majority {majority.mean():.3f})"
                 )
@@ -395,7 +475,7 @@ def score(args, task: str, probe_paths: list[str], bootstrap, item_scores: list)
                         common, layers, difference, data, weights, bootstrap, "selectivity"
                     )
                     item_scores.append(
-                        stats.ItemScores(f"{task}:control", train_lang, test_lang, split, seed,
+                        stats.ItemScores(f"{task.name}:control", train_lang, test_lang, split, seed,
                                          np.array(layers), control, data.units, data.n_units)
                     )  # fmt: skip
                 if split == "test" and "mdl_codelength" in probe_file and train_lang == test_lang:
@@ -413,11 +493,16 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--treebank", required=True, type=Path, help="prepared .json.gz")
     parser.add_argument("--language", help="language code (default: from the treebank name)")
     if command == "train-probe":
+        from mlm_dynamics.probing.control import CONTROLLED
+
         parser.description = "Fit one linear probe per task, layer and seed on a train split."
-        parser.add_argument("--tasks", nargs="+", required=True, choices=registry.TASKS)
+        parser.add_argument(
+            "--tasks", nargs="+", required=True, choices=list(registry.TASKS), metavar="TASK",
+            help=f"probing tasks (of {', '.join(registry.TASKS)})",
+        )  # fmt: skip
         parser.add_argument("--out", nargs="+", required=True, help="one .npz per task")
         parser.add_argument(
-            "--seeds", type=int, default=1,
+            "--seeds", type=int, required=True,
             help="probes per layer: seed 0 on all train sentences, seeds 1.. on resamples",
         )  # fmt: skip
         parser.add_argument(
@@ -425,19 +510,23 @@ def main(command: str, argv: list[str]) -> None:
             help="L2 grid (1 / (C n)); each layer's value is chosen on dev",
         )  # fmt: skip
         parser.add_argument("--max-iter", type=int, required=True, help="L-BFGS iterations")
-        parser.add_argument("--backend", choices=["torch", "sklearn"], default="torch")
+        parser.add_argument("--backend", choices=["torch", "sklearn"], required=True)
         parser.add_argument("--threads", type=int, default=1, help="CPU threads of a fit")
         parser.add_argument(
             "--device",
             choices=["cpu", "cuda"],
-            default="cpu",
+            required=True,
             help="where the torch backend fits (cuda falls back to the CPU when none is visible)",
         )
         parser.add_argument(
-            "--controls", nargs="*", default=[], choices=["pos", "deprel"],
+            "--controls", nargs="*", default=[], choices=CONTROLLED,
             help="tasks that also get a control probe (Hewitt & Liang)",
         )  # fmt: skip
-        parser.add_argument("--mdl", action="store_true", help="online codelength of pos")
+        parser.add_argument(
+            "--mdl", action="store_true",
+            help="online codelength of the tasks that have one "
+            f"({', '.join(name for name, task in registry.TASKS.items() if task.mdl)})",
+        )  # fmt: skip
         args = parser.parse_args(argv)
         if len(args.out) != len(args.tasks):
             raise InputError(f"--out: {len(args.out)} files for {len(args.tasks)} tasks")

@@ -1,5 +1,6 @@
-"""Control tasks for the ``pos`` and ``deprel`` probes (Hewitt & Liang 2019, "Designing and
-Interpreting Probes with Control Tasks").
+"""Control tasks for the probes of the tasks that have one (``has_control`` in the registry:
+``pos`` and ``deprel``; Hewitt & Liang 2019, "Designing and Interpreting Probes with Control
+Tasks").
 
 A control task keeps a real task's items and features but replaces each label by one that depends
 only on the word's identity, drawn at random once per word type. Its labels carry no linguistic
@@ -11,11 +12,13 @@ low selectivity says little about the representation.
 
 Definition used here, per language and task:
 
-- The item order is exactly the real task's (:mod:`mlm_dynamics.probing.registry`): ``pos`` has one
-  item per word of every sentence, in order; ``deprel`` one per non-root word, in the order of
+- The items, in their order, are exactly the real task's (its ``items`` in
+  :mod:`mlm_dynamics.probing.registry`): ``pos`` has one item per word of every sentence, in order;
+  ``deprel`` one per non-root word, in the order of
   :func:`~mlm_dynamics.probing.registry.deprel_pairs` (keyed by the *dependent* word).
-- An item's label depends only on its word type, the lower-cased form (``str.lower()``).
-- The reference distribution is the empirical distribution of the task's labels in
+- An item's label depends only on its word type, the lower-cased form (``str.lower()``) of its
+  word (the dependent, for a pair).
+- The reference distribution is the empirical distribution of the task's labels over its items in
   ``reference_sentences`` (the train split): UPOS counts for ``pos``, counts of the relations of
   non-root words for ``deprel``.
 - A type's label is that distribution's inverse CDF at ``u = stable_seed(key) / 2**64`` with
@@ -24,8 +27,8 @@ Definition used here, per language and task:
   every split with no stored mapping, a type never seen in train still gets one, and labels with
   zero count never occur.
 
-Label ids index :data:`mlm_dynamics.probing.registry.LABELS` (the universal inventories), so the
-control labels can be fed to the same probes as the real ones.
+Label ids index the task's ``labels`` (the universal inventories), so the control labels can be
+fed to the same probes as the real ones.
 """
 
 from __future__ import annotations
@@ -35,43 +38,39 @@ from itertools import accumulate
 import numpy as np
 
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.probing.registry import DEPRELS, UPOS, label_ids
+from mlm_dynamics.probing import registry
 from mlm_dynamics.stats import stable_seed
 
-CONTROLLED = ("pos", "deprel")
+CONTROLLED = tuple(name for name, task in registry.TASKS.items() if task.has_control)
 
 
-def check_task(task: str) -> None:
-    if task not in CONTROLLED:
-        raise InputError(f"no control task for {task!r} (one of {', '.join(CONTROLLED)})")
+def check_task(task) -> registry.ProbingTask:
+    """The registered task, refused unless it has a control task."""
+    task = registry.get(task)
+    if not task.has_control:
+        raise InputError(f"no control task for {task.name!r} (one of {', '.join(CONTROLLED)})")
+    return task
 
 
-def item_words(task: str, sentences) -> list[str]:
-    """The word form of each item of ``task``, in the real task's item order."""
-    if task == "pos":
-        return [word for sentence in sentences for word in sentence.words]
-    # deprel: the dependent of every gold arc except the root, as in deprel_pairs
-    return [
-        word
-        for sentence in sentences
-        for word, head in zip(sentence.words, sentence.head, strict=True)
-        if head != 0
-    ]
+def task_items(task, sentences, where: str) -> tuple[registry.Items, list[str]]:
+    """The real task's items on ``sentences`` and the words of the split (rows index them)."""
+    items = registry.split_items(task, sentences, 0, where)
+    return items, [word for sentence in sentences for word in sentence.words]
 
 
-def reference_counts(task: str, reference_sentences, where: str) -> np.ndarray:
-    """Counts (len(LABELS[task]),) int64 of the task's labels in the reference sentences."""
-    if task == "pos":
-        inventory, kind = UPOS, "UPOS tag"
-        values = [(s, s.upos) for s in reference_sentences]
-    else:
-        inventory, kind = DEPRELS, "relation"
-        values = [
-            (s, [rel for rel, head in zip(s.deprel, s.head, strict=True) if head != 0])
-            for s in reference_sentences
-        ]
-    ids = [i for s, labels in values for i in label_ids(labels, inventory, kind, s, where)]
-    return np.bincount(np.array(ids, dtype=np.int64), minlength=len(inventory))
+def item_words(task, sentences, where: str = "sentences") -> list[str]:
+    """The word form of each item of ``task`` (the dependent, for a pair), in the real task's
+    item order."""
+    items, words = task_items(task, sentences, where)
+    return [words[row] for row in items.words.tolist()]
+
+
+def reference_counts(task, reference_sentences, where: str) -> np.ndarray:
+    """Counts (len(task.labels),) int64 of the task's labels over its items in the reference
+    sentences."""
+    task = registry.get(task)
+    items, _ = task_items(task, reference_sentences, where)
+    return np.bincount(items.labels, minlength=len(task.labels)).astype(np.int64)
 
 
 def type_label(cumulative: list[int], key: str) -> int:
@@ -82,24 +81,24 @@ def type_label(cumulative: list[int], key: str) -> int:
 
 
 def control_labels(
-    task: str,
+    task,
     sentences,
     reference_sentences,
     language: str,
     seed: int,
     where: str = "reference sentences",
 ) -> np.ndarray:
-    """Control label ids (items,) int64 of ``task`` on ``sentences`` (see the module docstring).
+    """Control label ids (items,) int64 of ``task`` (a name or a registered task) on
+    ``sentences`` (see the module docstring).
 
     ``reference_sentences`` (the train split) gives the label distribution; ``where`` names it in
     errors.
     """
-    check_task(task)
+    task = check_task(task)
     counts = reference_counts(task, reference_sentences, where)
     if counts.sum() == 0:
         raise InputError(
-            f"{where}: no {task} labels to draw control labels from "
-            f"({'no words' if task == 'pos' else 'no non-root words'})"
+            f"{where}: no {task.name} labels to draw control labels from (no {task.item_noun})"
         )
     cumulative = list(accumulate(int(c) for c in counts))
     cache: dict[str, int] = {}  # one hash per type, not per item
@@ -107,6 +106,6 @@ def control_labels(
     for word in item_words(task, sentences):
         word_type = word.lower()
         if word_type not in cache:
-            cache[word_type] = type_label(cumulative, f"{seed}:{language}:{task}:{word_type}")
+            cache[word_type] = type_label(cumulative, f"{seed}:{language}:{task.name}:{word_type}")
         labels.append(cache[word_type])
     return np.array(labels, dtype=np.int64)

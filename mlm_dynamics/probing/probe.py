@@ -150,7 +150,7 @@ class _Estimator(_FittedLinear):
     ``l2`` is a float, or a sequence of one value per layer (layer ``l`` is fitted at ``l2[l]``).
     """
 
-    def __init__(self, l2: float = 1e-4, max_iter: int = 100, seed: int = 0, tol: float = 1e-4):
+    def __init__(self, *, l2: float, max_iter: int, seed: int = 0, tol: float = 1e-4):
         self.l2 = l2
         self.max_iter = max_iter
         self.seed = seed
@@ -184,8 +184,9 @@ class LinearProbe(_Estimator):
 
     def __init__(
         self,
-        l2: float = 1e-4,
-        max_iter: int = 100,
+        *,
+        l2: float,
+        max_iter: int,
         seed: int = 0,
         tol: float = 1e-4,
         device: str = "cpu",
@@ -212,7 +213,9 @@ class LinearProbe(_Estimator):
         coef, intercept, n_iter, mean, scale = self._batched_fit(X, classes, y_index, l2)
         probes = []
         for g, value in enumerate(grid):
-            probe = LinearProbe(value, self.max_iter, self.seed, self.tol, self.device)
+            probe = LinearProbe(
+                l2=value, max_iter=self.max_iter, seed=self.seed, tol=self.tol, device=self.device
+            )
             probe._store_fit(coef[g], intercept[g], mean, scale, classes, n_iter[g])
             probes.append(probe)
         return probes
@@ -648,8 +651,9 @@ def fit_l2_grid(
     X_dev: np.ndarray | None,
     y_dev: np.ndarray | None,
     grid,
-    backend: str = "torch",
-    max_iter: int = 50,
+    *,
+    backend: str,
+    max_iter: int,
     seed: int = 0,
     device: str = "cpu",
     tol: float = 1e-4,
