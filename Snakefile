@@ -48,9 +48,10 @@ include: "workflow/rules/bpc.smk"
 include: "workflow/rules/xnli.smk"
 include: "workflow/rules/simalign.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_targets(),
+        get_final_output(),

@@ -1,7 +1,7 @@
 """The paper's figures, drawn from the tidy table and the ``analyse`` tables.
 
-``python -m mlm_dynamics plot --table T --analysis-dir A --out-dir D --model M --figure NAME``
-writes ``D/NAME.png`` and ``D/NAME.pdf``. The names (see ``available_figures``):
+``python -m mlm_dynamics plot --table T --findings F... --model M --figure NAME --png P --pdf Q``
+writes one figure as PNG and PDF. The names (registered in :data:`FIGURES`):
 
 - ``in-language-curves``: test accuracy over steps, a row per layer view (``last`` first), a panel
   per task, a line per language with its 95% bootstrap band, the majority-class baseline dashed.
@@ -17,7 +17,7 @@ writes ``D/NAME.png`` and ``D/NAME.pdf``. The names (see ``available_figures``):
 
 Every figure function takes data frames and returns a matplotlib Figure, so a notebook can redraw
 any of them; ``save_figure`` writes the PNG and the PDF without timestamps (same bytes every run).
-Scores are read at the layer views of :func:`mlm_dynamics.analysis.findings.view_layers` (the
+Scores are read at the layer views of :func:`mlm_dynamics.analysis.views.view_layers` (the
 same cells as the CSVs), test split, seed 0; bands and whiskers are 95% bootstrap intervals.
 Steps go on a symmetric-log axis, linear below the first non-zero step, so step 0 is shown.
 """
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,16 +40,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from mlm_dynamics.analysis import findings
+from mlm_dynamics.analysis.tables import read_table
+from mlm_dynamics.analysis.views import probe_rows, view_name, view_scores
 from mlm_dynamics.atomic import atomic_path
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.probing import registry
 
-TASK_ORDER = ["pos", "arc", "deprel", "xnli"]
-TASK_LABELS = {
-    "pos": "POS tagging",
-    "arc": "arc prediction",
-    "deprel": "arc classification",
-    "xnli": "XNLI",
-}
+# Panel order and titles: the registered probing tasks, then XNLI.
+TASK_ORDER = [*registry.TASKS, "xnli"]
+TASK_LABELS = {**{name: task.title for name, task in registry.TASKS.items()}, "xnli": "XNLI"}
 MAX_TRANSFER_PANELS = 6
 PANEL_WIDTH = 2.6  # inches; a row of three fits a two-column page (7 in)
 PANEL_HEIGHT = 2.3
@@ -170,13 +169,12 @@ def language_handles(languages, colours, markers):
     ]
 
 
-def save_figure(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``name``.png and ``name``.pdf atomically, without timestamps or software versions."""
+def save_figure(fig: Figure, png: str | Path, pdf: str | Path) -> list[Path]:
+    """Write the PNG and the PDF atomically, without timestamps or software versions."""
     paths = []
-    for suffix, metadata in ((".png", {"Software": None}), (".pdf", {"CreationDate": None})):
-        path = Path(out_dir) / f"{name}{suffix}"
-        with atomic_path(path, suffix=suffix) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=PNG_DPI, metadata=metadata)
+    for path, metadata in ((Path(png), {"Software": None}), (Path(pdf), {"CreationDate": None})):
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], dpi=PNG_DPI, metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -227,7 +225,7 @@ def in_language_curves(
     """In-language test scores over steps: a row per view, a panel per task, a line per language
     with its interval band.
 
-    ``scores`` has ``findings.view_scores``'s columns; ``baselines`` has task, train_lang,
+    ``scores`` has ``views.view_scores``'s columns; ``baselines`` has task, train_lang,
     test_lang, majority_accuracy (may be empty).
     """
     scores = scores[scores["train_lang"] == scores["test_lang"]]
@@ -588,18 +586,19 @@ class PlotInputs:
     """Everything the figures of one model are drawn from."""
 
     table: pd.DataFrame
-    analysis_dir: Path | None = None
+    findings: Sequence[str | Path] = ()
     languages: Sequence[str] = ()
     tasks: Sequence[str] = ()
     transfer_steps: Sequence[int] = ()
     shares: dict[str, float] = field(default_factory=dict)
     onset_fraction: float | None = None
-    views: Sequence[str] = ("last", "best")
+    views: Sequence[str] = field(kw_only=True)  # analysis.views, as view names
 
     def analysis_table(self, stem: str) -> pd.DataFrame:
-        if self.analysis_dir is None:
-            raise InputError(f"--analysis-dir: needed for {stem}.csv (written by `analyse`)")
-        path = self.analysis_dir / f"{stem}.csv"
+        """One of ``analyse``'s tables (given with --findings), this model's rows."""
+        path = next((Path(p) for p in self.findings if Path(p).stem == stem), None)
+        if path is None:
+            raise InputError(f"--findings: needs {stem}.csv (written by `analyse`)")
         if not path.exists():
             raise InputError(f"{path}: missing (run `python -m mlm_dynamics analyse` first)")
         frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
@@ -611,34 +610,129 @@ class PlotInputs:
 
     @functools.cached_property
     def cells(self) -> pd.DataFrame:
-        """Test scores at every view: the cells of the CSVs (findings.view_scores)."""
-        return findings.view_scores(self.table, self.views)
+        """Test scores at every view: the cells of the CSVs (views.view_scores)."""
+        return view_scores(self.table, self.views)
+
+
+# ---------------------------------------------------------------- the figure registry
+# The one list of figures: the plan asks it which figures a config makes, the workflow generates
+# one plot rule per entry (workflow/rules/figures.smk), and the report's caption of each is
+# workflow/report/<caption>.rst.
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure: its file stem, what the table must hold, how it is drawn.
+
+    ``name`` ends in ``-{task}`` for figures drawn once per transfer task. ``needs`` is one of
+    ``scores`` (in-language probe or XNLI scores), ``controls`` (selectivity rows), ``transfer``
+    (a task with cross-lingual pairs), ``bpc`` (metric bpc), ``alignment`` (SimAlign F1).
+    ``reads``: the ``analyse`` tables it draws from (:data:`findings.ANALYSIS_TABLES`).
+    """
+
+    name: str
+    needs: str
+    category: str
+    draw: Callable[[PlotInputs, str | None], Figure]
+    reads: tuple[str, ...] = ()
+    label: str = ""  # the report label of a per-task figure
+
+    @property
+    def per_task(self) -> bool:
+        return self.name.endswith("-{task}")
+
+    @property
+    def stem(self) -> str:
+        """The name without its task: the report caption's file name and the rule's name."""
+        return self.name.removesuffix("-{task}")
+
+    def name_for(self, wildcards) -> str:
+        """The figure name of one job (``wildcards.task`` filled in for per-task figures)."""
+        return self.name.format(task=wildcards.task) if self.per_task else self.name
+
+    def names(self, contents: dict[str, bool], tasks: Sequence[str]) -> list[str]:
+        if self.per_task:
+            return [self.name.format(task=task) for task in tasks]
+        return [self.name] if contents[self.needs] else []
+
+
+def _transfer_steps(inputs: PlotInputs, task: str) -> list[int]:
+    steps = inputs.cells.loc[inputs.cells["task"] == task, "step"]
+    return select_steps(steps, inputs.transfer_steps)
+
+
+FIGURES = (
+    FigureSpec(
+        "in-language-curves", "scores", "In-language probing",
+        lambda i, _: in_language_curves(
+            i.cells, findings.majority_baselines(i.table), i.views, i.languages, i.tasks
+        ),
+    ),
+    FigureSpec(
+        "layer-heatmaps", "scores", "In-language probing",
+        lambda i, _: layer_heatmaps(findings.layer_scores(i.table), i.tasks),
+    ),
+    FigureSpec(
+        "final-layer-gap", "scores", "In-language probing",
+        lambda i, _: final_layer_gap(i.analysis_table("final_layer_gap"), i.languages, i.tasks),
+        reads=("final_layer_gap",),
+    ),
+    FigureSpec(
+        "onset", "scores", "Learning onset",
+        lambda i, _: onset(i.analysis_table("onset"), i.tasks, i.onset_fraction, i.views),
+        reads=("onset",),
+    ),
+    FigureSpec(
+        "selectivity", "controls", "In-language probing",
+        lambda i, _: in_language_curves(
+            view_scores(i.table, i.views, findings.SELECTIVITY_METRIC), pd.DataFrame(),
+            i.views, i.languages, i.tasks, metric_label="selectivity (accuracy − control)",
+        ),
+    ),
+    FigureSpec(
+        "transfer-matrices-{task}", "transfer", "Cross-lingual transfer",
+        lambda i, task: transfer_matrices(
+            i.cells, task, _transfer_steps(i, task), i.views, i.languages
+        ),
+        label="matrices at selected steps",
+    ),
+    FigureSpec(
+        "transfer-over-time-{task}", "transfer", "Cross-lingual transfer",
+        lambda i, task: transfer_over_time(i.cells, task, i.views[0], i.languages),
+        label="pairs over time",
+    ),
+    FigureSpec(
+        "bpc", "bpc", "Language modelling", lambda i, _: bpc(i.table, i.languages, i.shares)
+    ),
+    FigureSpec("alignment-f1", "alignment", "Word alignment", lambda i, _: alignment_f1(i.table)),
+)  # fmt: skip
+
+
+def figure_names(contents: dict[str, bool], tasks: Sequence[str]) -> list[str]:
+    """The figures drawn for a table holding ``contents`` (see :class:`FigureSpec`'s ``needs``)
+    whose tasks with cross-lingual pairs are ``tasks``, in registry order."""
+    return [name for spec in FIGURES for name in spec.names(contents, tasks)]
 
 
 def transfer_tasks(table: pd.DataFrame) -> list[str]:
     """Probe tasks with at least one cross-lingual pair."""
-    rows = findings.probe_rows(table)
+    rows = probe_rows(table)
     pairs = rows[rows["train_lang"] != rows["test_lang"]]
     return ordered(pairs["task"], TASK_ORDER)
 
 
 def available_figures(table: pd.DataFrame) -> list[str]:
     """The figures one model's rows of the table can draw."""
-    probes = findings.probe_rows(table)
-    names = []
-    if (probes["train_lang"] == probes["test_lang"]).any():
-        names += ["in-language-curves", "layer-heatmaps", "final-layer-gap"]
-    if not probes.empty:
-        names.append("onset")
-    if not findings.probe_rows(table, findings.SELECTIVITY_METRIC).empty:
-        names.append("selectivity")
-    for task in transfer_tasks(table):
-        names += [f"transfer-matrices-{task}", f"transfer-over-time-{task}"]
-    if ((table["task"] == "bpc") & (table["metric"] == "bpc")).any():
-        names.append("bpc")
-    if (table["task"].str.startswith("simalign") & (table["metric"] == "f1")).any():
-        names.append("alignment-f1")
-    return names
+    probes = probe_rows(table)
+    contents = {
+        "scores": bool((probes["train_lang"] == probes["test_lang"]).any()),
+        "controls": not probe_rows(table, findings.SELECTIVITY_METRIC).empty,
+        "bpc": bool(((table["task"] == "bpc") & (table["metric"] == "bpc")).any()),
+        "alignment": bool(
+            (table["task"].str.startswith("simalign") & (table["metric"] == "f1")).any()
+        ),
+    }
+    return figure_names(contents, transfer_tasks(table))
 
 
 def draw(name: str, inputs: PlotInputs) -> Figure:
@@ -648,38 +742,12 @@ def draw(name: str, inputs: PlotInputs) -> Figure:
             f"figure {name!r}: the table has no rows for it (model {inputs.model}; it can draw "
             f"{', '.join(available_figures(inputs.table)) or 'nothing'})"
         )
-    if name == "in-language-curves":
-        baselines = findings.majority_baselines(inputs.table)
-        return in_language_curves(
-            inputs.cells, baselines, inputs.views, inputs.languages, inputs.tasks
-        )
-    if name == "layer-heatmaps":
-        return layer_heatmaps(findings.layer_scores(inputs.table), inputs.tasks)
-    if name == "final-layer-gap":
-        gaps = inputs.analysis_table("final_layer_gap")
-        return final_layer_gap(gaps, inputs.languages, inputs.tasks)
-    if name == "onset":
-        return onset(
-            inputs.analysis_table("onset"), inputs.tasks, inputs.onset_fraction, inputs.views
-        )
-    if name == "selectivity":
-        scores = findings.view_scores(inputs.table, inputs.views, findings.SELECTIVITY_METRIC)
-        return in_language_curves(
-            scores, pd.DataFrame(), inputs.views, inputs.languages, inputs.tasks,
-            metric_label="selectivity (accuracy − control)",
-        )  # fmt: skip
-    if name.startswith("transfer-matrices-"):
-        task = name.removeprefix("transfer-matrices-")
-        steps = select_steps(
-            inputs.cells.loc[inputs.cells["task"] == task, "step"], inputs.transfer_steps
-        )
-        return transfer_matrices(inputs.cells, task, steps, inputs.views, inputs.languages)
-    if name.startswith("transfer-over-time-"):
-        task = name.removeprefix("transfer-over-time-")
-        return transfer_over_time(inputs.cells, task, inputs.views[0], inputs.languages)
-    if name == "bpc":
-        return bpc(inputs.table, inputs.languages, inputs.shares)
-    return alignment_f1(inputs.table)
+    for spec in FIGURES:
+        if spec.per_task and name.startswith(spec.stem + "-"):
+            return spec.draw(inputs, name.removeprefix(spec.stem + "-"))
+        if name == spec.name:
+            return spec.draw(inputs, None)
+    raise AssertionError(name)  # available_figures names only registered figures
 
 
 # ---------------------------------------------------------------- command
@@ -700,17 +768,15 @@ def main(command: str, argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
     parser.add_argument("--table", required=True, help="the tidy table (.parquet or .csv)")
     parser.add_argument(
-        "--analysis-dir",
-        help="where `analyse` wrote its CSVs (for in-language-curves, final-layer-gap, onset)",
-    )
-    parser.add_argument("--out-dir", required=True, help="writes <figure>.png and <figure>.pdf")
-    parser.add_argument("--model", help="the model to draw (needed when the table has several)")
-    parser.add_argument(
-        "--figure",
-        action="append",
+        "--findings",
+        nargs="*",
         default=[],
-        help="figure name (repeatable; default: every figure the table can draw)",
+        help="the `analyse` tables the figure reads (final_layer_gap.csv, onset.csv)",
     )
+    parser.add_argument("--figure", required=True, help="the figure (see FIGURES)")
+    parser.add_argument("--png", required=True, help="where the PNG goes")
+    parser.add_argument("--pdf", required=True, help="where the PDF goes")
+    parser.add_argument("--model", help="the model to draw (needed when the table has several)")
     parser.add_argument("--languages", nargs="*", default=[], help="language order in legends")
     parser.add_argument("--tasks", nargs="*", default=[], help="task order of the panels")
     parser.add_argument(
@@ -722,7 +788,8 @@ def main(command: str, argv: list[str]) -> None:
     )
     parser.add_argument(
         "--pretrain-share",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="LANG=SHARE",
         help="a language's share of the pretraining data, for the BPC figure (repeatable)",
@@ -731,11 +798,11 @@ def main(command: str, argv: list[str]) -> None:
         "--onset-fraction", type=float, help="the onset fraction, for the onset figure's titles"
     )
     parser.add_argument(
-        "--views", nargs="+", default=["last", "best"], help="layer views (last, best, layer-N)"
+        "--views", nargs="+", required=True, help="analysis.views: last, best, layer-N"
     )
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # files only; a notebook keeps its own backend
-    table = findings.read_table(args.table)
+    table = read_table(args.table)
     models = sorted(table["model"].unique())
     if args.model is None and len(models) != 1:
         raise InputError(f"{args.table}: models {models}: choose one with --model")
@@ -744,14 +811,13 @@ def main(command: str, argv: list[str]) -> None:
         raise InputError(f"{args.table}: no rows for model {model!r} (models: {models})")
     inputs = PlotInputs(
         table=table[table["model"] == model].reset_index(drop=True),
-        analysis_dir=None if args.analysis_dir is None else Path(args.analysis_dir),
+        findings=args.findings,
         languages=args.languages,
         tasks=args.tasks,
         transfer_steps=args.transfer_steps,
         shares=dict(parse_share(text) for text in args.pretrain_share),
         onset_fraction=args.onset_fraction,
-        views=[findings.view_name(view) for view in args.views],
+        views=[view_name(view) for view in args.views],
     )
-    for name in args.figure or available_figures(inputs.table):
-        paths = save_figure(draw(name, inputs), args.out_dir, name)
-        print(" ".join(str(path) for path in paths))
+    paths = save_figure(draw(args.figure, inputs), args.png, args.pdf)
+    print(" ".join(str(path) for path in paths))

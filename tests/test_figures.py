@@ -8,7 +8,8 @@ from synthetic_tables import LANGUAGES, analyse_arguments, synthetic_table, writ
 
 from mlm_dynamics import __main__ as cli
 from mlm_dynamics import figures
-from mlm_dynamics.analysis import findings, tables
+from mlm_dynamics.analysis import findings, tables, views
+from mlm_dynamics.config_check import schema_default
 
 ALL_FIGURES = [
     "in-language-curves",
@@ -16,11 +17,8 @@ ALL_FIGURES = [
     "final-layer-gap",
     "onset",
     "selectivity",
-    *[
-        f"{kind}-{task}"
-        for task in ["pos", "arc", "deprel", "xnli"]
-        for kind in ["transfer-matrices", "transfer-over-time"]
-    ],  # fmt: skip
+    *[f"transfer-matrices-{task}" for task in ["pos", "arc", "deprel", "xnli"]],
+    *[f"transfer-over-time-{task}" for task in ["pos", "arc", "deprel", "xnli"]],
     "bpc",
     "alignment-f1",
 ]
@@ -32,15 +30,25 @@ SHARES = [
 ]
 
 
+def plot_arguments(table, name, out_dir, findings_dir=None) -> list[str]:
+    """The plot command of one figure, reading the findings tables its registry entry names."""
+    spec = next(spec for spec in figures.FIGURES if name in (spec.name, spec.stem) or (
+        spec.per_task and name.startswith(spec.stem + "-")))  # fmt: skip
+    reads = [str(findings_dir / f"{stem}.csv") for stem in spec.reads] if findings_dir else []
+    return ["plot", "--table", str(table), "--findings", *reads, "--figure", name,
+            "--png", str(out_dir / f"{name}.png"), "--pdf", str(out_dir / f"{name}.pdf"),
+            "--languages", *LANGUAGES, *SHARES,
+            "--views", *map(str, schema_default("analysis.views"))]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory):
     """The synthetic table, its analysis and every figure, drawn once by the plot command."""
     root = tmp_path_factory.mktemp("plots")
     table, items = write_run(root)
     assert cli.main(analyse_arguments(table, items, root / "analysis")) == 0
-    argv = ["plot", "--table", str(table), "--analysis-dir", str(root / "analysis")]
-    argv += ["--out-dir", str(root / "figures"), "--languages", *LANGUAGES, *SHARES]
-    assert cli.main(argv) == 0
+    for name in figures.available_figures(tables.read_table(table)):
+        assert cli.main(plot_arguments(table, name, root / "figures", root / "analysis")) == 0
     return root
 
 
@@ -53,25 +61,35 @@ def test_every_figure_is_written_as_png_and_pdf(drawn, name):
     assert b"CreationDate" not in pdf
 
 
-def test_the_command_draws_exactly_the_available_figures(drawn):
+def test_the_table_can_draw_exactly_the_registered_figures(drawn):
+    assert figures.available_figures(tables.read_table(drawn / "probing.parquet")) == ALL_FIGURES
     written = sorted(path.stem for path in (drawn / "figures").glob("*.png"))
     assert written == sorted(ALL_FIGURES)
     assert not list((drawn / "figures").glob(".tmp-*"))
 
 
 def test_figures_are_the_same_bytes_every_run(drawn, tmp_path):
-    argv = ["plot", "--table", str(drawn / "probing.parquet"), "--out-dir", str(tmp_path)]
-    argv += ["--languages", *LANGUAGES, "--figure", "bpc", "--figure", "alignment-f1", *SHARES]
-    assert cli.main(argv) == 0
+    for name in ["bpc", "alignment-f1"]:
+        assert cli.main(plot_arguments(drawn / "probing.parquet", name, tmp_path)) == 0
     for name in ["bpc.png", "bpc.pdf", "alignment-f1.png", "alignment-f1.pdf"]:
         assert (tmp_path / name).read_bytes() == (drawn / "figures" / name).read_bytes(), name
 
 
 def test_only_figures_with_rows_are_available():
-    table = findings.tidy_table(synthetic_table(bpc=False, xnli=False, simalign=False))
-    names = figures.available_figures(table)
-    assert "bpc" not in names and "alignment-f1" not in names
-    assert "transfer-matrices-xnli" not in names and "transfer-matrices-pos" in names
+    table = tables.tidy_table(synthetic_table(bpc=False, xnli=False, simalign=False))
+    ud_transfer = [
+        *[f"transfer-matrices-{task}" for task in ["pos", "arc", "deprel"]],
+        *[f"transfer-over-time-{task}" for task in ["pos", "arc", "deprel"]],
+    ]
+    # no BPC, no alignment, no XNLI rows: neither their figures nor XNLI's transfer figures
+    assert figures.available_figures(table) == [
+        "in-language-curves",
+        "layer-heatmaps",
+        "final-layer-gap",
+        "onset",
+        "selectivity",
+        *ud_transfer,
+    ]
     in_language_only = table[table["train_lang"] == table["test_lang"]]
     assert figures.available_figures(in_language_only) == [
         "in-language-curves",
@@ -80,15 +98,21 @@ def test_only_figures_with_rows_are_available():
         "onset",
         "selectivity",
     ]
-    no_controls = findings.tidy_table(synthetic_table(bpc=False, simalign=False, controls=False))
-    assert "selectivity" not in figures.available_figures(no_controls)
+    no_controls = tables.tidy_table(synthetic_table(bpc=False, simalign=False, controls=False))
+    assert figures.available_figures(no_controls) == [
+        "in-language-curves",
+        "layer-heatmaps",
+        "final-layer-gap",
+        "onset",
+        *[f"transfer-matrices-{task}" for task in ["pos", "arc", "deprel", "xnli"]],
+        *[f"transfer-over-time-{task}" for task in ["pos", "arc", "deprel", "xnli"]],
+    ]
 
 
 def test_a_figure_without_rows_is_refused_in_one_line(drawn, tmp_path, capsys):
     table = tmp_path / "probing.parquet"
     synthetic_table(bpc=False).to_parquet(table, index=False)
-    argv = ["plot", "--table", str(table), "--out-dir", str(tmp_path), "--figure", "bpc"]
-    assert cli.main(argv) == 2
+    assert cli.main(plot_arguments(table, "bpc", tmp_path)) == 2
     err = capsys.readouterr().err
     assert (
         err.startswith("error: figure 'bpc': the table has no rows for it") and err.count("\n") == 1
@@ -97,8 +121,8 @@ def test_a_figure_without_rows_is_refused_in_one_line(drawn, tmp_path, capsys):
 
 
 def test_transfer_steps_are_checked_against_the_table(drawn, tmp_path, capsys):
-    argv = ["plot", "--table", str(drawn / "probing.parquet"), "--out-dir", str(tmp_path)]
-    argv += ["--figure", "transfer-matrices-pos", "--transfer-steps", "0", "300"]
+    argv = plot_arguments(drawn / "probing.parquet", "transfer-matrices-pos", tmp_path)
+    argv += ["--transfer-steps", "0", "300"]
     assert cli.main(argv) == 2
     assert "analysis.transfer_steps: step(s) [300] not in the table" in capsys.readouterr().err
 
@@ -134,8 +158,8 @@ def test_dot_positions_spread_equal_values_deterministically():
 
 
 def test_figure_functions_return_figures_for_a_notebook():
-    table = findings.tidy_table(synthetic_table(xnli=False, simalign=False))
-    scores = findings.view_scores(table, ["last", "best"])
+    table = tables.tidy_table(synthetic_table(xnli=False, simalign=False))
+    scores = views.view_scores(table, ["last", "best"])
     fig = figures.in_language_curves(scores, findings.majority_baselines(table))
     assert [ax.get_title() for ax in fig.axes[:3]] == [
         "POS tagging",
@@ -154,7 +178,7 @@ def test_figure_functions_return_figures_for_a_notebook():
 
 def test_the_transfer_figure_draws_the_cells_of_the_transfer_csv(drawn, tmp_path):
     """The CSV and the figure read one function: the same layer and value for every cell."""
-    table = findings.read_table(drawn / "probing.parquet")
+    table = tables.read_table(drawn / "probing.parquet")
     out = tmp_path / "transfer"
     tables.transfer_matrices(table, "tiny-xlmr", "pos", [], LANGUAGES, ["last", "best"], out, "t")
     csv = pd.read_csv(out / "cells.csv", keep_default_na=False)

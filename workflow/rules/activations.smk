@@ -1,30 +1,29 @@
 # The layer-activation cache: one vector per word and hidden state for every model x step x
-# language (see mlm_dynamics/activations/extract.py and mlm_dynamics/activations/store.py).
+# language (see mlm_dynamics/activations/).
 
 
 rule extract_activations:
     input:
-        checkpoint=checkpoint_input,
+        checkpoint=plan.checkpoint,
         # A gate, not data: re-checking a checkpoint never re-runs its jobs.
         checked=ancient(rules.check_checkpoint.output),
-        treebank="results/treebanks/{lang}.json.gz",
+        treebank=rules.prepare_treebank.output.treebank,
     output:
-        directory("results/activations/{model}/{step}/{lang}"),
+        directory(CACHE_DIR),
     log:
         "logs/activations/{model}/{step}/{lang}.log",
+    benchmark:
+        layout.BENCHMARK.format(rule="extract_activations", job="{model}/{step}/{lang}")
     conda:
-        "../../envs/gpu.yaml"
+        env("gpu")
     threads: config["gpu_resources"]["threads"]
     resources:
         gpu=1,
-        mem_mb=gpu_mem_mb,
-        runtime=gpu_runtime,
+        mem_mb=plan.gpu_mem_mb,
+        runtime=plan.gpu_runtime,
     params:
-        tokenizer=tokenizer_option,
-        pooling=config["activations"]["pooling"],
-        batch_tokens=config["activations"]["batch_tokens"],
+        arguments=plan.extract_arguments,
     shell:
         "python -m mlm_dynamics --log {log} extract-activations --checkpoint {input.checkpoint}"
-        " {params.tokenizer}"
-        " --treebank {input.treebank} --pooling {params.pooling}"
-        " --batch-tokens {params.batch_tokens} --threads {threads} --out {output}"
+        " --treebank {input.treebank} {params.arguments}"
+        " --threads {threads} --out {output}"

@@ -4,34 +4,28 @@
 
 rule bpc:
     input:
-        checkpoint=checkpoint_input,
+        checkpoint=plan.checkpoint,
         # A gate, not data: re-checking a checkpoint never re-runs its jobs.
         checked=ancient(rules.check_checkpoint.output),
-        text=heldout_text,
+        text=plan.heldout_text,
     output:
-        "results/bpc/{model}/{step}/{lang}.parquet",
+        layout.BPC,
     log:
         "logs/bpc/{model}/{step}/{lang}.log",
+    benchmark:
+        layout.BENCHMARK.format(rule="bpc", job="{model}/{step}/{lang}")
     conda:
-        "../../envs/gpu.yaml"
+        env("gpu")
     threads: config["gpu_resources"]["threads"]
     resources:
         gpu=1,
-        mem_mb=gpu_mem_mb,
-        runtime=gpu_runtime,
+        mem_mb=plan.gpu_mem_mb,
+        runtime=plan.gpu_runtime,
     params:
-        tokenizer=tokenizer_option,
-        max_sentences=config["bpc"]["max_sentences"],
-        estimate=config["bpc"]["estimate"],
-        maskings=config["bpc"]["maskings"],
-        mask_probability=config["bpc"]["mask_probability"],
-        batch_tokens=config["bpc"]["batch_tokens"],
-        stats=statistics_arguments(),
+        arguments=plan.bpc_arguments,
+        stats=plan.statistics_arguments(),
     shell:
         "python -m mlm_dynamics --log {log} bpc --checkpoint {input.checkpoint} --text {input.text}"
-        " {params.tokenizer}"
-        " --max-sentences {params.max_sentences} --estimate {params.estimate}"
-        " --maskings {params.maskings} --mask-probability {params.mask_probability}"
-        " --batch-tokens {params.batch_tokens} --threads {threads}"
+        " {params.arguments} --threads {threads}"
         " --model {wildcards.model} --step {wildcards.step} --language {wildcards.lang}"
         " {params.stats} --out {output}"

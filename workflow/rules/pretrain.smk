@@ -4,15 +4,15 @@
 
 rule train_tokenizer:
     input:
-        texts=pretrain_texts,
+        texts=config["pretrain"]["texts"],
     output:
-        directory("results/checkpoints/{model}/tokenizer"),
+        directory(layout.TOKENIZER),
     log:
         "logs/pretrain/{model}/tokenizer.log",
     wildcard_constraints:
-        model=model_name_pattern("embedded"),
+        model=plan.model_pattern("embedded"),
     conda:
-        "../../envs/core.yaml"
+        env("core")
     params:
         vocab_size=config["pretrain"]["vocab_size"],
     shell:
@@ -22,31 +22,30 @@ rule train_tokenizer:
 
 rule pretrain:
     input:
-        unpack(pretrain_inputs),
-        earlier=earlier_checks,
+        unpack(plan.pretrain_inputs),
+        earlier=plan.earlier_checks,
     output:
-        checkpoint=directory("results/checkpoints/{model}/{step}"),
+        checkpoint=directory(layout.CHECKPOINT),
         # check_checkpoint's record, written by the job that made the checkpoint
-        check=CHECK_RECORD,
+        check=layout.CHECK_RECORD,
     log:
         "logs/pretrain/{model}/{step}.log",
+    benchmark:
+        layout.BENCHMARK.format(rule="pretrain", job="{model}/{step}")
     wildcard_constraints:
-        model=model_name_pattern("embedded"),
+        model=plan.model_pattern("embedded"),
     # the checkpoints are a chain: starting each as soon as it can shortens the whole run
     priority: 10
     conda:
-        "../../envs/core.yaml"
+        env("core")
     threads: config["pretrain"]["threads"]
     resources:
-        mem_mb=pretrain_mem_mb,
-        runtime=pretrain_runtime,
+        mem_mb=plan.pretrain_mem_mb,
+        runtime=plan.pretrain_runtime,
     params:
-        settings=pretrain_arguments,
-        resume=lambda wildcards, input: (
-            f"--resume {input.resume}" if "resume" in input.keys() else ""
-        ),
+        arguments=plan.pretrain_arguments,
     shell:
         "python -m mlm_dynamics --log {log} pretrain --texts {input.texts} --tokenizer {input.tokenizer}"
-        " --step {wildcards.step} {params.resume} {params.settings} --threads {threads}"
+        " --step {wildcards.step} {params.arguments} --threads {threads}"
         " --model {wildcards.model} --check-record {output.check} --earlier {input.earlier}"
         " --out {output.checkpoint}"

@@ -5,34 +5,28 @@
 
 rule simalign:
     input:
-        unpack(simalign_files),
-        checkpoint=checkpoint_input,
+        unpack(plan.simalign_files),
+        checkpoint=plan.checkpoint,
         # A gate, not data: re-checking a checkpoint never re-runs its jobs.
         checked=ancient(rules.check_checkpoint.output),
     output:
-        "results/simalign/{model}/{step}/{lang}.parquet",
+        layout.SIMALIGN,
     log:
         "logs/simalign/{model}/{step}/{lang}.log",
+    benchmark:
+        layout.BENCHMARK.format(rule="simalign", job="{model}/{step}/{lang}")
     conda:
-        "../../envs/gpu.yaml"
+        env("gpu")
     threads: config["gpu_resources"]["threads"]
     resources:
         gpu=1,
-        mem_mb=gpu_mem_mb,
-        runtime=gpu_runtime,
+        mem_mb=plan.gpu_mem_mb,
+        runtime=plan.gpu_runtime,
     params:
-        tokenizer=tokenizer_option,
-        methods=config["simalign"]["methods"],
-        granularity=config["simalign"]["granularity"],
-        source_language=config["simalign"]["source_language"],
-        batch_tokens=config["simalign"]["batch_tokens"],
-        stats=statistics_arguments(),
+        arguments=plan.simalign_arguments,
+        stats=plan.statistics_arguments(),
     shell:
         "python -m mlm_dynamics --log {log} simalign --checkpoint {input.checkpoint}"
-        " {params.tokenizer}"
         " --source {input.source} --target {input.target} --gold {input.gold}"
-        " --methods {params.methods} --granularity {params.granularity}"
-        " --source-language {params.source_language} --language {wildcards.lang}"
-        " --batch-tokens {params.batch_tokens} --threads {threads}"
-        " --model {wildcards.model} --step {wildcards.step} {params.stats}"
-        " --out {output}"
+        " {params.arguments} --language {wildcards.lang} --threads {threads}"
+        " --model {wildcards.model} --step {wildcards.step} {params.stats} --out {output}"

@@ -6,60 +6,46 @@
 
 rule xnli_features:
     input:
-        checkpoint=checkpoint_input,
+        checkpoint=plan.checkpoint,
         # A gate, not data: re-checking a checkpoint never re-runs its jobs.
         checked=ancient(rules.check_checkpoint.output),
-        data=xnli_data_files,
+        data=plan.xnli_data_files,
     output:
-        directory("results/xnli/features/{model}/{step}/{lang}"),
+        directory(layout.XNLI_FEATURES),
     log:
         "logs/xnli/features/{model}/{step}/{lang}.log",
+    benchmark:
+        layout.BENCHMARK.format(rule="xnli_features", job="{model}/{step}/{lang}")
     conda:
-        "../../envs/gpu.yaml"
+        env("gpu")
     threads: config["gpu_resources"]["threads"]
     resources:
         gpu=1,
-        mem_mb=gpu_mem_mb,
-        runtime=gpu_runtime,
+        mem_mb=plan.gpu_mem_mb,
+        runtime=plan.gpu_runtime,
     params:
-        tokenizer=tokenizer_option,
-        data=config["xnli"]["data"],
-        hub_revision=config["xnli"]["hub_revision"],
-        max_train=config["xnli"]["max_train"],
-        max_dev=config["xnli"]["max_dev"],
-        max_test=config["xnli"]["max_test"],
-        batch_tokens=config["xnli"]["batch_tokens"],
+        arguments=plan.xnli_features_arguments,
     shell:
         "python -m mlm_dynamics --log {log} xnli-features --checkpoint {input.checkpoint}"
-        " {params.tokenizer}"
-        " --data {params.data:q} --hub-revision={params.hub_revision:q}"
-        " --language {wildcards.lang} --max-train {params.max_train}"
-        " --max-dev {params.max_dev} --max-test {params.max_test}"
-        " --batch-tokens {params.batch_tokens}"
+        " {params.arguments} --language {wildcards.lang}"
         " --threads {threads} --out {output}"
 
 
 rule xnli_probe:
     input:
-        xnli_features_dirs,
+        plan.xnli_features,
     output:
-        scores="results/xnli/scores/{model}/{step}/{lang}.parquet",
-        item_scores="results/xnli/scores/{model}/{step}/{lang}.items.npz",
+        scores=layout.XNLI_SCORES,
+        item_scores=layout.item_scores(layout.XNLI_SCORES),
     log:
         "logs/xnli/probe/{model}/{step}/{lang}.log",
     conda:
-        "../../envs/core.yaml"
+        env("core")
     params:
-        features="results/xnli/features/{model}/{step}",
-        languages=config["xnli"]["languages"],
-        backend=config["probing"]["backend"],
-        l2=config["probing"]["l2"],
-        max_iter=config["probing"]["max_iter"],
-        seeds=config["probing"]["seeds"],
-        stats=statistics_arguments(),
+        arguments=plan.xnli_probe_arguments(),
+        stats=plan.statistics_arguments(),
     shell:
-        "python -m mlm_dynamics --log {log} xnli-probe --features {params.features}"
-        " --train-language {wildcards.lang} --languages {params.languages}"
-        " --backend {params.backend} --l2 {params.l2} --max-iter {params.max_iter}"
-        " --seeds {params.seeds} --model {wildcards.model} --step {wildcards.step}"
+        "python -m mlm_dynamics --log {log} xnli-probe --features {input}"
+        " --train-language {wildcards.lang} {params.arguments}"
+        " --model {wildcards.model} --step {wildcards.step}"
         " {params.stats} --out {output.scores} --items {output.item_scores}"
