@@ -37,24 +37,6 @@ COMMANDS = {
 }
 
 
-# Testing hook (tests/test_slurm.py): MLM_DYNAMICS_FAIL_ONCE=<command>:<marker file> makes the
-# first run of <command> that claims the marker fail, so a test can show that the scheduler retries
-# a failed job and the run still completes. Unset, it does nothing.
-FAIL_ONCE_VARIABLE = "MLM_DYNAMICS_FAIL_ONCE"
-
-
-def fails_once(command: str) -> bool:
-    """True for the one run of ``command`` that creates the hook's marker file."""
-    target, _, marker = os.environ.get(FAIL_ONCE_VARIABLE, "").partition(":")
-    if target != command or not marker:
-        return False
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return False
-    return True
-
-
 def split_log_option(argv: list[str]) -> tuple[str | None, list[str]]:
     """``--log FILE`` (before the command) and the rest of the arguments."""
     if argv[:1] == ["--log"] and len(argv) >= 2:
@@ -113,12 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if argv and argv[0] in {"-h", "--help"} else 2
     command, rest = argv[0], argv[1:]
-    if fails_once(command):
-        print(
-            f"error: {command} failed on purpose ({FAIL_ONCE_VARIABLE} testing hook)",
-            file=sys.stderr,
-        )
-        return 1
     if not log_path:
         status, error = run(command, rest)
         if error:

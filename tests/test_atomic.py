@@ -7,7 +7,7 @@ from mlm_dynamics.atomic import atomic_dir, save_npy
 
 
 def test_a_failed_write_leaves_neither_output_nor_temporary(tmp_path):
-    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "out") as tmp:
+    with pytest.raises(RuntimeError, match="^killed$"), atomic_dir(tmp_path / "out") as tmp:
         (tmp / "layer00.npy").write_bytes(b"partial")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []

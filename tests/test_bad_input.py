@@ -137,7 +137,10 @@ CONFIG_CASES = [
     ConfigCase(
         "unknown-task",
         lambda c, bad: set_in(c, "probing.tasks", ["pos", "foo"]),
-        "error: config: probing.tasks.1: 'foo' is not one of ['pos', 'arc', 'deprel']",
+        "error: config: probing.tasks[1]: 'foo' is not a probing task (known: pos, arc, deprel,"
+        " morph-PronType, morph-NumType, morph-Gender, morph-Animacy, morph-Number, morph-Case,"
+        " morph-Definite, morph-Degree, morph-VerbForm, morph-Mood, morph-Tense, morph-Aspect,"
+        " morph-Voice, morph-Evident, morph-Polarity, morph-Person, morph-Polite)",
     ),
     ConfigCase(
         "confidence-out-of-range",
@@ -455,6 +458,8 @@ def prepare_argv(treebank: Path, out: Path) -> list[str]:
         "1",
         "--on-bad-sentence",
         "stop",
+        "--seed",
+        "13",
         "--out",
         str(out / "xx.json.gz"),
         "--labels",

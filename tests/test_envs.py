@@ -7,20 +7,17 @@ spellings such as ``pytorch``) and the pip list (PEP 508 requirements plus optio
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
@@ -70,12 +67,15 @@ def env_requirements(path: Path) -> tuple[dict[str, str], list[str]]:
     return packages, options
 
 
-def rule_conda_envs(config: dict) -> dict[str, Path | None]:
-    """The conda env file of every rule that runs a command, as Snakemake parses the workflow
-    under ``config`` (paths are relative to the rule's own file); None where it names none."""
+@functools.cache
+def parsed_rules(device: str) -> dict[str, tuple[Path | None, int]]:
+    """(conda env file, GPUs asked for) of every rule that runs a command, as Snakemake parses
+    the workflow with ``probing.device: device`` (env paths are relative to the rule's own file;
+    None where it names none; 0 GPUs where ``resources`` has no ``gpu``)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
+    config = {"probing": {"device": device}}
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
             snakefile=REPO / "Snakefile",
@@ -84,11 +84,20 @@ def rule_conda_envs(config: dict) -> dict[str, Path | None]:
             config_settings=ConfigSettings(config=config),
         )
         # the parsed rules are not public API; pyproject pins Snakemake to one major version
-        return {
-            rule.name: rule.conda_env and (Path(rule.snakefile).parent / rule.conda_env).resolve()
-            for rule in workflow._workflow.rules
-            if rule.shellcmd is not None
-        }
+        rules = {}
+        for rule in workflow._workflow.rules:
+            if rule.shellcmd is None:
+                continue
+            env = rule.conda_env and (Path(rule.snakefile).parent / rule.conda_env).resolve()
+            gpu = rule.resources.get("gpu")
+            assert gpu is None or not gpu.is_evaluable(), f"{rule.name}: gpu is a function"
+            rules[rule.name] = (env, (gpu.value if gpu is not None else None) or 0)
+        return rules
+
+
+def rule_conda_envs(config: dict) -> dict[str, Path | None]:
+    """The conda env file of every rule that runs a command under ``config`` (probing.device)."""
+    return {rule: env for rule, (env, _) in parsed_rules(config["probing"]["device"]).items()}
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -138,15 +147,21 @@ def test_torch_builds():
     assert "torch" in env_requirements(REPO / "envs" / "gpu.yaml")[0]
 
 
-def test_gpu_rules_use_the_gpu_env():
-    """A rule that asks for a GPU runs in the CUDA env; one that does not, never does."""
-    for rule_file in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=rule )", rule_file.read_text()):
-            name = re.match(r"rule (\w+)", block)
-            if not name or "conda:" not in block:
-                continue
-            asks_gpu = re.search(r"\bgpu\s*=\s*1", block) is not None
-            uses_gpu_env = "envs/gpu.yaml" in block
-            assert asks_gpu == uses_gpu_env, (
-                f"{rule_file.name}: rule {name.group(1)} gpu={asks_gpu} but env gpu={uses_gpu_env}"
-            )
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_gpu_rules_use_the_gpu_env(device):
+    """A rule that asks for a GPU runs in the CUDA env; one that does not, never does. Read from
+    the parsed workflow, so a rule whose env or GPU count is computed (train_probe's, which
+    follow probing.device) counts as configured, not as written in the rule file."""
+    rules = parsed_rules(device)
+    gpu_env = (REPO / "envs" / "gpu.yaml").resolve()
+    mismatched = {
+        rule: (gpus, env and env.name)
+        for rule, (env, gpus) in rules.items()
+        if (gpus == 1) != (env == gpu_env) or gpus not in (0, 1)
+    }
+    assert mismatched == {}
+    assert rules["train_probe"][1] == (1 if device == "cuda" else 0)
+    asks_gpu = {rule for rule, (_, gpus) in rules.items() if gpus}
+    assert asks_gpu == {"extract_activations", "bpc", "xnli_features", "simalign"} | (
+        {"train_probe"} if device == "cuda" else set()
+    )

@@ -7,13 +7,15 @@ DAG runs with fewer languages, steps and sentences, once through SLURM and once 
 - every job of a non-local rule ran as a SLURM job (grouped rules inside group jobs);
 - GPU rules were submitted with --gpus to the GPU partition, got the node's GPU from SLURM and saw
   CUDA_VISIBLE_DEVICES; CPU rules asked for no GPU;
-- a job made to fail once (the MLM_DYNAMICS_FAIL_ONCE testing hook) was retried and the run
-  completed;
+- a job made to fail once (MLM_DYNAMICS_FAIL_ONCE, read by the test-only hook
+  tests/hooks/sitecustomize.py that the run's PYTHONPATH brings into every job) was retried and
+  the run completed;
 - the results equal the local run's.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -28,6 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 LOCAL_PROFILE = REPO / "workflow" / "profiles" / "default"
+HOOKS = Path(__file__).resolve().parent / "hooks"  # sitecustomize.py: the fail-once hook
 FAILING_COMMAND, FAILING_RULE = "prepare-treebank", "prepare_treebank"
 TIMEOUT_S = 600
 
@@ -44,24 +47,25 @@ def slurm_conf() -> dict[str, str]:
     return {}
 
 
+NEEDS = "needs a SLURM cluster with partitions cpu and gpu (tests/slurm/cluster.sh up)"
+
+
 def slurm_unreachable() -> str | None:
     """Why no SLURM cluster can be used here, or None."""
     if shutil.which("sinfo") is None:
-        return "no SLURM client (sinfo); start the test cluster with tests/slurm/cluster.sh up"
+        return f"{NEEDS}: no SLURM client (sinfo) on PATH"
     env = {**os.environ, **slurm_conf()}
     try:
         result = subprocess.run(
             ["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True, timeout=20, env=env
         )
     except subprocess.TimeoutExpired:
-        return "sinfo timed out: no SLURM controller answers"
+        return f"{NEEDS}: sinfo timed out, no SLURM controller answers"
     if result.returncode != 0:
-        return (
-            f"no SLURM controller answers ({result.stderr.strip()}); run tests/slurm/cluster.sh up"
-        )
+        return f"{NEEDS}: no SLURM controller answers ({result.stderr.strip()})"
     partitions = {line.split()[0].rstrip("*") for line in result.stdout.splitlines() if line}
     if not {"cpu", "gpu"} <= partitions:
-        return f"the cluster lacks the profile's partitions cpu and gpu (has {sorted(partitions)})"
+        return f"{NEEDS}: the cluster has partitions {sorted(partitions)}, not cpu and gpu"
     return None
 
 
@@ -149,7 +153,12 @@ def runs(tmp_path_factory):
         "--latency-wait",
         "10",
         "--verbose",
-        env={**env, "MLM_DYNAMICS_FAIL_ONCE": f"{FAILING_COMMAND}:{marker}"},
+        env={
+            **env,
+            "MLM_DYNAMICS_FAIL_ONCE": f"{FAILING_COMMAND}:{marker}",
+            # kept by the Snakefile's shell.prefix, which prepends the repository to PYTHONPATH
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOKS), env.get("PYTHONPATH")])),
+        },
     )
     local_dir = make_workdir(base / "local")
     run_snakemake(local_dir, "--profile", str(LOCAL_PROFILE), "--cores", "2", env=env)
@@ -183,24 +192,36 @@ def planned_rules(output: str) -> set[str]:
     return set(re.findall(r"^(\w+)\s+\d+$", table, flags=re.M))
 
 
-def rule_blocks():
-    for rule_file in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=rule )", rule_file.read_text()):
-            name = re.match(r"rule (\w+)", block)
-            if name:
-                yield name.group(1), block
+@functools.cache
+def parsed_rules() -> dict[str, tuple[bool, int]]:
+    """(runs locally, GPUs asked for) of every rule, as Snakemake parses the workflow under the
+    default config: rules made in a loop (the figure rules) and computed resources included."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            snakefile=REPO / "Snakefile",
+            workdir=REPO,
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(),
+        )._workflow  # not public API; pyproject pins Snakemake to one major version
+        rules = {}
+        for rule in workflow.rules:
+            gpu = rule.resources.get("gpu")
+            gpus = 0 if gpu is None or gpu.is_evaluable() else gpu.value or 0
+            rules[rule.name] = (rule.name in workflow._localrules or rule.norun, gpus)
+        return rules
 
 
 def local_rules() -> set[str]:
-    """Rules marked `localrule: True` (and the Snakefile's target rule)."""
-    return {name for name, block in rule_blocks() if re.search(r"localrule:\s*True", block)} | {
-        "all"
-    }
+    """Rules marked `localrule: True`, and those without a command (the target rules)."""
+    return {name for name, (local, _) in parsed_rules().items() if local}
 
 
 def gpu_rules() -> set[str]:
-    """Rules that declare `resources: gpu=1`."""
-    return {name for name, block in rule_blocks() if re.search(r"\bgpu\s*=\s*1", block)}
+    """Rules that ask for a GPU (`resources: gpu=1`)."""
+    return {name for name, (_, gpus) in parsed_rules().items() if gpus == 1}
 
 
 def profile_groups() -> dict[str, str]:
@@ -267,6 +288,9 @@ def test_a_failed_job_is_retried(runs):
     jobs = [job for job in submissions(output) if job["unit"] == f"rule_{FAILING_RULE}"]
     failed = [job for job in jobs if "non-zero exit status 1" in job["log"].read_text()]
     assert len(failed) == 1, "exactly one SLURM job should have failed"
+    # it failed through the hook (tests/hooks/sitecustomize.py), whose one line is in its log
+    hook_line = f"error: {FAILING_COMMAND} failed on purpose (MLM_DYNAMICS_FAIL_ONCE testing hook)"
+    assert hook_line in failed[0]["log"].read_text()
     assert f"SLURM-job '{failed[0]['slurm_id']}' failed" in output
     assert re.search(r"Trying to restart job \d+", output), "the failed job was not retried"
     # The same job (same wildcards, so the same log directory) was submitted again and succeeded.

@@ -22,7 +22,10 @@ from mlm_dynamics.treebanks import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_UD = REPO.parent / "shared" / "ud"
+# Excerpts of ten CC BY-SA 4.0 treebanks of ../shared/ud, in the repository (tests/fixtures/ud).
+UD_EXCERPTS = Path(__file__).resolve().parent / "fixtures" / "ud"
+BUNDLED = ["Chinese-GSD", "English-EWT", "French-GSD", "German-GSD", "Korean-GSD", "Russian-GSD"]
+EXCERPTED = sorted([*BUNDLED, "Finnish-TDT", "Indonesian-GSD", "Spanish-GSD", "Vietnamese-VTB"])
 
 
 CAPS = {"train": 10, "dev": 10, "test": 10}
@@ -300,7 +303,7 @@ def test_cli_skips_bad_sentences_with_a_line_each_and_records_the_counts(tmp_pat
     out = tmp_path / "out"
     argv = ["prepare-treebank", "--treebank", str(directory), "--language", "xx"]
     argv += ["--max-train", "10", "--max-dev", "10", "--max-test", "10", "--dev-fraction", "0.2"]
-    argv += ["--min-sentences", "1", "--out", str(out / "xx.json.gz")]
+    argv += ["--min-sentences", "1", "--seed", "13", "--out", str(out / "xx.json.gz")]
     argv += ["--labels", str(out / "xx.labels.json"), "--on-bad-sentence"]
     train_file = directory / "xx_toy-ud-train.conllu"
     assert cli(argv + ["stop"]) == 2
@@ -331,25 +334,55 @@ def test_load_prepared_reads_files_without_the_skipped_key(tmp_path):
     assert load_prepared(path) == {"train": [sentence]}
 
 
-@pytest.mark.skipif(
-    not SHARED_UD.is_dir(), reason="needs ../shared/ud (the UD treebanks beside the checkout)"
-)
-def test_every_real_ud_file_passes_validation():
-    """The checks refuse nothing in the real treebanks (dev and test of eleven) or bundled ones."""
-    files = sorted(
-        path
-        for root in (SHARED_UD, REPO / "resources/ud")
-        for pattern in ("*/*.conllu", "*/*.conllu.gz")
-        for path in root.glob(pattern)
-    )
-    assert len(files) >= 22 + 18
-    refused = []
+def refused_files(files: list[Path]) -> tuple[list[str], dict[str, int]]:
+    """(every refusal's message, sentences read per file name) of reading every file."""
+    refused, sentences = [], {}
     for path in files:
         try:
-            assert read_conllu(path, "test")
+            sentences[path.name] = len(read_conllu(path, "test"))
         except InputError as exc:
             refused.append(str(exc))
+    return refused, sentences
+
+
+def test_every_bundled_ud_file_passes_validation():
+    """The checks refuse nothing in the bundled treebanks (resources/ud, always in the repo);
+    dev and test have the sizes resources/README.md gives (150 and 300 trees)."""
+    files = sorted((REPO / "resources/ud").glob("*/*.conllu*"))
+    assert [path.parent.name for path in files] == [f"UD_{name}" for name in BUNDLED for _ in "123"]
+    refused, sentences = refused_files(files)
     assert refused == []
+    assert {n for name, n in sentences.items() if "-ud-dev." in name} == {150}
+    assert {n for name, n in sentences.items() if "-ud-test." in name} == {300}
+    # train: the UD dev trees after the 150 probe dev ones, at most 600 (zh has 500, ru 579)
+    train = {name: n for name, n in sentences.items() if "-ud-train." in name}
+    assert train == {
+        "zh_gsd-ud-train.conllu.gz": 500 - 150,
+        "en_ewt-ud-train.conllu.gz": 600,
+        "fr_gsd-ud-train.conllu.gz": 600,
+        "de_gsd-ud-train.conllu.gz": 600,
+        "ko_gsd-ud-train.conllu.gz": 600,
+        "ru_gsd-ud-train.conllu.gz": 579 - 150,
+    }
+
+
+def test_every_real_ud_excerpt_passes_validation():
+    """Real sentences of ten treebanks (tests/fixtures/ud, with their CC BY-SA licenses): the
+    checks refuse none, empty nodes and multiword tokens included; all are read."""
+    files = sorted(UD_EXCERPTS.glob("*/*.conllu.gz"))
+    assert [path.parent.name for path in files] == [f"UD_{n}" for n in EXCERPTED for _ in "12"]
+    assert all((UD_EXCERPTS / f"UD_{name}" / "LICENSE.txt").is_file() for name in EXCERPTED)
+    refused, sentences = refused_files(files)
+    assert refused == []
+    # dev and test trees per excerpt, as tests/fixtures/ud/README.md counts them: every one read
+    counts = {"zh_gsd": (20, 20), "en_ewt": (28, 27), "fi_tdt": (46, 52), "fr_gsd": (25, 25)}
+    counts |= {"de_gsd": (25, 25), "id_gsd": (25, 25), "ko_gsd": (20, 20), "ru_gsd": (20, 20)}
+    counts |= {"es_gsd": (25, 25), "vi_vtb": (20, 20)}
+    assert sentences == {
+        f"{code}-ud-{split}.conllu.gz": n
+        for code, pair in counts.items()
+        for split, n in zip(("dev", "test"), pair, strict=True)
+    }
 
 
 def write_treebank(directory: Path, train: str, test: str, suffix: str = ".conllu") -> Path:
@@ -371,6 +404,7 @@ def test_words_multiword_tokens_empty_nodes_and_subtypes(tmp_path):
         upos=("PRON", "AUX", "ADJ", "PUNCT"),
         head=(3, 3, 0, 3),
         deprel=("nsubj", "cop", "root", "punct"),
+        feats=("_", "_", "_", "_"),  # FEATS verbatim
     )
     assert second.id == "train-2"  # no sent_id: split and position in the file
     assert second.deprel == ("nsubj", "root", "obj")  # nsubj:pass -> nsubj
@@ -403,7 +437,7 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["prepare-treebank", "--treebank", str(directory), "--language", "xx"]
     argv += ["--max-train", "10", "--max-dev", "10", "--max-test", "10", "--dev-fraction", "0.2"]
-    argv += ["--min-sentences", "1", "--on-bad-sentence", "stop"]
+    argv += ["--min-sentences", "1", "--seed", "13", "--on-bad-sentence", "stop"]
     argv += ["--out", str(out / "xx.json.gz"), "--labels", str(out / "xx.labels.json")]
     assert cli(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()
@@ -513,7 +547,7 @@ def test_cli_on_bundled_treebank_writes_the_documented_files(tmp_path):
     assert obj["skipped"] == {"train": 0, "dev": 0, "test": 0}
     assert [len(obj["splits"][split]) for split in ("train", "dev", "test")] == [40, 30, 35]
     first = obj["splits"]["train"][0]
-    assert set(first) == {"id", "words", "upos", "head", "deprel"}
+    assert set(first) == {"id", "words", "upos", "head", "deprel", "feats"}
     splits = load_prepared(out)
     train = splits["train"]
     assert all(len(s.words) == len(s.upos) == len(s.head) == len(s.deprel) > 0 for s in train)
@@ -527,18 +561,18 @@ def test_cli_on_bundled_treebank_writes_the_documented_files(tmp_path):
     assert out.read_bytes() == first_bytes  # reruns are byte-identical
 
 
-@pytest.mark.skipif(not (SHARED_UD / "UD_Bulgarian-BTB").is_dir(), reason="no ../shared/ud")
 def test_full_release_layout_with_plain_and_gzipped_files(tmp_path):
-    """A release-like directory (train, dev, test; one gzipped, one plain) of a real treebank."""
-    source = SHARED_UD / "UD_Bulgarian-BTB"
-    directory = tmp_path / "UD_Bulgarian-BTB"
+    """A release-like directory (train, dev, test; one gzipped, one plain) of a real treebank
+    (the Finnish-TDT excerpt: 46 dev and 52 test trees, empty nodes among them)."""
+    source = UD_EXCERPTS / "UD_Finnish-TDT"
+    directory = tmp_path / "UD_Finnish-TDT"
     directory.mkdir()
-    (directory / "bg_btb-ud-train.conllu.gz").symlink_to(source / "bg_btb-ud-dev.conllu.gz")
-    (directory / "bg_btb-ud-dev.conllu.gz").symlink_to(source / "bg_btb-ud-dev.conllu.gz")
-    with gzip.open(source / "bg_btb-ud-test.conllu.gz", "rb") as f:
-        (directory / "bg_btb-ud-test.conllu").write_bytes(f.read())
-    splits = prepare(directory, {"train": 100, "dev": 50, "test": 5000}, seed=13)
-    assert len(splits["train"]) == 100
-    all_test = read_conllu(directory / "bg_btb-ud-test.conllu", "test")
-    assert splits["test"] == all_test and len(all_test) > 1000  # under the cap: all kept
+    (directory / "fi_tdt-ud-train.conllu.gz").symlink_to(source / "fi_tdt-ud-dev.conllu.gz")
+    (directory / "fi_tdt-ud-dev.conllu.gz").symlink_to(source / "fi_tdt-ud-dev.conllu.gz")
+    with gzip.open(source / "fi_tdt-ud-test.conllu.gz", "rb") as f:
+        (directory / "fi_tdt-ud-test.conllu").write_bytes(f.read())
+    splits = prepare(directory, {"train": 40, "dev": 20, "test": 5000}, seed=13)
+    assert [len(splits[split]) for split in ("train", "dev", "test")] == [40, 20, 52]
+    all_test = read_conllu(directory / "fi_tdt-ud-test.conllu", "test")
+    assert splits["test"] == all_test  # under the cap: all kept, in file order
     assert {"NOUN", "VERB", "PUNCT"} <= {t for s in splits["train"] for t in s.upos}
