@@ -708,6 +708,16 @@ FIGURES = (
 )  # fmt: skip
 
 
+def registered(name: str) -> tuple[FigureSpec, str | None]:
+    """The registry entry of a figure name, and its task for a per-task figure."""
+    for spec in FIGURES:
+        if spec.per_task and name.startswith(spec.stem + "-"):
+            return spec, name.removeprefix(spec.stem + "-")
+        if name == spec.name:
+            return spec, None
+    raise InputError(f"figure {name!r}: not a registered figure")
+
+
 def figure_names(contents: dict[str, bool], tasks: Sequence[str]) -> list[str]:
     """The figures drawn for a table holding ``contents`` (see :class:`FigureSpec`'s ``needs``)
     whose tasks with cross-lingual pairs are ``tasks``, in registry order."""
@@ -742,12 +752,8 @@ def draw(name: str, inputs: PlotInputs) -> Figure:
             f"figure {name!r}: the table has no rows for it (model {inputs.model}; it can draw "
             f"{', '.join(available_figures(inputs.table)) or 'nothing'})"
         )
-    for spec in FIGURES:
-        if spec.per_task and name.startswith(spec.stem + "-"):
-            return spec.draw(inputs, name.removeprefix(spec.stem + "-"))
-        if name == spec.name:
-            return spec.draw(inputs, None)
-    raise AssertionError(name)  # available_figures names only registered figures
+    spec, task = registered(name)
+    return spec.draw(inputs, task)
 
 
 # ---------------------------------------------------------------- command

@@ -32,8 +32,7 @@ SHARES = [
 
 def plot_arguments(table, name, out_dir, findings_dir=None) -> list[str]:
     """The plot command of one figure, reading the findings tables its registry entry names."""
-    spec = next(spec for spec in figures.FIGURES if name in (spec.name, spec.stem) or (
-        spec.per_task and name.startswith(spec.stem + "-")))  # fmt: skip
+    spec, _ = figures.registered(name)
     reads = [str(findings_dir / f"{stem}.csv") for stem in spec.reads] if findings_dir else []
     return ["plot", "--table", str(table), "--findings", *reads, "--figure", name,
             "--png", str(out_dir / f"{name}.png"), "--pdf", str(out_dir / f"{name}.pdf"),
