@@ -36,10 +36,13 @@ SKLEARN_CONVERGED_MAX_ITER = 1000  # enough for its own tol on every probe here 
 
 
 def workflow_defaults() -> dict:
-    """The probing section's defaults in the workflow's config schema."""
+    """The probing section's defaults in the workflow's config schema; ``l2`` is one value, the
+    middle of the workflow's grid (the workflow picks one per layer on dev; a timing needs one)."""
     from mlm_dynamics.config_check import schema_default
 
-    return {key: schema_default(f"probing.{key}") for key in ("l2", "max_iter")}
+    grid = schema_default("probing.l2")
+    grid = grid if isinstance(grid, list) else [grid]
+    return {"l2": sorted(grid)[len(grid) // 2], "max_iter": schema_default("probing.max_iter")}
 
 
 def schema_options(section: str, *skip: str) -> list[str]:

@@ -198,6 +198,7 @@ def test_log_softmax_matches_torch_on_both_sides_of_its_fast_path(classes):
     torch.testing.assert_close(log_softmax(logits.clone()), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fit_matches_the_cpu_fit(pos_problem):
     X, y = pos_problem["train"]
@@ -391,6 +392,7 @@ def test_grid_and_l2_are_checked():
         LinearProbe(l2=[1e-3, 1e-2], max_iter=50).fit(X, y)  # 3 layers
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_grid_search_matches_the_cpu_one(pos_problem):
     X, y = pos_problem["train"]
