@@ -6,7 +6,16 @@ Data: per language ``{lang}.train.tsv``, ``{lang}.dev.tsv`` and ``{lang}.test.ts
 too; other columns are ignored), or one JSON object a line with those keys. Labels are
 ``entailment``, ``neutral``, ``contradiction`` or their ids 0, 1, 2 as in ``facebook/xnli``. The
 dev split is XNLI's validation set (``validation`` on the hub). With ``--data hub`` the
-``facebook/xnli`` dataset is loaded through the ``datasets`` library at a pinned revision.
+``facebook/xnli`` dataset is loaded through the ``datasets`` library at a pinned revision
+(``--hub-revision``, best a commit sha): the revision is resolved to its commit on the hub
+(``HF_ENDPOINT``) first, so that a missing revision or an unreachable hub is one clear error, and
+``datasets`` is then asked for that commit. With ``HF_HUB_OFFLINE=1`` the ``datasets`` cache
+answers instead, for a full commit sha only, and only if what it holds was prepared from that
+commit (``datasets`` would otherwise fall back to whichever revision it cached last).
+Where every split came from (the directory's file and its sha256, or the hub repository, the
+revision asked for, its commit and the sha256 of each data file) is written to ``source.json`` in
+the features directory, and the probe copies the records of every language into its score
+table's metadata (``DataFrame.attrs["xnli_data"]``, kept in the parquet file).
 
 ``xnli-features`` encodes premise and hypothesis separately and mean-pools each sentence's subword
 vectors (special tokens excluded) for every hidden state, caching per split (train, dev, test)
@@ -40,9 +49,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import hashlib
 import json
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +69,10 @@ COLUMNS = {
     "label": ("label", "gold_label"),
 }
 SPLITS = ("train", "dev", "test")
+HUB_REPO = "facebook/xnli"
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+COMMIT = re.compile(r"[0-9a-f]{40}")
+SOURCE_FILE = "source.json"  # beside the split directories: where each split's pairs came from
 SUBSAMPLE_SEED = 13
 LABELS_FILE = "labels.npy"  # beside the layer files of each split
 SENTENCES_PER_CHUNK = 512  # bounds the float32 word vectors held at once
@@ -72,13 +87,17 @@ class Pairs:
     premises: list[str]
     hypotheses: list[str]
     labels: np.ndarray  # (pairs,) ids into LABELS
+    source: dict = field(default_factory=dict, compare=False)  # where the pairs came from
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def take(self, rows: np.ndarray) -> Pairs:
         return Pairs(
-            [self.premises[i] for i in rows], [self.hypotheses[i] for i in rows], self.labels[rows]
+            [self.premises[i] for i in rows],
+            [self.hypotheses[i] for i in rows],
+            self.labels[rows],
+            self.source,
         )
 
 
@@ -161,25 +180,148 @@ def split_file(data_dir: str | Path, lang: str, split: str) -> Path:
     return found[0]
 
 
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hub_offline() -> bool:
+    import datasets
+
+    return bool(datasets.config.HF_HUB_OFFLINE)
+
+
+def resolve_hub_commit(revision: str, where: str) -> str:
+    """The commit of ``revision`` of facebook/xnli on the hub: one request, no retries, so that
+    a missing revision or an unreachable hub is one clear error (``datasets`` retries for half a
+    minute, then falls back to any cached revision)."""
+    import datasets
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    endpoint = datasets.config.HF_ENDPOINT
+    try:
+        info = HfApi(endpoint=endpoint).dataset_info(HUB_REPO, revision=revision, timeout=30)
+    except RevisionNotFoundError:
+        raise InputError(
+            f"xnli.hub_revision: {where}: {HUB_REPO} has no revision {revision!r}"
+        ) from None
+    except RepositoryNotFoundError:
+        raise InputError(f"xnli.data: {where}: no dataset {HUB_REPO} on {endpoint}") from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise InputError(f"xnli.data: {where}: {endpoint} answered HTTP {status}") from None
+    except Exception as exc:  # the transport's own errors: refused, timed out, no such host
+        raise InputError(
+            f"xnli.data: {where}: cannot reach the hub at {endpoint} ({type(exc).__name__}: "
+            f"{exc}); set HF_HUB_OFFLINE=1 to use the datasets cache"
+        ) from None
+    if not info.sha or not COMMIT.fullmatch(info.sha):
+        raise InputError(f"xnli.data: {where}: {endpoint} gave no commit for {revision!r}")
+    return info.sha
+
+
+def data_file_checksums(data_files, commit: str) -> dict[str, str | None]:
+    """Path in the repo -> sha256 of the file ``datasets`` read (from the hub's file cache)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    prefix = f"hf://datasets/{HUB_REPO}@{commit}/"
+    checksums = {}
+    for url in data_files or []:
+        name = str(url).removeprefix(prefix)
+        local = try_to_load_from_cache(HUB_REPO, name, revision=commit, repo_type="dataset")
+        checksums[name] = sha256_file(local) if isinstance(local, str) else None
+    return checksums
+
+
+@functools.cache
+def hub_dataset(lang: str, revision: str):
+    """facebook/xnli's configuration ``lang`` at ``revision``, prepared: (builder, commit)."""
+    import datasets
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import httpx
+
+    where = f"{HUB_REPO}@{revision} {lang}"
+    offline = hub_offline()
+    if offline:
+        if not COMMIT.fullmatch(revision):
+            raise InputError(
+                f"xnli.hub_revision: {where}: offline (HF_HUB_OFFLINE), the datasets cache can "
+                "only be checked against a full 40-hex commit sha"
+            )
+        cached = Path(datasets.config.HF_DATASETS_CACHE) / HUB_REPO.replace("/", "___") / lang
+        if not any(cached.glob(f"*/{revision}")):
+            raise InputError(
+                f"xnli.hub_revision: {where}: offline (HF_HUB_OFFLINE), and the datasets cache "
+                f"({datasets.config.HF_DATASETS_CACHE}) holds no {lang} prepared from {revision}"
+            )
+        commit = revision
+    else:
+        commit = resolve_hub_commit(revision, where)
+    datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    try:
+        if offline:  # its warning that it uses "the latest cached version": checked below
+            datasets.logging.set_verbosity_error()
+        builder = datasets.load_dataset_builder(HUB_REPO, lang, revision=commit)
+        datasets.logging.set_verbosity(verbosity)
+        if builder.hash != commit:
+            raise InputError(
+                f"xnli.hub_revision: {where}: the datasets cache holds {HUB_REPO} prepared from "
+                f"commit {builder.hash}, not {commit}"
+                + (" (offline: HF_HUB_OFFLINE is set)" if offline else "")
+            )
+        builder.download_and_prepare()
+    except InputError:
+        raise
+    except ValueError as exc:  # BuilderConfig 'xx' not found. Available: [...]
+        raise InputError(f"xnli.languages: {where}: no such configuration ({exc})") from None
+    except (OSError, datasets.exceptions.DatasetsError, HfHubHTTPError, httpx.HTTPError) as exc:
+        # ConnectionError, DatasetNotFoundError (FileNotFoundError), the hub gone mid-way
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise InputError(f"xnli.data: {where}: {type(exc).__name__}: {reason}") from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+    return builder, commit
+
+
 def load_hub(lang: str, split: str, revision: str) -> Pairs:
     if not revision:
         raise InputError("xnli.hub_revision: 'hub' data needs a pinned revision of facebook/xnli")
-    import datasets
-
     name = HUB_SPLITS[split]
-    try:
-        table = datasets.load_dataset("facebook/xnli", lang, split=name, revision=revision)
-    except ValueError as exc:
-        raise InputError(f"xnli: facebook/xnli has no {lang!r} {name} split ({exc})") from None
-    where = f"facebook/xnli@{revision} {lang} {name}"
+    builder, commit = hub_dataset(lang, revision)
+    where = f"{HUB_REPO}@{revision} {lang} {name}"
+    if name not in (builder.info.splits or {}):
+        raise InputError(f"xnli.data: {where}: no {name} split")
+    table = builder.as_dataset(split=name).with_format("arrow")[:]
+    missing = [key for key in COLUMNS if key not in table.column_names]
+    if missing:
+        raise InputError(f"xnli.data: {where}: no {', '.join(missing)} column")
+    columns = {key: table.column(key).to_pylist() for key in COLUMNS}
     premises, hypotheses = [], []
     for i, (premise, hypothesis) in enumerate(
-        zip(table["premise"], table["hypothesis"], strict=True)
+        zip(columns["premise"], columns["hypothesis"], strict=True)
     ):
         premise, hypothesis = check_pair(premise, hypothesis, f"{where} row {i}")
         premises.append(premise)
         hypotheses.append(hypothesis)
-    return Pairs(premises, hypotheses, np.asarray(table["label"], dtype=np.int64))
+    labels = np.asarray(columns["label"], dtype=np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= len(LABELS)))
+    if len(bad):
+        raise InputError(f"{where} row {bad[0]}: label {labels[bad[0]]} is not 0, 1 or 2")
+    data_files = (builder.config.data_files or {}).get(name)
+    source = {
+        "repo": HUB_REPO, "revision": revision, "commit": commit, "config": lang, "split": name,
+        "files": data_file_checksums(data_files, commit),
+    }  # fmt: skip
+    return Pairs(premises, hypotheses, labels, source)
 
 
 def load_pairs(data: str, lang: str, split: str, hub_revision: str = "") -> Pairs:
@@ -192,7 +334,7 @@ def load_pairs(data: str, lang: str, split: str, hub_revision: str = "") -> Pair
     pairs = read_jsonl(path) if path.suffix == ".jsonl" else read_tsv(path)
     if len(pairs) == 0:
         raise InputError(f"{path}: no sentence pairs")
-    return pairs
+    return replace(pairs, source={"path": str(path), "sha256": sha256_file(path)})
 
 
 def subsample(pairs: Pairs, limit: int) -> Pairs:
@@ -257,11 +399,13 @@ def features_main(args) -> None:
     from mlm_dynamics.atomic import atomic_dir
 
     limits = {"train": args.max_train, "dev": args.max_dev, "test": args.max_test}
-    splits = {}
+    splits, sources = {}, {}
     for split in SPLITS:
         pairs = load_pairs(args.data, args.language, split, args.hub_revision)
         splits[split] = subsample(pairs, limits[split])
+        sources[split] = {**pairs.source, "pairs": len(pairs), "used": len(splits[split])}
         log(f"{args.language} {split}: {len(splits[split])} of {len(pairs)} pairs")
+    source = {"language": args.language, "data": args.data, "splits": sources}
     if args.threads:
         import torch
 
@@ -270,7 +414,19 @@ def features_main(args) -> None:
     with atomic_dir(args.out) as tmp:
         for split, pairs in splits.items():
             write_features(encoder, pairs, tmp / split, args.batch_tokens)
+        (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=1) + "\n", encoding="utf-8")
     log(f"wrote {args.out}")
+
+
+def read_source(features_dir: str | Path) -> dict | None:
+    """The features directory's ``source.json`` (None for features written before it existed)."""
+    path = Path(features_dir) / SOURCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON ({exc.msg})") from None
 
 
 def evaluation_sets(features: dict[str, Path], train_language: str):
@@ -373,6 +529,8 @@ def probe_main(args) -> None:
     table = tidy_frame(
         [{**row, "model": args.model, "step": args.step, "task": "xnli"} for row in rows]
     )
+    # Where every language's pairs came from (source.json): kept in the parquet's metadata.
+    table.attrs["xnli_data"] = {lang: read_source(path) for lang, path in features.items()}
     save_table(args.out, table)
     stats.save_item_scores(args.items, items, model=args.model, step=args.step)
 
