@@ -34,6 +34,7 @@ COMMANDS = {
     "check-checkpoint": "mlm_dynamics.sources.checks",
     "check-config": "mlm_dynamics.config_check",
     "fetch-ud": "mlm_dynamics.sources.ud_release",
+    "watch": "mlm_dynamics.watch",
 }
 
 
@@ -75,14 +76,14 @@ def run(command: str, rest: list[str]) -> tuple[int, str | None]:
     """Run one command: (exit status, the one error line or None)."""
     module = importlib.import_module(COMMANDS[command])
     try:
-        module.main(command, rest)
+        status = module.main(command, rest)  # None, or an exit status (watch's 130)
     except InputError as exc:
         return 2, f"error: {exc}"
     except SystemExit as exc:  # argparse's usage errors; its message is already on stderr
         if exc.code in (0, None):
             return 0, None
         return 2 if isinstance(exc.code, int) else 1, None
-    return 0, None
+    return status or 0, None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -203,6 +203,13 @@ def ud_release_folder(config: dict, path: str) -> str | None:
 
 NEEDED_KEYS = {"hub": ["repo"], "fairseq": ["url", "tokenizer"]}
 
+# The done marker of a ``local`` model's step directory written in place: the writer creates this
+# (empty) file last, and with ``models.<name>.complete: marker`` only directories that hold it are
+# read (discovery, plan.discover_steps, skips the others). With ``complete: rename`` (the default)
+# the writer fills a directory under a name the glob does not match and renames it into place, as
+# mlm_dynamics.atomic.atomic_dir does, so every matching directory is complete.
+CHECKPOINT_DONE = "checkpoint.done"
+
 
 def check_models(config: dict) -> None:
     for i, text in enumerate(config["pretrain"]["texts"]):
@@ -248,6 +255,11 @@ def check_local_model(name: str, spec: dict) -> None:
         if not os.path.isdir(path):
             where = "path" if spec.get("path") else "glob"
             raise config_error(f"{key}.{where}", f"step {step}: no checkpoint directory {path}")
+        if spec.get("complete") == "marker" and not os.path.isfile(f"{path}/{CHECKPOINT_DONE}"):
+            raise config_error(
+                f"{key}.complete",
+                f"step {step}: {path} has no {CHECKPOINT_DONE} (still being written?)",
+            )
 
 
 def local_checkpoint_dir(spec: dict, step: int) -> str:
