@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
 import shlex
@@ -51,6 +52,13 @@ BENCHMARK = "logs/benchmarks/{rule}/{job}.tsv"
 
 # Words per UD sentence, generously: sentence caps times this bound a language's word count.
 WORDS_PER_SENTENCE = 25
+# A probe task's training problem, per training word: (items, features in units of the hidden
+# size, classes): one word for pos and the morphological features; for arc two pairs (the head
+# and a non-head) scored yes/no; for deprel the head pair, one of UD's 37 relations.
+PROBE_SHAPES = {"pos": (1, 1, 17), "arc": (2, 3, 1), "deprel": (1, 3, 37), "morph": (1, 1, 12)}
+# Floating-point operations per second that a probe fit sustains, conservatively: one CPU thread
+# (train_probe's), or a GPU in float32 (probing.device: cuda).
+PROBE_FLOPS = {"cpu": 2e10, "cuda": 1e12}
 
 
 def item_scores(scores_path: str) -> str:
@@ -74,11 +82,40 @@ def options(**values) -> str:
     return " ".join(parts)
 
 
+def discover_steps(spec: dict) -> tuple[list[int], list[int]]:
+    """(complete, incomplete) steps on disk of a model with ``steps: discover``, ascending: what
+    its ``glob`` matches, the single '*' being the step number. A ``local`` model's steps are
+    directories, complete when they appeared by rename or hold ``config_check.CHECKPOINT_DONE``
+    (see ``models.<name>.complete``); a half-written one is never listed as complete."""
+    pattern = spec["glob"]
+    regex = re.compile(re.escape(pattern).replace(r"\*", r"(\d+)") + "$")
+    complete, incomplete = [], []
+    for path in glob.glob(pattern):
+        match = regex.match(path)
+        if not match:
+            continue
+        step = int(match.group(1))
+        if spec["source"] != "local":
+            complete.append(step)
+        elif not os.path.isdir(path):
+            continue  # a file beside the step directories (an archive, a log) is no step
+        elif spec.get("complete") == "marker" and not os.path.isfile(
+            os.path.join(path, config_check.CHECKPOINT_DONE)
+        ):
+            incomplete.append(step)
+        else:
+            complete.append(step)
+    return sorted(complete), sorted(incomplete)
+
+
 class Plan:
     """Everything the rules of one config need; see the module docstring."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, in_job: bool = False):
+        """``in_job``: this process runs jobs inside a scheduler job (a SLURM group job's own
+        Snakemake), where a failed member is retried in place (``retries_in_job``)."""
         self.config = config
+        self.in_job = in_job
         self.models = config["models"]
         self._steps = {model: self._configured_steps(model) for model in self.models}
         self._check_transfer_steps()
@@ -90,12 +127,16 @@ class Plan:
         if steps != "discover":
             return sorted(steps)
         pattern = self.models[model]["glob"]
-        regex = re.compile(re.escape(pattern).replace(r"\*", r"(\d+)") + "$")
-        found = sorted(
-            int(match.group(1)) for match in map(regex.match, glob.glob(pattern)) if match
-        )
+        found, incomplete = discover_steps(self.models[model])
         if not found:
-            raise InputError(f"config: models.{model}.glob: no checkpoint matches {pattern!r}")
+            waiting = (
+                f" ({len(incomplete)} step directories have no {config_check.CHECKPOINT_DONE} yet)"
+                if incomplete
+                else ""
+            )
+            raise InputError(
+                f"config: models.{model}.glob: no checkpoint matches {pattern!r}{waiting}"
+            )
         return found
 
     def _check_transfer_steps(self) -> None:
@@ -519,6 +560,26 @@ class Plan:
     # scale with the model's shape and the language's data, and grow with each retry (attempt 1,
     # 2, ...), so a job killed for memory or time asks for more when resubmitted.
 
+    @property
+    def gpu_threads(self) -> int:
+        """CPU threads of a GPU job (on a machine without a GPU they do the forward passes)."""
+        return self.config["gpu_resources"]["threads"]
+
+    @property
+    def gpu_resources(self) -> dict:
+        """The scheduler resources of every GPU rule: one GPU, memory and time for the job."""
+        return {"gpu": 1, "mem_mb": self.gpu_mem_mb, "runtime": self.gpu_runtime}
+
+    @property
+    def retries_in_job(self) -> int:
+        """How often a failed job is retried by the Snakemake that runs a group job's members.
+
+        Snakemake retries a failed group job as a whole, after removing the outputs of every
+        member (snakemake/snakemake#2508): a member that crashed once would redo a checkpoint's
+        whole GPU work. Inside the group job (``in_job``) the member is retried in place
+        instead; elsewhere this is 0, so the profile's ``retries`` apply (none locally)."""
+        return self.config["scheduler"]["retries_in_job"] if self.in_job else 0
+
     def model_shape(self, model: str, step: int) -> tuple[int, int, int, int]:
         """(vocabulary, hidden size, layers, feed-forward size) of a checkpoint: from its
         config.json once it exists, else the embedded model's settings, else the shape the
@@ -553,15 +614,17 @@ class Plan:
         vocab, hidden, layers, ffn = self.model_shape(model, step)
         return (vocab * hidden + layers * (4 * hidden * hidden + 2 * hidden * ffn)) / 1e6
 
-    def treebank_words(self) -> int:
-        """Upper estimate of one language's prepared words (train + test), from the caps."""
+    def treebank_words(self, splits: tuple[str, ...] = tuple(SPLITS)) -> int:
+        """Upper estimate of one language's prepared words in ``splits`` (all three are
+        cached), from the sentence caps."""
         caps = self.config["treebanks"]["max_sentences"]
-        return WORDS_PER_SENTENCE * (caps["train"] + caps["test"])
+        return WORDS_PER_SENTENCE * sum(caps[split] for split in splits)
 
-    def cache_mb(self, model: str, step: int) -> float:
-        """One language's activation cache of one checkpoint: words x hidden x states, float16."""
+    def cache_mb(self, model: str, step: int, splits: tuple[str, ...] = tuple(SPLITS)) -> float:
+        """One language's activation cache of one checkpoint (``splits`` of it): words x hidden
+        x states, float16."""
         _, hidden, layers, _ = self.model_shape(model, step)
-        return self.treebank_words() * hidden * (layers + 1) * 2 / 2**20
+        return self.treebank_words(splits) * hidden * (layers + 1) * 2 / 2**20
 
     def gpu_mem_mb(self, wildcards, attempt: int) -> int:
         """Host memory of a GPU job (weights and one language's states), times the attempt."""
@@ -606,12 +669,32 @@ class Plan:
         return int(minutes * 2 ** (attempt - 1))
 
     def probe_mem_mb(self, wildcards, attempt: int) -> int:
-        """A probe job holds train and test activations of every layer as float32 (twice the
-        float16 cache) and its work arrays; times the attempt."""
-        cache = self.cache_mb(wildcards.model, int(wildcards.step))
-        return int((1000 + 4 * cache) * attempt)
+        """A probe job: float32 features of every layer, and for pair tasks (arc, deprel) the
+        pair features (head, dependent, product: 3 x hidden) of two pairs per training word,
+        about 12 times the train split's float16 cache, plus the resampled seeds' copies, the dev
+        split's pairs and the cache itself; times the attempt (benchmarks/paper_scale.py checks
+        it against a job at paper size)."""
+        model, step = wildcards.model, int(wildcards.step)
+        train, dev = self.cache_mb(model, step, ("train",)), self.cache_mb(model, step, ("dev",))
+        return int((1500 + 24 * train + 12 * dev + 2 * self.cache_mb(model, step)) * attempt)
 
     def probe_runtime(self, wildcards, attempt: int) -> int:
-        """Minutes of a probe job: a few, plus one per 200 MB of cache; doubling per retry."""
-        minutes = 5 + self.cache_mb(wildcards.model, int(wildcards.step)) / 200
-        return int(minutes * 2 ** (attempt - 1))
+        """Minutes of a probe job, from the floating-point work of its fits at a conservative
+        single-thread rate (PROBE_FLOPS): per task, seeds (plus its control fit, plus MDL's
+        portions for pos) x the l2 grid x layers x L-BFGS iterations x items x features x
+        classes, and one preconditioner factorisation (features^3) per l2 value and layer;
+        doubling with each retry. At paper size on the CPU this is hours per language: set
+        probing.device: cuda there."""
+        _, hidden, layers, _ = self.model_shape(wildcards.model, int(wildcards.step))
+        probing = self.config["probing"]
+        words = self.treebank_words(("train",))
+        per_fit = len(probing["l2"]) * (layers + 1)
+        work = 0.0
+        for task in probing["tasks"]:
+            items, features, classes = PROBE_SHAPES.get(task, PROBE_SHAPES["morph"])
+            fits = probing["seeds"] + (task in probing["controls"])
+            fits += 1 if (task == "pos" and probing["mdl"]) else 0  # the portions sum to ~1 fit
+            iterations = probing["max_iter"] * items * words * features * hidden * classes * 6
+            work += fits * per_fit * (iterations + (features * hidden) ** 3)
+        minutes = 5 + math.ceil(work / PROBE_FLOPS[probing["device"]] / 60)
+        return minutes * 2 ** (attempt - 1)

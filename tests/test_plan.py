@@ -14,12 +14,14 @@ import yaml
 from snakemake.utils import validate
 from workflow_run import LANGUAGES, STEPS, reduced_config
 
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.plan import BENCHMARK, Plan, options
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+DEFAULT_SCHEMA_RUNTIME = schema_default("gpu_resources.runtime_minutes")
 
 
 def validated(config: dict) -> dict:
@@ -179,6 +181,22 @@ def test_requests_grow_with_each_attempt(default):
     assert second == pytest.approx(2 * first, abs=1)
     assert default.probe_runtime(job(), 2) == 2 * default.probe_runtime(job(), 1)
     assert default.pretrain_runtime(job(step=800), 1) > default.pretrain_runtime(job(step=200), 1)
+
+
+def test_every_gpu_rule_asks_for_one_gpu_and_the_plan_s_memory_and_time(default):
+    resources = default.gpu_resources
+    assert resources["gpu"] == 1
+    assert resources["mem_mb"](job(), 2) == default.gpu_mem_mb(job(), 2)
+    assert resources["runtime"](job(), 1) == DEFAULT_SCHEMA_RUNTIME
+    assert default.gpu_threads == DEFAULT["gpu_resources"]["threads"]
+
+
+def test_members_are_retried_in_place_only_inside_a_group_job():
+    config = validated(DEFAULT)
+    assert Plan(config).retries_in_job == 0  # locally and when submitting: the profile decides
+    assert Plan(config, in_job=True).retries_in_job == schema_default("scheduler.retries_in_job")
+    config["scheduler"]["retries_in_job"] = 5
+    assert Plan(config, in_job=True).retries_in_job == 5
 
 
 def test_no_job_of_the_reference_run_used_more_memory_than_it_asked_for(reference):

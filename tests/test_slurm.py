@@ -2,20 +2,23 @@
 
 Needs the one-node cluster of tests/slurm/cluster.sh (`tests/slurm/cluster.sh up`; .ci/run brings
 it up before pytest); skipped, saying why, when no SLURM controller answers. The default config's
-DAG runs with fewer languages, steps and sentences, once through SLURM and once locally, and:
+DAG runs with fewer languages, steps and sentences, once through SLURM with the profile as shipped
+(on a cluster whose only partition is its default one) and once locally, and:
 
-- every job of a non-local rule ran as a SLURM job (grouped rules inside group jobs);
-- GPU rules were submitted with --gpus to the GPU partition, got the node's GPU from SLURM and saw
-  CUDA_VISIBLE_DEVICES; CPU rules asked for no GPU;
-- a job made to fail once (MLM_DYNAMICS_FAIL_ONCE, read by the test-only hook
-  tests/hooks/sitecustomize.py that the run's PYTHONPATH brings into every job) was retried and
-  the run completed;
-- the results equal the local run's.
+- every job of a non-local rule ran as a SLURM job, grouped as the profile says: one GPU job per
+  checkpoint holding all its GPU members, one probe job per checkpoint, one for the treebanks;
+- each grouped GPU job was submitted with --gpus=1 to the default partition, got the node's GPU
+  from SLURM, saw CUDA_VISIBLE_DEVICES and ran its members; CPU jobs asked for no GPU;
+- a member of a GPU group made to fail once (MLM_DYNAMICS_FAIL_ONCE, read by the test-only hook
+  tests/hooks/sitecustomize.py that the run's PYTHONPATH brings into every job) was retried inside
+  its SLURM job, and the group's other members ran once;
+- the results equal the local run's;
+- a run whose jobs no node could hold (more CPUs than the node has) stops before submitting
+  anything, with one line saying which jobs and what the nodes offer.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
@@ -28,11 +31,14 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from slurm_submissions import rule_kinds  # noqa: E402  (how Snakemake parses the rules)
+
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 LOCAL_PROFILE = REPO / "workflow" / "profiles" / "default"
 HOOKS = Path(__file__).resolve().parent / "hooks"  # sitecustomize.py: the fail-once hook
-FAILING_COMMAND, FAILING_RULE = "prepare-treebank", "prepare_treebank"
-TIMEOUT_S = 600
+FAILING_COMMAND, FAILING_RULE = "extract-activations", "extract_activations"
+TIMEOUT_S = 1500
 
 pytestmark = pytest.mark.slurm
 
@@ -47,7 +53,7 @@ def slurm_conf() -> dict[str, str]:
     return {}
 
 
-NEEDS = "needs a SLURM cluster with partitions cpu and gpu (tests/slurm/cluster.sh up)"
+NEEDS = "needs a SLURM cluster with a GPU node (tests/slurm/cluster.sh up)"
 
 
 def slurm_unreachable() -> str | None:
@@ -63,9 +69,11 @@ def slurm_unreachable() -> str | None:
         return f"{NEEDS}: sinfo timed out, no SLURM controller answers"
     if result.returncode != 0:
         return f"{NEEDS}: no SLURM controller answers ({result.stderr.strip()})"
-    partitions = {line.split()[0].rstrip("*") for line in result.stdout.splitlines() if line}
-    if not {"cpu", "gpu"} <= partitions:
-        return f"{NEEDS}: the cluster has partitions {sorted(partitions)}, not cpu and gpu"
+    gres = subprocess.run(
+        ["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=20, env=env
+    ).stdout
+    if "gpu" not in gres:
+        return f"{NEEDS}: no node has a GPU (sinfo -o %G: {gres.strip()})"
     return None
 
 
@@ -192,36 +200,14 @@ def planned_rules(output: str) -> set[str]:
     return set(re.findall(r"^(\w+)\s+\d+$", table, flags=re.M))
 
 
-@functools.cache
-def parsed_rules() -> dict[str, tuple[bool, int]]:
-    """(runs locally, GPUs asked for) of every rule, as Snakemake parses the workflow under the
-    default config: rules made in a loop (the figure rules) and computed resources included."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
-    with SnakemakeApi(OutputSettings()) as api:
-        workflow = api.workflow(
-            snakefile=REPO / "Snakefile",
-            workdir=REPO,
-            resource_settings=ResourceSettings(),
-            config_settings=ConfigSettings(),
-        )._workflow  # not public API; pyproject pins Snakemake to one major version
-        rules = {}
-        for rule in workflow.rules:
-            gpu = rule.resources.get("gpu")
-            gpus = 0 if gpu is None or gpu.is_evaluable() else gpu.value or 0
-            rules[rule.name] = (rule.name in workflow._localrules or rule.norun, gpus)
-        return rules
-
-
 def local_rules() -> set[str]:
     """Rules marked `localrule: True`, and those without a command (the target rules)."""
-    return {name for name, (local, _) in parsed_rules().items() if local}
+    return {name for name, (local, _) in rule_kinds().items() if local}
 
 
 def gpu_rules() -> set[str]:
     """Rules that ask for a GPU (`resources: gpu=1`)."""
-    return {name for name, (_, gpus) in parsed_rules().items() if gpus == 1}
+    return {name for name, (_, gpus) in rule_kinds().items() if gpus == 1}
 
 
 def profile_groups() -> dict[str, str]:
@@ -239,16 +225,21 @@ def scontrol(slurm_id: str, env) -> str:
 # ---------------------------------------------------------------- the tests
 
 
+def group_unit(rule: str) -> str | None:
+    """The prefix of the SLURM unit of a grouped rule's jobs (the plugin names a group job's log
+    directory group_<group id>_...; the profile's group names carry {model} and {step})."""
+    group = profile_groups().get(rule)
+    return None if group is None else "group_" + group.split("{")[0]
+
+
 def test_every_remote_rule_ran_as_a_slurm_job(runs):
     output = runs["output"]
     remote = planned_rules(output) - local_rules()
-    assert {"pretrain", "prepare_treebank", "extract_activations"} <= remote, remote
+    assert {"pretrain", "prepare_treebank", "extract_activations", "train_probe"} <= remote, remote
     jobs = submissions(output)
     units = {job["unit"] for job in jobs}
-    groups = profile_groups()
     for rule in remote:
-        # the plugin names a group's unit group_<group>_<its rules>
-        unit = f"group_{groups[rule]}_" if rule in groups else f"rule_{rule}"
+        unit = group_unit(rule) or f"rule_{rule}"
         assert any(u == unit or u.startswith(unit) for u in units), (
             f"rule {rule} has no SLURM job (SLURM units: {sorted(units)})"
         )
@@ -256,22 +247,41 @@ def test_every_remote_rule_ran_as_a_slurm_job(runs):
         # The plugin names the job log after the SLURM job id: the job really ran on SLURM.
         assert job["log"].is_file(), f"{job['log']}: SLURM job log missing"
         assert job["log"].stem == job["slurm_id"]
+    # One GPU job and one probe job per checkpoint, one job for all treebanks.
+    steps = len(next(iter(reduced_config()["models"].values()))["steps"])
+    for rule, expected in [("extract_activations", steps), ("train_probe", steps)]:
+        prefix = group_unit(rule)
+        assert len({j["slurm_id"] for j in jobs if j["unit"].startswith(prefix)}) == expected, (
+            f"{rule}: expected {expected} group jobs ({sorted(units)})"
+        )
+    assert len([j for j in jobs if j["unit"].startswith(group_unit("prepare_treebank"))]) == 1
 
 
-def test_gpu_rules_got_a_gpu_and_cpu_rules_none(runs):
-    jobs = submissions(runs["output"])
-    gpu_units = {f"rule_{rule}" for rule in gpu_rules()}
-    assert "rule_extract_activations" in gpu_units
-    gpu_jobs = [job for job in jobs if job["unit"] in gpu_units]
-    cpu_jobs = [job for job in jobs if job["unit"] not in gpu_units]
+def gpu_group_jobs(runs) -> list[dict]:
+    prefix = group_unit("extract_activations")
+    return [job for job in submissions(runs["output"]) if job["unit"].startswith(prefix)]
+
+
+def test_grouped_gpu_jobs_got_one_gpu_each_and_ran_their_members(runs):
+    assert gpu_rules() >= {"extract_activations", "bpc", "xnli_features", "simalign"}
+    gpu_jobs = gpu_group_jobs(runs)
+    cpu_jobs = [job for job in submissions(runs["output"]) if job not in gpu_jobs]
     assert gpu_jobs and cpu_jobs
+    languages = [lang for lang in reduced_config()["languages"]]
     for job in gpu_jobs:
-        assert "--gpus=1" in job["sbatch"] and "-p gpu" in job["sbatch"], job["sbatch"]
+        # One GPU for the whole group, on the cluster's default partition (the profile names none).
+        assert "--gpus=1" in job["sbatch"] and "-p main" in job["sbatch"], job["sbatch"]
         # SLURM allocated the node's GPU to the job (and so set CUDA_VISIBLE_DEVICES).
         assert "JOB_GRES=gpu:1" in scontrol(job["slurm_id"], runs["env"]), job
+        # The group's Snakemake ran one extraction and one BPC job per language. (The embedded
+        # model has no check_checkpoint job: its pretrain job checks what it writes.)
+        log = job["log"].read_text()
+        for rule in ("extract_activations", "bpc"):
+            ran = {wildcards.split("lang=")[1] for wildcards in member_runs(log, rule)}
+            assert ran == set(languages), f"{job['log']}: {rule} ran for {sorted(ran)}"
     for job in cpu_jobs:
         assert "--gpus" not in job["sbatch"] and "--gres" not in job["sbatch"], job["sbatch"]
-        assert "-p cpu" in job["sbatch"], job["sbatch"]
+        assert "-p main" in job["sbatch"], job["sbatch"]
         assert "JOB_GRES=(null)" in scontrol(job["slurm_id"], runs["env"]), job
     # The extractor says which device it was given, and that it fell back to the CPU.
     logs = sorted((runs["slurm"] / "logs" / "activations").rglob("*.log"))
@@ -282,25 +292,55 @@ def test_gpu_rules_got_a_gpu_and_cpu_rules_none(runs):
         assert "running on CPU" in text, log
 
 
-def test_a_failed_job_is_retried(runs):
+def member_runs(log: str, rule: str) -> list[str]:
+    """The wildcards of each run of a job of ``rule`` in a group job's log: the Snakemake that
+    executes one member prints it as a ``localrule`` block (a retry prints another)."""
+    return re.findall(rf"^localrule {rule}:\n(?:    .*\n)*?    wildcards: (.*)$", log, flags=re.M)
+
+
+def test_a_failed_member_is_retried_without_redoing_the_others(runs):
     output = runs["output"]
     assert (runs["slurm"] / "fail-once.marker").is_file(), "the hook never fired"
-    jobs = [job for job in submissions(output) if job["unit"] == f"rule_{FAILING_RULE}"]
-    failed = [job for job in jobs if "non-zero exit status 1" in job["log"].read_text()]
-    assert len(failed) == 1, "exactly one SLURM job should have failed"
-    # it failed through the hook (tests/hooks/sitecustomize.py), whose one line is in its log
     hook_line = f"error: {FAILING_COMMAND} failed on purpose (MLM_DYNAMICS_FAIL_ONCE testing hook)"
-    assert hook_line in failed[0]["log"].read_text()
-    assert f"SLURM-job '{failed[0]['slurm_id']}' failed" in output
-    assert re.search(r"Trying to restart job \d+", output), "the failed job was not retried"
-    # The same job (same wildcards, so the same log directory) was submitted again and succeeded.
-    again = [
-        job
-        for job in jobs
-        if job["log"].parent == failed[0]["log"].parent
-        and int(job["slurm_id"]) > int(failed[0]["slurm_id"])
-    ]
-    assert again and "non-zero exit status" not in again[-1]["log"].read_text()
+    gpu_jobs = gpu_group_jobs(runs)
+    # No group job failed: each checkpoint's GPU work was submitted exactly once.
+    steps = len(next(iter(reduced_config()["models"].values()))["steps"])
+    assert len(gpu_jobs) == steps, [job["unit"] for job in gpu_jobs]
+    assert "failed" not in " ".join(re.findall(r"SLURM-job '\d+' failed", output))
+    failing = [job for job in gpu_jobs if hook_line in job["log"].read_text()]
+    assert len(failing) == 1, "exactly one group job should hold the failing member"
+    log = failing[0]["log"].read_text()
+    assert re.search(r"Trying to restart job \d+", log), "the member was not retried in place"
+    runs_of = member_runs(log, FAILING_RULE)
+    counts = {wildcards: runs_of.count(wildcards) for wildcards in runs_of}
+    # the failed member ran twice, every other member once
+    assert sorted(counts.values()) == [1] * (len(counts) - 1) + [2], counts
+    assert len(counts) == len(reduced_config()["languages"])
+    bpc = member_runs(log, "bpc")
+    assert sorted(bpc) == sorted(set(bpc)) and bpc, bpc
+
+
+def test_jobs_no_node_can_run_stop_the_run_before_anything_is_submitted(runs, tmp_path):
+    workdir = make_workdir(tmp_path / "too-big")
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--configfile", "config.yaml", "--replace-workflow-config", "--profile", str(PROFILE),
+        "--slurm-status-command", "squeue", "--cores", "4",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=workdir, env=runs["env"], capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    lines = [line for line in output.splitlines() if "would never start" in line]
+    assert lines, output[-3000:]
+    assert all(line.startswith("error: ") for line in lines)
+    assert any(
+        re.search(r"probes-\{model\}-\{step\} would never start on the default partition: one "
+                  r"asks for 4 CPUs, .*its nodes offer at most 2 CPUs", line)
+        for line in lines
+    ), lines  # fmt: skip
+    assert "has been submitted with SLURM jobid" not in output
 
 
 def test_results_equal_a_local_run(runs):

@@ -5,8 +5,8 @@
 #                                 # slurmd; return once `sinfo` shows the node idle
 #   tests/slurm/cluster.sh down   # stop exactly the daemons `up` started (by their recorded pids)
 #
-# The node has two partitions, `cpu` (default) and `gpu`, the names workflow/profiles/slurm uses,
-# and one simulated GPU (gres.conf points it at /dev/null): the scheduler then runs jobs asking for
+# The node has two CPUs, one partition (`main`, the default: as on a new one-node cluster, where the
+# profile must work without naming partitions) and one simulated GPU (gres.conf points it at /dev/null): the scheduler then runs jobs asking for
 # --gpus=1 one at a time and sets CUDA_VISIBLE_DEVICES for them, although no CUDA device exists.
 # There is no accounting database, so the executor plugin must query job states with squeue
 # (--slurm-status-command squeue), and MinJobAge keeps finished jobs visible to squeue for a while.
@@ -70,8 +70,8 @@ SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-# Keep finished jobs in squeue for 10 minutes so that every poll sees their final state.
-MinJobAge=600
+# Keep finished jobs in squeue for 30 minutes so that every poll (and the test) sees them.
+MinJobAge=1800
 ReturnToService=2
 SlurmdTimeout=300
 InactiveLimit=0
@@ -80,8 +80,7 @@ KillWait=5
 SlurmdParameters=config_overrides
 GresTypes=gpu
 NodeName=$host CPUs=$cpus RealMemory=$real_memory Gres=gpu:1 State=UNKNOWN
-PartitionName=cpu Nodes=$host Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes=$host MaxTime=INFINITE State=UP
+PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
     cat >"$STATE/gres.conf" <<EOF
 # One simulated GPU: the scheduler allocates it and sets CUDA_VISIBLE_DEVICES; there is no device.

@@ -14,13 +14,12 @@ rule bpc:
         "logs/bpc/{model}/{step}/{lang}.log",
     benchmark:
         layout.BENCHMARK.format(rule="bpc", job="{model}/{step}/{lang}")
+    retries: plan.retries_in_job
     conda:
         env("gpu")
-    threads: config["gpu_resources"]["threads"]
+    threads: plan.gpu_threads
     resources:
-        gpu=1,
-        mem_mb=plan.gpu_mem_mb,
-        runtime=plan.gpu_runtime,
+        **plan.gpu_resources,
     params:
         arguments=plan.bpc_arguments,
         stats=plan.statistics_arguments(),

@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from mlm_dynamics import config_check, plan as layout
+from mlm_dynamics import config_check, plan as layout, slurm
 from mlm_dynamics.activations.store import CACHE_DIR
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
 from mlm_dynamics.errors import InputError
@@ -32,7 +32,7 @@ except WorkflowError:
     sys.exit(f"error: {config_check.schema_error(config, schema)}")
 try:
     config_check.check_config(config)
-    plan = Plan(config)
+    plan = Plan(config, in_job=workflow.remote_exec)
 except InputError as error:
     sys.exit(f"error: {error}")
 for notice in plan.notices():
@@ -53,3 +53,33 @@ def env(name):
 
 def get_final_output():
     return plan.final_output()
+
+
+def slurm_requests():
+    """What each SLURM job about to be submitted asks for (a group job counts once)."""
+    dag = workflow.dag
+    units = {dag.get_job_group(job) or job for job in dag.needrun_jobs() if not job.is_local}
+    for unit in units:
+        resources = unit.resources
+        yield slurm.Request(
+            name=(
+                workflow.parent_groupids.get(unit.groupid, unit.groupid)
+                if unit.is_group()
+                else unit.rule.name
+            ),
+            cpus=resources.get("_cores") or 1,
+            mem_mb=resources.get("mem_mb") or 0,
+            gpus=resources.get("gpu") or 0,
+            minutes=resources.get("runtime") or 0,
+            partition=resources.get("slurm_partition") or None,
+        )
+
+
+onstart:
+    # A job no node can run would pend for ever, silently: refuse the run before submitting.
+    if workflow.executor_plugin.name == "slurm":
+        problems = slurm.unschedulable(slurm_requests(), slurm.cluster_nodes())
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            sys.exit(1)

@@ -15,6 +15,7 @@ rule train_probe:
         "logs/probing/train/{model}/{step}/{lang}.log",
     benchmark:
         layout.BENCHMARK.format(rule="train_probe", job="{model}/{step}/{lang}")
+    retries: plan.retries_in_job
     conda:
         env(plan.probe_env())
     resources:
@@ -40,6 +41,7 @@ rule score_probe:
         "logs/probing/score/{model}/{step}/{lang}.log",
     benchmark:
         layout.BENCHMARK.format(rule="score_probe", job="{model}/{step}/{lang}")
+    retries: plan.retries_in_job
     conda:
         env("core")
     resources:

@@ -15,13 +15,12 @@ rule simalign:
         "logs/simalign/{model}/{step}/{lang}.log",
     benchmark:
         layout.BENCHMARK.format(rule="simalign", job="{model}/{step}/{lang}")
+    retries: plan.retries_in_job
     conda:
         env("gpu")
-    threads: config["gpu_resources"]["threads"]
+    threads: plan.gpu_threads
     resources:
-        gpu=1,
-        mem_mb=plan.gpu_mem_mb,
-        runtime=plan.gpu_runtime,
+        **plan.gpu_resources,
     params:
         arguments=plan.simalign_arguments,
         stats=plan.statistics_arguments(),

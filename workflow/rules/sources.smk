@@ -63,6 +63,7 @@ rule check_checkpoint:
         layout.BENCHMARK.format(rule="check_checkpoint", job="{model}/{step}")
     wildcard_constraints:
         model=plan.model_pattern("hub", "fairseq", "local"),
+    retries: plan.retries_in_job
     conda:
         env("core")
     resources:

@@ -10,6 +10,7 @@ rule prepare_treebank:
         labels=layout.TREEBANK_LABELS,
     log:
         "logs/treebanks/{lang}.log",
+    retries: plan.retries_in_job
     conda:
         env("core")
     params:

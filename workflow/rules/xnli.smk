@@ -16,13 +16,12 @@ rule xnli_features:
         "logs/xnli/features/{model}/{step}/{lang}.log",
     benchmark:
         layout.BENCHMARK.format(rule="xnli_features", job="{model}/{step}/{lang}")
+    retries: plan.retries_in_job
     conda:
         env("gpu")
-    threads: config["gpu_resources"]["threads"]
+    threads: plan.gpu_threads
     resources:
-        gpu=1,
-        mem_mb=plan.gpu_mem_mb,
-        runtime=plan.gpu_runtime,
+        **plan.gpu_resources,
     params:
         arguments=plan.xnli_features_arguments,
     shell:
@@ -39,6 +38,7 @@ rule xnli_probe:
         item_scores=layout.item_scores(layout.XNLI_SCORES),
     log:
         "logs/xnli/probe/{model}/{step}/{lang}.log",
+    retries: plan.retries_in_job
     conda:
         env("core")
     params:
