@@ -325,7 +325,9 @@ def test_jobs_no_node_can_run_stop_the_run_before_anything_is_submitted(runs, tm
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--configfile", "config.yaml", "--replace-workflow-config", "--profile", str(PROFILE),
-        "--slurm-status-command", "squeue", "--cores", "4",
+        "--slurm-status-command", "squeue",
+        # a site that gave its probes 4 threads and 4 cores per job, on 2-CPU nodes
+        "--cores", "4", "--set-threads", "train_probe=4",
     ]  # fmt: skip
     result = subprocess.run(
         command, cwd=workdir, env=runs["env"], capture_output=True, text=True, timeout=TIMEOUT_S
