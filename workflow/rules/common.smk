@@ -58,7 +58,9 @@ def get_final_output():
 def slurm_requests():
     """What each SLURM job about to be submitted asks for (a group job counts once)."""
     dag = workflow.dag
-    units = {dag.get_job_group(job) or job for job in dag.needrun_jobs() if not job.is_local}
+    units = {
+        dag.get_job_group(job) or job for job in dag.needrun_jobs() if not job.is_local
+    }
     for unit in units:
         resources = unit.resources
         yield slurm.Request(
