@@ -52,10 +52,15 @@ def rule_kinds(configfile: Path | None = None) -> dict[str, tuple[bool, int]]:
         return kinds
 
 
+@functools.cache
+def profile_group_names() -> frozenset[str]:
+    """The group names of the SLURM profile (read once)."""
+    return frozenset(yaml.safe_load((PROFILE / "config.yaml").read_text())["groups"].values())
+
+
 def group_name(group_id: str) -> str:
     """The profile's name of a group job's group (``gpu-{model}-{step}`` for ``gpu-m-10``)."""
-    names = set(yaml.safe_load((PROFILE / "config.yaml").read_text())["groups"].values())
-    for name in names:
+    for name in profile_group_names():
         pattern = re.escape(name).replace(r"\{model\}", ".+").replace(r"\{step\}", r"\d+")
         if re.fullmatch(pattern, group_id):
             return name
