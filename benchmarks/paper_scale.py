@@ -1,6 +1,6 @@
 """The paper preset's cost: per-job and per-fit costs measured at paper dimensions, then projected.
 
-    python benchmarks/paper_scale.py                 # ~5-8 minutes on 2 busy CPU cores
+    python benchmarks/paper_scale.py                 # ~9-10 minutes on 2 CPU cores
     python benchmarks/paper_scale.py --quick         # smoke run, same code paths (~1.5 minutes)
     python benchmarks/paper_scale.py --sentences 400 --keep /tmp/ps   # larger sample, kept
     python benchmarks/paper_scale.py --gpu-tflops 989 --gpu-utilisation 0.3
@@ -21,7 +21,9 @@ MEASURED in this one run (every job in its own child process: wall seconds, and 
    grid> --max-iter <preset>`` (torch backend, all 13 layers in one batched L-BFGS, 1 thread, no
    control, no MDL), i.e. exactly one ``LinearProbe.fit`` on the real cached vectors of the sample's
    train split (no tiling): the fit's seconds (the job's own log line), the child's wall and peak
-   RSS; a child that only imports the package gives the fixed RSS.
+   RSS; a child that only imports the package gives the fixed RSS. Steps 2 and 3 run again on a
+   second sample of twice the train sentences (same dev and test): how fit time and peak memory
+   grow per item.
 4. ``score-probe`` of those probe files, as an other-language job (3 files) and as a
    transfer-set job (54 files: the own ones plus copies relabelled as the 17 other transfer
    languages), which separates a per-file cost from a fixed one.
@@ -41,12 +43,13 @@ PROJECTED (formulas; every one is an upper bound where a choice was needed):
   ``len(l2)`` x 13 problems (counted as ``len(l2)`` single fits), + 1 control fit when the task
   is in ``probing.controls`` and has a control (pos, deprel), + for ``mdl`` tasks (pos) one fit per
   MDL block after the first (``mdl.block_ends``: 10 prefix fits).
-* A fit on m items costs ``t_fit x max(m, n_meas) / n_meas``: linear in items (the fixed part,
-  e.g. the preconditioner's factorisations, scaled too) above the measured n_meas, never less than
-  the measured fit below it. Items at full size = items per train word (measured per task) x train
-  words; a job's non-fit time (start, loading, feature building) scales with train + dev words.
-* Peak MB of train-probe = base + (peak_task - base) x (train + dev words ratio) + one more copy of
-  the train features (layers x items x features x 4 bytes: a resample's ``subset``), max over tasks.
+* A fit on m items costs what the line through the two measured fits gives at m (never less than
+  the larger measured fit, never a falling line). Items at full size = items per train word
+  (measured per task) x train words; a job's non-fit time (start, loading, feature building) is
+  extrapolated the same way in train + dev items.
+* Peak MB of train-probe = the line through the two measured peaks at the job's train + dev items
+  (dev pairs counted as train pairs), + one more copy of the train features (layers x items x
+  features x 4 bytes: a resample's ``subset``) when ``seeds`` > 1, max over tasks.
 * score-probe seconds = (fixed + per_file x files x seeds) x (dev + test words ratio); MB = base
   + (peak - base) x that ratio, base the RSS of a child importing numpy and the package (no torch).
 * Extraction on CPU: per-word seconds from the in-process batched run, fixed = child wall -
@@ -60,8 +63,10 @@ PROJECTED (formulas; every one is an upper bound where a choice was needed):
   = 2 x checkpoints + 1 (what ``python benchmarks/slurm_submissions.py`` counts: 79).
 * Request check: ``Plan(config)`` of the schema-validated preset, attempt 1, against the projected
   peak MB and minutes of one full-size job of each kind (the measured language and the largest of
-  ../shared/ud); extraction's minutes are checked against the GPU projection (the rule asks for a
-  GPU). Exits 1 when any request is lower.
+  ../shared/ud); the probe jobs' requests for that language's words per split
+  (``Plan.probe_memory_mb``, ``Plan.probe_minutes``: what the plan asks once the cache exists),
+  extraction's from the caps, its minutes against the GPU projection (the rule asks for a GPU).
+  Exits 1 when any request is lower.
 """
 
 from __future__ import annotations
@@ -429,9 +434,14 @@ def fits_per_job(plan, n_items: int) -> dict[str, dict]:
     return counted
 
 
-def fit_cost(seconds: float, measured_items: int, items: float) -> float:
-    """A fit on ``items`` items: linear from the measured fit, never below it."""
-    return seconds * max(items, measured_items) / measured_items
+def slope(small: tuple[float, float], large: tuple[float, float]) -> float:
+    """Growth per unit between two measurements (x, y), never negative (noise at small sizes)."""
+    return max(0.0, (large[1] - small[1]) / (large[0] - small[0]))
+
+
+def extrapolate(small: tuple[float, float], large: tuple[float, float], x: float) -> float:
+    """``y`` at ``x`` on the line through two measurements, never below the larger one's."""
+    return large[1] + slope(small, large) * max(0.0, x - large[0])
 
 
 # ---------------------------------------------------------------- output
@@ -534,6 +544,11 @@ def main() -> None:
     )
     fits = measure_fits(sample, plan, l2)
     measure_scoring(sample, plan, job)
+    # a second, larger train split: the slope of fit time and peak memory per item
+    large = measure_size(
+        "large", (2 * args.sentences, d, d), args, plan, job, checkpoint, work
+    )  # fmt: skip
+    large_fits = measure_fits(large, plan, l2)
     print(f"probes fitted and scored ({time.perf_counter() - began:.0f} s so far)", flush=True)
 
     # ------------------------------------------------------------ measured: the peers
@@ -597,11 +612,14 @@ def main() -> None:
     # ------------------------------------------------------------ table 2: per fit
     print(f"\n== 2. one probe fit per task, measured (train-probe child: --seeds 1 --l2 {l2:g} "
           f"--max-iter {probing['max_iter']}, torch, {PROBE_THREADS} thread, all layers at "
-          f"once; real cached vectors of {args.sentences} train sentences, no tiling)")  # fmt: skip
+          f"once; real cached vectors of {args.sentences} and {2 * args.sentences} train "
+          f"sentences, no tiling)")  # fmt: skip
     table(
         [[task, f["items"], f["features"], f["classes"], f["layers"], f"{f['fit_seconds']:.1f}",
           f"{f['seconds']:.1f}", f"{f['peak_mb']:,.0f}",
-          f"{f['items'] / words_of['train']:.2f}"] for task, f in fits.items()],
+          f"{f['items'] / result['train_words']:.2f}"]
+         for result, fitted in ((sample, fits), (large, large_fits))
+         for task, f in fitted.items()],
         ["task", "items", "features", "classes", "layers", "fit s", "job wall s", "peak MB",
          "items/train word"],
     )  # fmt: skip
@@ -616,26 +634,39 @@ def main() -> None:
     def split_words(lang):
         return {split: rate[lang] * caps[split] for split in ("train", "dev", "test")}
 
+    def items_of(result, task_fits, task):
+        """(train items, train + dev items) of a measured fit: dev pairs cost what train's do."""
+        per_word = task_fits[task]["items"] / result["train_words"]
+        dev = sum(len(s.words) for s in load_prepared(result["treebank"])["dev"])
+        return task_fits[task]["items"], per_word * (result["train_words"] + dev)
+
     def probe_job(lang):
-        """(seconds, peak MB, fit detail) of one full-size train-probe job."""
+        """(seconds, peak MB, fit detail) of one full-size train-probe job: fit seconds and peak
+        memory extrapolated along the line through the two measured sizes (never below the
+        larger), plus a resampled seed's copy of the train features."""
         w = split_words(lang)
-        ratio = max(1.0, (w["train"] + w["dev"]) / (words_of["train"] + words_of["dev"]))
         seconds, peak, detail = 0.0, 0.0, {}
-        for task, f in fits.items():
-            n = f["items"] / words_of["train"] * w["train"]
+        for task in fits:
+            f, g = fits[task], large_fits[task]
+            (n1, x1), (n2, x2) = items_of(sample, fits, task), items_of(large, large_fits, task)
+            n = n2 / large["train_words"] * w["train"]
+            x = n / w["train"] * (w["train"] + w["dev"])
             counted = fits_per_job(plan, int(n))[task]
-            fit = fit_cost(f["fit_seconds"], f["items"], n)
+            fit = extrapolate((n1, f["fit_seconds"]), (n2, g["fit_seconds"]), n)
             task_s = (counted["grid"] + counted["control"]) * fit + sum(
-                fit_cost(f["fit_seconds"], f["items"], m) for m in counted["mdl_prefixes"]
+                extrapolate((n1, f["fit_seconds"]), (n2, g["fit_seconds"]), m)
+                for m in counted["mdl_prefixes"]
             )
-            overhead = max(0.0, f["seconds"] - f["fit_seconds"]) * ratio
+            overhead = extrapolate(
+                (x1, f["seconds"] - f["fit_seconds"]), (x2, g["seconds"] - g["fit_seconds"]), x
+            )
             seconds += task_s + overhead
-            copy_mb = f["layers"] * n * f["features"] * 4 / 2**20
-            variable = max(0.0, f["peak_mb"] - base["peak_mb"])
-            task_mb = base["peak_mb"] + variable * ratio + copy_mb
+            copy_mb = g["layers"] * n * g["features"] * 4 / 2**20 if probing["seeds"] > 1 else 0
+            task_mb = extrapolate((x1, f["peak_mb"]), (x2, g["peak_mb"]), x) + copy_mb
             peak = max(peak, task_mb)
             detail[task] = {**counted, "n": n, "fit": fit, "seconds": task_s + overhead,
-                            "mb": task_mb}  # fmt: skip
+                            "mb": task_mb, "mb_per_item": slope((x1, f["peak_mb"]),
+                                                                (x2, g["peak_mb"]))}  # fmt: skip
         return seconds, peak, detail
 
     own, tr = sample["score_own"], sample["score_transfer"]
@@ -668,14 +699,17 @@ def main() -> None:
     # ------------------------------------------------------------ 2b: the probe job projected
     en_detail = probe_job(args.language)[2]
     print(f"\n== 2b. one train-probe job ({args.language}, full size) projected from the fits: "
-          f"a fit on m items = fit s x max(m, measured items) / measured items; grid runs of "
-          f"{len(grid)} l2 x 13 layers counted as {len(grid)} fits")  # fmt: skip
+          f"fit seconds and peak MB on the line through the two measured sizes (train + dev "
+          f"items for memory), never below the larger; grid runs of {len(grid)} l2 x 13 layers "
+          f"counted as {len(grid)} fits; + a resampled seed's copy of the train "
+          "features")  # fmt: skip
     table(
         [[task, f"{d_['n']:,.0f}", f"{probing['seeds']} x {len(grid)} = {d_['grid']}",
           d_["control"], len(d_["mdl_prefixes"]), f"{d_['fit']:.0f}", f"{d_['seconds'] / 60:.1f}",
-          f"{d_['mb']:,.0f}"] for task, d_ in en_detail.items()],
+          f"{d_['mb_per_item'] * 1024:.1f}", f"{d_['mb']:,.0f}"]
+         for task, d_ in en_detail.items()],
         ["task", "items", "grid fits", "control", "MDL fits", "s per full fit", "task min",
-         "task peak MB"],
+         "KB per item", "task peak MB"],
     )  # fmt: skip
 
     # ------------------------------------------------------------ 3: the peers
@@ -748,16 +782,17 @@ def main() -> None:
     rows, failures = [], []
     for lang in targets:
         wild = SimpleNamespace(model=model, step=str(steps[0]), lang=lang)
+        counted = {split: round(n) for split, n in split_words(lang).items()}
+        probe_mb = int(plan.probe_memory_mb(model, steps[0], counted))
+        probe_min = plan.probe_minutes(model, steps[0], counted["train"])
         gpu, cpu, ext_mb = extract_job(lang)
         p_s, p_mb, _ = probe_job(lang)
         s_s, s_mb = score_job(lang)
         checks = [
             (f"extract_activations {lang} (GPU)", plan.gpu_mem_mb(wild, 1),
              ext_mb, plan.gpu_runtime(wild, 1), gpu / 60),
-            (f"train_probe {lang}", plan.probe_mem_mb(wild, 1), p_mb,
-             plan.probe_runtime(wild, 1), p_s / 60),
-            (f"score_probe {lang}", plan.probe_mem_mb(wild, 1), s_mb,
-             plan.probe_runtime(wild, 1), s_s / 60),
+            (f"train_probe {lang}", probe_mb, p_mb, probe_min, p_s / 60),
+            (f"score_probe {lang}", probe_mb, s_mb, probe_min, s_s / 60),
         ]  # fmt: skip
         for name, req_mb, mb, req_min, minutes in checks:
             ok = req_mb >= mb and req_min >= minutes
@@ -769,8 +804,9 @@ def main() -> None:
                 failures.append(f"{name}: asks {req_min} min, projected {minutes:.0f} min")
         rows.append([f"  (extract_activations {lang} on CPU, info)", "", "", "",
                      f"{cpu / 60:.1f}", ""])  # fmt: skip
-    print(f"\n== 5. the plan's requests (attempt 1) against one full-size job; "
-          f"plan.treebank_words() = {plan.treebank_words():,}")  # fmt: skip
+    print(f"\n== 5. the plan's requests (attempt 1) against one full-size job; the probe "
+          f"jobs' from the language's words (as the plan counts them in its cache), the GPU "
+          f"job's from the caps (plan.treebank_words() = {plan.treebank_words():,})")  # fmt: skip
     table(rows, ["job", "requested MB", "measured/projected MB", "requested min",
                  "projected min", "ok"])  # fmt: skip
     print(f"\ntotal benchmark time {time.perf_counter() - began:.0f} s")

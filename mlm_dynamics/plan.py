@@ -19,10 +19,11 @@ import math
 import os
 import re
 import shlex
+import zipfile
 from pathlib import Path
 
 from mlm_dynamics import config_check, figures
-from mlm_dynamics.activations.store import CACHE_DIR
+from mlm_dynamics.activations.store import CACHE_DIR, load_index
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
 from mlm_dynamics.errors import InputError
 
@@ -59,6 +60,10 @@ PROBE_SHAPES = {"pos": (1, 1, 17), "arc": (2, 3, 1), "deprel": (1, 3, 37), "morp
 # Floating-point operations per second that a probe fit sustains, conservatively: one CPU thread
 # (train_probe's), or a GPU in float32 (probing.device: cuda).
 PROBE_FLOPS = {"cpu": 2e10, "cuda": 1e12}
+# A probe job's memory beyond PROBE_BASE_MB (Python, torch, the package), per MB of its float16
+# cache of each split: the train split's pair features and their copies, the dev split's.
+PROBE_BASE_MB = 1500
+PROBE_MEMORY = {"train": 24, "dev": 12}
 
 
 def item_scores(scores_path: str) -> str:
@@ -616,15 +621,29 @@ class Plan:
 
     def treebank_words(self, splits: tuple[str, ...] = tuple(SPLITS)) -> int:
         """Upper estimate of one language's prepared words in ``splits`` (all three are
-        cached), from the sentence caps."""
+        cached), from the sentence caps: what a request uses before the cache exists."""
         caps = self.config["treebanks"]["max_sentences"]
         return WORDS_PER_SENTENCE * sum(caps[split] for split in splits)
 
+    def split_words(self, model: str, step: int, lang: str) -> dict[str, int]:
+        """One language's words per split: counted in its activation cache once that exists
+        (Snakemake evaluates a job's resources again when its inputs are there), else the
+        estimate from the caps (a dry run, the scheduler check before anything ran)."""
+        cache = Path(CACHE_DIR.format(model=model, step=step, lang=lang))
+        try:
+            return {split: load_index(cache / split).n_words for split in SPLITS}
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return {split: self.treebank_words((split,)) for split in SPLITS}
+
     def cache_mb(self, model: str, step: int, splits: tuple[str, ...] = tuple(SPLITS)) -> float:
-        """One language's activation cache of one checkpoint (``splits`` of it): words x hidden
-        x states, float16."""
+        """One language's activation cache of one checkpoint (``splits`` of it), estimated from
+        the caps: words x hidden x states, float16."""
+        return self.cache_mb_of(model, step, self.treebank_words(splits))
+
+    def cache_mb_of(self, model: str, step: int, words: int) -> float:
+        """The float16 cache of ``words`` words of one checkpoint: words x hidden x states."""
         _, hidden, layers, _ = self.model_shape(model, step)
-        return self.treebank_words(splits) * hidden * (layers + 1) * 2 / 2**20
+        return words * hidden * (layers + 1) * 2 / 2**20
 
     def gpu_mem_mb(self, wildcards, attempt: int) -> int:
         """Host memory of a GPU job (weights and one language's states), times the attempt."""
@@ -669,32 +688,44 @@ class Plan:
         return int(minutes * 2 ** (attempt - 1))
 
     def probe_mem_mb(self, wildcards, attempt: int) -> int:
-        """A probe job: float32 features of every layer, and for pair tasks (arc, deprel) the
-        pair features (head, dependent, product: 3 x hidden) of two pairs per training word,
-        about 12 times the train split's float16 cache, plus the resampled seeds' copies, the dev
-        split's pairs and the cache itself; times the attempt (benchmarks/paper_scale.py checks
-        it against a job at paper size)."""
+        """A probe job's memory (``probe_memory_mb`` of its language's words), times the
+        attempt."""
         model, step = wildcards.model, int(wildcards.step)
-        train, dev = self.cache_mb(model, step, ("train",)), self.cache_mb(model, step, ("dev",))
-        return int((1500 + 24 * train + 12 * dev + 2 * self.cache_mb(model, step)) * attempt)
+        words = self.split_words(model, step, wildcards.lang)
+        return int(self.probe_memory_mb(model, step, words) * attempt)
+
+    def probe_memory_mb(self, model: str, step: int, words: dict[str, int]) -> float:
+        """A probe job with ``words`` per split: float32 features of every layer, and for pair
+        tasks (arc, deprel) the pair features (head, dependent, product: 3 x hidden) of two
+        pairs per training word, 12 times the train split's float16 cache, with the
+        transients of building and standardising them and a resampled seed's copy
+        (PROBE_MEMORY, per MB of cache, measured by benchmarks/paper_scale.py at paper size),
+        plus the cache itself."""
+        cache = {split: self.cache_mb_of(model, step, n) for split, n in words.items()}
+        scaled = sum(PROBE_MEMORY[split] * cache[split] for split in PROBE_MEMORY)
+        return PROBE_BASE_MB + scaled + 2 * sum(cache.values())
 
     def probe_runtime(self, wildcards, attempt: int) -> int:
+        """Minutes of a probe job (``probe_minutes`` of its language's train words), doubling
+        with each retry."""
+        model, step = wildcards.model, int(wildcards.step)
+        train_words = self.split_words(model, step, wildcards.lang)["train"]
+        return self.probe_minutes(model, step, train_words) * 2 ** (attempt - 1)
+
+    def probe_minutes(self, model: str, step: int, train_words: int) -> int:
         """Minutes of a probe job, from the floating-point work of its fits at a conservative
         single-thread rate (PROBE_FLOPS): per task, seeds (plus its control fit, plus MDL's
         portions for pos) x the l2 grid x layers x L-BFGS iterations x items x features x
-        classes, and one preconditioner factorisation (features^3) per l2 value and layer;
-        doubling with each retry. At paper size on the CPU this is hours per language: set
-        probing.device: cuda there."""
-        _, hidden, layers, _ = self.model_shape(wildcards.model, int(wildcards.step))
+        classes, and one preconditioner factorisation (features^3) per l2 value and layer. At
+        paper size on the CPU this is hours per language: set probing.device: cuda there."""
+        _, hidden, layers, _ = self.model_shape(model, step)
         probing = self.config["probing"]
-        words = self.treebank_words(("train",))
         per_fit = len(probing["l2"]) * (layers + 1)
         work = 0.0
         for task in probing["tasks"]:
             items, features, classes = PROBE_SHAPES.get(task, PROBE_SHAPES["morph"])
             fits = probing["seeds"] + (task in probing["controls"])
             fits += 1 if (task == "pos" and probing["mdl"]) else 0  # the portions sum to ~1 fit
-            iterations = probing["max_iter"] * items * words * features * hidden * classes * 6
-            work += fits * per_fit * (iterations + (features * hidden) ** 3)
-        minutes = 5 + math.ceil(work / PROBE_FLOPS[probing["device"]] / 60)
-        return minutes * 2 ** (attempt - 1)
+            iterations = probing["max_iter"] * items * train_words * features * hidden * classes
+            work += fits * per_fit * (6 * iterations + (features * hidden) ** 3)
+        return 5 + math.ceil(work / PROBE_FLOPS[probing["device"]] / 60)

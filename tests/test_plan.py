@@ -16,7 +16,8 @@ from workflow_run import LANGUAGES, STEPS, reduced_config
 
 from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.plan import BENCHMARK, Plan, options
+from mlm_dynamics.plan import BENCHMARK, TREEBANK, Plan, options
+from mlm_dynamics.treebanks import load_prepared
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -199,11 +200,25 @@ def test_members_are_retried_in_place_only_inside_a_group_job():
     assert Plan(config, in_job=True).retries_in_job == 5
 
 
-def test_no_job_of_the_reference_run_used_more_memory_than_it_asked_for(reference):
+@pytest.mark.parametrize("counted", [False, True], ids=["estimated", "counted"])
+def test_no_job_of_the_reference_run_used_more_memory_than_it_asked_for(
+    reference, counted, monkeypatch
+):
     """Snakemake's benchmark of every measured job (max_rss: peak resident memory of the job's
-    process tree) against the plan's request for that job on its first attempt."""
+    process tree) against the plan's request for that job on its first attempt: estimated from
+    the caps (what a dry run sees) and from the words counted in the run's own cache (what the
+    job is submitted with, its inputs being there)."""
     config = validated(reduced_config())
     plan = Plan(config)
+    if counted:
+        monkeypatch.chdir(reference)
+        treebank = load_prepared(reference / TREEBANK.format(lang="en"))
+        words = {split: sum(len(s.words) for s in part) for split, part in treebank.items()}
+        assert plan.split_words("tiny-xlmr", STEPS[-1], "en") == words
+    else:
+        assert plan.split_words("tiny-xlmr", STEPS[-1], "en") == {
+            split: plan.treebank_words((split,)) for split in ("train", "dev", "test")
+        }
     requests = {
         "pretrain": plan.pretrain_mem_mb,
         "extract_activations": plan.gpu_mem_mb,
