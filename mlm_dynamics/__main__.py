@@ -35,6 +35,7 @@ COMMANDS = {
     "check-config": "mlm_dynamics.config_check",
     "fetch-ud": "mlm_dynamics.sources.ud_release",
     "watch": "mlm_dynamics.watch",
+    "fingerprint": "mlm_dynamics.fingerprint",
 }
 
 

@@ -43,6 +43,8 @@ XNLI_SCORES = "results/xnli/scores/{model}/{step}/{lang}.parquet"
 SIMALIGN = "results/simalign/{model}/{step}/{lang}.parquet"
 TABLE = "results/tables/probing.parquet"
 TABLE_CSV = "results/tables/probing.csv"
+# What the numbers depend on (mlm_dynamics/fingerprint.py), re-made with the table.
+ENVIRONMENT = "results/environment.json"
 TRANSFER_MATRICES = "results/tables/transfer/{model}/{task}"
 FINDINGS = "results/analysis/{table}.csv"
 FIGURE = "results/figures/{model}/{figure}.{suffix}"
@@ -554,11 +556,25 @@ class Plan:
         """Every target: the cache, the tidy table, transfer matrices, findings, figures."""
         return (
             self.caches()
-            + [TABLE, TABLE_CSV]
+            + [TABLE, TABLE_CSV, ENVIRONMENT]
             + self.transfer_matrix_dirs()
             + self.findings_tables()
             + self.figure_files()
         )
+
+    def embedded_checkpoints(self) -> list[str]:
+        """Every checkpoint pretrained here: each records the environment that trained it."""
+        return [
+            CHECKPOINT.format(model=model, step=step)
+            for model, spec in self.models.items()
+            if spec["source"] == "embedded"
+            for step in self.steps(model)
+        ]
+
+    def fingerprint_arguments(self, wildcards) -> str:
+        """The validated config itself (its digest, seeds and threads go into the record); a
+        function, as Snakemake would read the JSON's braces in a params string as wildcards."""
+        return options(config=json.dumps(self.config, sort_keys=True, separators=(",", ":")))
 
     # ------------------------------------------------------------ scheduler resources
     # Memory (MB) and runtime (minutes), for SLURM's --mem and -t and local --resources. They

@@ -41,7 +41,8 @@ def default() -> Plan:
 
 
 def test_the_default_targets(default):
-    # 1 model x 4 steps x 6 languages of caches; the table and its CSV; 3 UD tasks with a
+    # 1 model x 4 steps x 6 languages of caches; the table, its CSV and the environment
+    # record; 3 UD tasks with a
     # transfer set of 6 languages: 3 matrix folders; 3 findings tables; 11 figures x 2 formats.
     steps, languages = [0, 200, 400, 800], ["en", "fr", "de", "ru", "zh", "ko"]
     assert default.steps("tiny-xlmr") == steps
@@ -55,6 +56,7 @@ def test_the_default_targets(default):
         *caches,
         "results/tables/probing.parquet",
         "results/tables/probing.csv",
+        "results/environment.json",
         *[f"results/tables/transfer/tiny-xlmr/{task}" for task in ["pos", "arc", "deprel"]],
         *[f"results/analysis/{t}.csv" for t in ["onset", "final_layer_gap", "degradation"]],
         *[f"results/figures/tiny-xlmr/{name}.{ext}" for name in figures for ext in ["png", "pdf"]],

@@ -19,6 +19,24 @@ rule collect_table:
         " --out {output.table} --csv {output.csv}"
 
 
+rule environment:
+    input:
+        table=rules.collect_table.output.table,
+        checkpoints=plan.embedded_checkpoints(),
+    output:
+        layout.ENVIRONMENT,
+    log:
+        "logs/analysis/environment.log",
+    localrule: True
+    conda:
+        env("core")
+    params:
+        arguments=plan.fingerprint_arguments,
+    shell:
+        "python -m mlm_dynamics --log {log} fingerprint {params.arguments}"
+        " --checkpoints {input.checkpoints} --out {output}"
+
+
 rule transfer_matrices:
     input:
         rules.collect_table.output.table,
