@@ -14,6 +14,7 @@ from safetensors.numpy import load_file
 
 from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.pretrain import (
+    RECIPE,
     TokenStreams,
     language_weights,
     learning_rate,
@@ -139,4 +140,27 @@ def test_resume_with_other_settings_is_refused(tokenizer_dir, tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and "pretrain_state.json" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "2").exists()
+
+
+def test_resume_from_a_checkpoint_of_another_training_recipe_is_refused(tokenizer_dir, tmp_path):
+    """A checkpoint written before the recipe changed (dropout 0.1, the for-loop AdamW: its state
+    has no "recipe") has the same settings, but a chain that resumed it would mix two recipes."""
+    pretrain(tokenizer_dir, 0, tmp_path / "0")
+    state_file = tmp_path / "0" / "pretrain_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["recipe"] == RECIPE and state["environment"]["packages"]["torch"]
+    del state["recipe"]
+    state_file.write_text(json.dumps(state))
+    argv = [sys.executable, "-m", "mlm_dynamics", "pretrain", "--texts", *map(str, TEXTS)]
+    argv += ["--tokenizer", str(tokenizer_dir), "--step", "2", "--resume", str(tmp_path / "0")]
+    argv += ["--threads", "1"] + [
+        x for key, value in SMALL.items() for x in (f"--{key}", str(value))
+    ]
+    done = subprocess.run(argv + ["--out", str(tmp_path / "2")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert (
+        done.stderr == f"error: {state_file}: was trained with another training recipe than "
+        "this config and code's; delete results/checkpoints of this model to retrain\n"
+    )
     assert not (tmp_path / "2").exists()
