@@ -1,21 +1,33 @@
-"""Print the README's tables of the embedded default run from its results (nothing typed by hand).
+"""The README's tables of the embedded default run, from its results (nothing typed by hand).
 
     snakemake --cores 2 && python benchmarks/default_run_summary.py [--results results]
+    python benchmarks/default_run_summary.py --readme README.md          # rewrite them there
+    python benchmarks/default_run_summary.py --readme README.md --check  # exit 1 if they differ
+
+The README holds the output between the two MARKERS lines; ``--readme`` replaces what is between
+them, ``--check`` only compares.
 
 Tables: in-language POS test accuracy at the last layer with its 95% interval, first and last
 step; POS selectivity at the last layer; the POS and deprel gains from the first to the last step
 with their paired intervals; bits per character where BPC ran; and the verdict counts of the
-final-layer gap, degradation and onset tables.
+final-layer gap, degradation and onset tables; and what the numbers depend on (the run's
+``results/environment.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from mlm_dynamics.analysis import findings, tables, views
+from mlm_dynamics.plan import ENVIRONMENT
+
+MARKERS = ("<!-- default-run tables: begin (benchmarks/default_run_summary.py --readme) -->",
+           "<!-- default-run tables: end -->")  # fmt: skip
 
 
 def cell(row) -> str:
@@ -33,11 +45,23 @@ def markdown(rows: dict[str, dict[str, str]], languages) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--results", default="results", type=Path)
-    args = parser.parse_args()
-    table = tables.read_table(args.results / "tables/probing.parquet")
+def fingerprint_line(results: Path) -> str:
+    """What the tables were made with, from the run's environment record."""
+    record = json.loads((results / Path(ENVIRONMENT).relative_to("results")).read_text())
+    env = record["environment"]
+    packages = env["packages"]
+    shown = ("torch", "transformers", "numpy", "scikit-learn")
+    versions = ", ".join(f"{name} {packages[name]}" for name in shown)
+    return (
+        f"Made with: {env['cpu']['model']} ({env['torch_cpu_capability']} kernels, torch BLAS "
+        f"{env['torch_blas']}), Python {env['python']}, {versions}; config sha256 "
+        f"{record['config_sha256'][:12]} (`results/environment.json` has the rest)."
+    )
+
+
+def summary(results: Path) -> str:
+    """The tables, the verdict counts and the fingerprint line, as markdown."""
+    table = tables.read_table(results / "tables/probing.parquet")
     steps = sorted(table["step"].unique())
     first, last = steps[0], steps[-1]
     scores = views.view_scores(table, ["last"])
@@ -57,7 +81,7 @@ def main() -> None:
         rows[f"POS selectivity, last layer, step {step}"] = {
             lang: cell(at.loc[lang]) for lang in at.index
         }
-    onset = pd.read_csv(args.results / "analysis/onset.csv")
+    onset = pd.read_csv(results / "analysis/onset.csv")
     gains = onset[(onset.view == "last") & (onset.kind == "in-language")]
     for task in ("pos", "deprel"):
         at = gains[gains.task == task].set_index("train_lang")
@@ -70,10 +94,9 @@ def main() -> None:
         rows[f"bits per character, step {step}"] = {
             lang: bpc_cell(at.loc[lang]) for lang in at.index
         }
-    print(markdown(rows, languages))
-    print()
-    gap = pd.read_csv(args.results / "analysis/final_layer_gap.csv")
-    degradation = pd.read_csv(args.results / "analysis/degradation.csv")
+    out = [markdown(rows, languages), ""]
+    gap = pd.read_csv(results / "analysis/final_layer_gap.csv")
+    degradation = pd.read_csv(results / "analysis/degradation.csv")
     counts = [
         ("final-layer gap (per task, language, step)", gap.verdict.value_counts()),
         (
@@ -85,9 +108,43 @@ def main() -> None:
             onset[onset.view == "last"].groupby("kind").status.value_counts(),
         ),
     ]
-    for title, values in counts:
-        print(f"{title}: " + ", ".join(f"{' '.join(map(str, k)) if isinstance(k, tuple) else k} "
-                                      f"{v}" for k, v in values.items()))  # fmt: skip
+    verdicts = [
+        f"{title}: " + ", ".join(f"{' '.join(map(str, k)) if isinstance(k, tuple) else k} {v}"
+                                 for k, v in values.items())
+        for title, values in counts
+    ]  # fmt: skip
+    out += ["Verdicts: " + "; ".join(verdicts) + ".", "", fingerprint_line(results)]
+    return "\n".join(out)
+
+
+def replace_between_markers(text: str, block: str, path: Path) -> str:
+    begin, end = MARKERS
+    if begin not in text or end not in text:
+        sys.exit(f"error: {path}: no {begin} ... {end} lines to replace between")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results", type=Path)
+    parser.add_argument("--readme", type=Path, help="rewrite the tables between MARKERS there")
+    parser.add_argument("--check", action="store_true", help="with --readme: only compare")
+    args = parser.parse_args()
+    block = summary(args.results)
+    if args.readme is None:
+        print(block)
+        return
+    text = args.readme.read_text()
+    updated = replace_between_markers(text, block, args.readme)
+    if args.check:
+        if updated != text:
+            sys.exit(f"{args.readme}: the default-run tables differ from {args.results}'s")
+        print(f"{args.readme}: the default-run tables are {args.results}'s")
+    elif updated != text:
+        args.readme.write_text(updated)
+        print(f"{args.readme}: default-run tables rewritten from {args.results}")
 
 
 if __name__ == "__main__":
