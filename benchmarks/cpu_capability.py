@@ -82,8 +82,9 @@ def compare(a: Path, b: Path) -> tuple[bool, float]:
 
 
 def compare_tables(a: Path, b: Path) -> None:
-    """Per (task, metric): the largest |difference| of seed 0's test values at the last layer
-    between two runs, its row, and the share of rows whose interval holds the other value."""
+    """Per (task, metric, in-language or transfer): the largest and the median |difference| of
+    seed 0's test values at the last layer between two runs, the largest's row, and the share of
+    rows whose interval holds the other run's value."""
     from mlm_dynamics.analysis import tables
 
     left, right = (tables.read_table(path / "tables/probing.parquet") for path in (a, b))
@@ -94,11 +95,14 @@ def compare_tables(a: Path, b: Path) -> None:
     rows = both[(both.split == "test") & (both.seed == 0) & (both.layer == last)]
     rows = rows.assign(move=(rows.value_a - rows.value_b).abs())
     inside = (rows.ci_low_a <= rows.value_b) & (rows.value_b <= rows.ci_high_a)
-    rows = rows.assign(inside=inside)
-    print("task | metric | rows | largest |difference| | at | rows whose interval holds the other")
-    for (task, metric), group in rows.groupby(["task", "metric"]):
+    kind = (rows.train_lang == rows.test_lang).map({True: "in-language", False: "transfer"})
+    rows = rows.assign(inside=inside, kind=kind)
+    print("task | metric | kind | rows | largest |difference| | median | at | rows whose interval "
+          "holds the other")  # fmt: skip
+    for (task, metric, kind), group in rows.groupby(["task", "metric", "kind"]):
         worst = group.loc[group.move.idxmax()]
-        print(f"{task} | {metric} | {len(group)} | {worst.move:.4f} | step {worst.step} "
+        print(f"{task} | {metric} | {kind} | {len(group)} | {worst.move:.4f} | "
+              f"{group.move.median():.4f} | step {worst.step} "
               f"{worst.train_lang}->{worst.test_lang} ({worst.value_a:.4f} vs {worst.value_b:.4f})"
               f" | {group.inside.mean():.0%}")  # fmt: skip
 

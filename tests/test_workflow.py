@@ -140,6 +140,7 @@ def aggregate_jobs(bpc: bool = True) -> Counter:
     return Counter(
         {
             "collect_table": 1,
+            "environment": 1,  # re-made with the table
             "findings": 1,
             "transfer_matrices": ud_tasks,  # per UD task: its matrices and their two figures
             "figure_transfer_matrices": ud_tasks,
