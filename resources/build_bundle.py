@@ -23,6 +23,7 @@ TREEBANKS = {
     "ru": ("UD_Russian-GSD", "ru_gsd"),
     "zh": ("UD_Chinese-GSD", "zh_gsd"),
     "ko": ("UD_Korean-GSD", "ko_gsd"),
+    "es": ("UD_Spanish-GSD", "es_gsd"),  # beside fr: a related pair for configs/demo-findings.yaml
 }
 PROBE_DEV = 150  # sentences from the UD dev split (its first ones after the shuffle)
 PROBE_TRAIN = 600  # further sentences from the UD dev split

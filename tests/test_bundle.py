@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
-LANGUAGES = ["en", "fr", "de", "ru", "zh", "ko"]
+LANGUAGES = ["en", "fr", "de", "ru", "zh", "ko", "es"]
 
 
 def lines(path):
