@@ -10,7 +10,8 @@ them, ``--check`` only compares.
 Tables: in-language POS test accuracy at the last layer with its 95% interval, first and last
 step; POS selectivity at the last layer; the POS and deprel gains from the first to the last step
 with their paired intervals; bits per character where BPC ran; and the verdict counts of the
-final-layer gap, degradation and onset tables; and what the numbers depend on (the run's
+final-layer gap, degradation and onset tables; the paper's three findings as
+``findings_summary.py`` reads them; and what the numbers depend on (the run's
 ``results/environment.json``).
 """
 
@@ -21,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+import findings_summary  # beside this script
 import pandas as pd
 
 from mlm_dynamics.analysis import findings, tables, views
@@ -113,7 +115,8 @@ def summary(results: Path) -> str:
                                  for k, v in values.items())
         for title, values in counts
     ]  # fmt: skip
-    out += ["Verdicts: " + "; ".join(verdicts) + ".", "", fingerprint_line(results)]
+    out += ["Verdicts: " + "; ".join(verdicts) + ".", "", findings_summary.summary(results)]
+    out += ["", fingerprint_line(results)]
     return "\n".join(out)
 
 

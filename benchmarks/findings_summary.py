@@ -1,0 +1,139 @@
+"""The paper's three findings, read off a finished run's analysis tables (nothing typed by hand).
+
+    snakemake --cores 2 --configfile configs/demo-findings.yaml
+    python benchmarks/findings_summary.py --results results
+
+(a) in-language POS and deprel are learned: the gain from the first to the last step has a paired
+    95% interval above 0 for every language, and in-language onsets come before cross-lingual
+    ones for most transfer pairs;
+(b) cross-lingual transfer is learned, at different times for different pairs: transfer pairs
+    whose gain interval excludes 0, and their onsets with intervals;
+(c) the last layer falls behind the best layer as training goes on: the dev-chosen best layer
+    minus the last layer, per step, and how many (task, language) curves have the last layer
+    measurably behind at the first and at the last step.
+
+Every score is the dev-chosen best layer's ("best" view) test accuracy unless said otherwise;
+every choice (layer, L2, the reference step of an onset) was made on dev by the workflow. Each
+finding ends in "shown" or "not shown" with the numbers it was read from.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+TASKS_A = ("pos", "deprel")
+VIEW = "best"
+
+
+def points(value: float, low: float, high: float) -> str:
+    return f"{100 * value:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def onset_text(row) -> str:
+    if row.status != "onset":
+        return "no onset"
+    return f"{row.onset_gain_step:.0f} [{row.onset_gain_ci_low:.0f}, {row.onset_gain_ci_high:.0f}]"
+
+
+def in_language(onset: pd.DataFrame) -> tuple[list[str], bool]:
+    """(a): gains per language and task, and in-language against cross-lingual onsets."""
+    lines, shown = [], True
+    own = onset[onset.kind == "in-language"]
+    for task in TASKS_A:
+        rows = own[own.task == task].sort_values("train_lang")
+        above = int((rows.gain_ci_low > 0).sum())
+        shown &= above == len(rows) > 0
+        cells = ", ".join(
+            f"{r.train_lang} {points(r.gain, r.gain_ci_low, r.gain_ci_high)}"
+            for r in rows.itertuples()
+        )
+        lines.append(f"- {task} gain (points): {cells}; above 0: {above} of {len(rows)}")
+    earlier = later_or_never = total = 0
+    onset_of = own.set_index(["task", "train_lang"])
+    transfer = onset[onset.kind == "transfer"]
+    for r in transfer.itertuples():
+        mine = onset_of.loc[(r.task, r.train_lang)]
+        if mine.status != "onset":
+            continue  # nothing in-language to compare with
+        total += 1
+        if r.status != "onset" or r.onset_gain_step > mine.onset_gain_step:
+            later_or_never += 1
+        else:
+            earlier += 1
+    most = later_or_never > total / 2
+    shown &= most
+    lines.append(
+        f"- onsets (all tasks, {total} transfer curves whose training language learned "
+        f"in-language): the in-language onset comes first for {later_or_never} (later onset or "
+        f"none), the transfer onset first for {earlier}"
+    )
+    return lines, shown
+
+
+def transfer(onset: pd.DataFrame) -> tuple[list[str], bool]:
+    """(b): transfer pairs that rise above their step-0 score, and whether their onsets differ."""
+    pairs = onset[(onset.kind == "transfer")]
+    learned = pairs[pairs.status == "onset"].sort_values("onset_gain_step")
+    lines = [f"- transfer curves whose gain interval is above 0: {len(learned)} of {len(pairs)}"]
+    for r in learned.itertuples():
+        lines.append(
+            f"  - {r.task} {r.train_lang}->{r.test_lang}: gain "
+            f"{points(r.gain, r.gain_ci_low, r.gain_ci_high)}, onset step {onset_text(r)}"
+        )
+    # Different onsets: two learned curves whose onset intervals do not overlap.
+    distinct = any(
+        a.onset_gain_ci_high < b.onset_gain_ci_low
+        for a in learned.itertuples()
+        for b in learned.itertuples()
+    )
+    lines.append(f"- two onsets with disjoint intervals: {'yes' if distinct else 'no'}")
+    return lines, len(learned) >= 2 and distinct
+
+
+def last_layer(gap: pd.DataFrame) -> tuple[list[str], bool]:
+    """(c): best-minus-last-layer gap over steps and its verdicts at the first and last step."""
+    steps = sorted(gap.step.unique())
+    by_step = gap.groupby("step")
+    mean_gap = ", ".join(f"{s}: {100 * by_step.get_group(s).gap.mean():.1f}" for s in steps)
+    behind = {s: int((by_step.get_group(s).verdict == "last layer behind").sum()) for s in steps}
+    curves = len(by_step.get_group(steps[-1]))
+    counts = ", ".join(f"{s}: {behind[s]}" for s in steps)
+    final = gap[gap.step == steps[-1]].sort_values(["task", "lang"])
+    cells = ", ".join(
+        f"{r.task} {r.lang} {points(r.gap, r.ci_low, r.ci_high)} (best layer {r.best_layer})"
+        for r in final.itertuples()
+        if r.verdict == "last layer behind"
+    )
+    lines = [
+        f"- mean gap, best minus last layer (points), by step: {mean_gap}",
+        f"- curves with the last layer behind (interval above 0), of {curves}, by step: {counts}",
+        f"- behind at step {steps[-1]}: {cells or 'none'}",
+    ]
+    return lines, behind[steps[-1]] > behind[steps[0]] and behind[steps[-1]] > 0
+
+
+def summary(results: Path) -> str:
+    onset = pd.read_csv(results / "analysis/onset.csv")
+    onset = onset[onset.view == VIEW]
+    gap = pd.read_csv(results / "analysis/final_layer_gap.csv")
+    out = []
+    for title, (lines, shown) in (
+        ("(a) in-language gains, in-language before cross-lingual", in_language(onset)),
+        ("(b) transfer learned, at different times", transfer(onset)),
+        ("(c) the last layer falls behind the best layer", last_layer(gap)),
+    ):
+        out += [f"**{title}: {'shown' if shown else 'not shown'}**", *lines, ""]
+    return "\n".join(out).rstrip("\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results", type=Path)
+    print(summary(parser.parse_args().results))
+
+
+if __name__ == "__main__":
+    main()

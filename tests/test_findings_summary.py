@@ -1,0 +1,81 @@
+"""benchmarks/findings_summary.py: each finding's verdict follows from the intervals it prints."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "findings_summary.py"
+spec = importlib.util.spec_from_file_location("findings_summary", SCRIPT)
+findings_summary = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(findings_summary)
+
+
+def onset_row(task, train, test, gain_low, onset=None, onset_ci=(None, None)):
+    learned = gain_low > 0
+    return {
+        "model": "m", "task": task, "view": "best", "train_lang": train, "test_lang": test,
+        "kind": "in-language" if train == test else "transfer", "gain": gain_low + 0.01,
+        "gain_ci_low": gain_low, "gain_ci_high": gain_low + 0.02,
+        "status": "onset" if learned else "no onset",
+        "onset_gain_step": onset if learned else float("nan"),
+        "onset_gain_ci_low": onset_ci[0] if learned else float("nan"),
+        "onset_gain_ci_high": onset_ci[1] if learned else float("nan"),
+    }  # fmt: skip
+
+
+def onset_table(de_deprel_low=0.01, transfer_onsets=((300, (250, 350)), (900, (800, 990)))):
+    rows = []
+    for task in ("pos", "deprel"):
+        for lang in ("en", "de"):
+            low = de_deprel_low if (task, lang) == ("deprel", "de") else 0.01
+            rows.append(onset_row(task, lang, lang, low, 50, (20, 80)))
+    (first, first_ci), (second, second_ci) = transfer_onsets
+    rows.append(onset_row("pos", "en", "de", 0.01, first, first_ci))
+    rows.append(onset_row("pos", "de", "en", 0.01, second, second_ci))
+    rows.append(onset_row("deprel", "en", "de", -0.01))
+    rows.append(onset_row("deprel", "de", "en", -0.01))
+    return pd.DataFrame(rows)
+
+
+def test_in_language_is_shown_only_when_every_language_gains():
+    lines, shown = findings_summary.in_language(onset_table())
+    assert shown
+    assert "above 0: 2 of 2" in lines[1]
+    # 4 transfer curves; the in-language onset (50) comes first for all of them
+    assert "in-language onset comes first for 4" in lines[2]
+    lines, shown = findings_summary.in_language(onset_table(de_deprel_low=-0.001))
+    assert not shown
+    assert "above 0: 1 of 2" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("onsets", "shown"),
+    [
+        (((300, (250, 350)), (900, (800, 990))), True),
+        (((300, (250, 850)), (900, (800, 990))), False),  # the onset intervals overlap
+    ],
+)
+def test_transfer_needs_two_learned_pairs_with_disjoint_onsets(onsets, shown):
+    lines, verdict = findings_summary.transfer(onset_table(transfer_onsets=onsets))
+    assert verdict is shown
+    assert lines[0].endswith("2 of 4")
+
+
+def test_last_layer_behind_must_grow_from_the_first_step():
+    def gap_rows(behind_first, behind_last):
+        rows = []
+        for step, behind in ((0, behind_first), (1000, behind_last)):
+            for i, lang in enumerate(("en", "de", "fr")):
+                verdict = "last layer behind" if i < behind else "within noise"
+                rows.append(
+                    {"task": "pos", "lang": lang, "step": step, "best_layer": 1, "gap": 0.01,
+                     "ci_low": 0.005 if i < behind else -0.01, "ci_high": 0.02,
+                     "verdict": verdict}
+                )  # fmt: skip
+        return pd.DataFrame(rows)
+
+    assert findings_summary.last_layer(gap_rows(0, 2))[1]
+    assert not findings_summary.last_layer(gap_rows(2, 2))[1]
+    assert not findings_summary.last_layer(gap_rows(0, 0))[1]
