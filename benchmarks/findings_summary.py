@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlm_dynamics.analysis import findings, tables
+
 TASKS_A = ("pos", "deprel")
 VIEW = "best"
 
@@ -73,15 +75,24 @@ def in_language(onset: pd.DataFrame) -> tuple[list[str], bool]:
     return lines, shown
 
 
-def transfer(onset: pd.DataFrame) -> tuple[list[str], bool]:
-    """(b): transfer pairs that rise above their step-0 score, and whether their onsets differ."""
+def transfer(onset: pd.DataFrame, final: pd.DataFrame) -> tuple[list[str], bool]:
+    """(b): transfer pairs that rise above their step-0 score, and whether their onsets differ.
+
+    ``final``: per (task, train, test) the last step's score, interval and majority baseline."""
     pairs = onset[(onset.kind == "transfer")]
     learned = pairs[pairs.status == "onset"].sort_values("onset_gain_step")
-    lines = [f"- transfer curves whose gain interval is above 0: {len(learned)} of {len(pairs)}"]
+    learned = learned.merge(final, on=["task", "train_lang", "test_lang"], how="left")
+    above = int((learned.final_ci_low > learned.majority_accuracy).sum())
+    lines = [
+        f"- transfer curves whose gain interval is above 0: {len(learned)} of {len(pairs)} "
+        f"({above} of them end with an interval above the majority-label baseline)"
+    ]
     for r in learned.itertuples():
         lines.append(
             f"  - {r.task} {r.train_lang}->{r.test_lang}: gain "
-            f"{points(r.gain, r.gain_ci_low, r.gain_ci_high)}, onset step {onset_text(r)}"
+            f"{points(r.gain, r.gain_ci_low, r.gain_ci_high)}, onset step {onset_text(r)}; "
+            f"final {100 * r.final_score:.1f} [{100 * r.final_ci_low:.1f}, "
+            f"{100 * r.final_ci_high:.1f}], majority {100 * r.majority_accuracy:.1f}"
         )
     # Different onsets: two learned curves whose onset intervals do not overlap.
     distinct = any(
@@ -115,6 +126,17 @@ def last_layer(gap: pd.DataFrame) -> tuple[list[str], bool]:
     return lines, behind[steps[-1]] > behind[steps[0]] and behind[steps[-1]] > 0
 
 
+def final_scores(results: Path) -> pd.DataFrame:
+    """Each pair's last-step score at the view's layer, with its majority-label baseline."""
+    degradation = pd.read_csv(results / "analysis/degradation.csv")
+    final = degradation[degradation.view == VIEW][
+        ["task", "train_lang", "test_lang", "final_score", "final_ci_low", "final_ci_high"]
+    ]
+    table = tables.read_table(results / "tables/probing.parquet")
+    baselines = findings.majority_baselines(table).drop(columns="model")
+    return final.merge(baselines, on=["task", "train_lang", "test_lang"], how="left")
+
+
 def summary(results: Path) -> str:
     onset = pd.read_csv(results / "analysis/onset.csv")
     onset = onset[onset.view == VIEW]
@@ -122,7 +144,7 @@ def summary(results: Path) -> str:
     out = []
     for title, (lines, shown) in (
         ("(a) in-language gains, in-language before cross-lingual", in_language(onset)),
-        ("(b) transfer learned, at different times", transfer(onset)),
+        ("(b) transfer learned, at different times", transfer(onset, final_scores(results))),
         ("(c) the last layer falls behind the best layer", last_layer(gap)),
     ):
         out += [f"**{title}: {'shown' if shown else 'not shown'}**", *lines, ""]

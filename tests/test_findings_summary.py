@@ -58,9 +58,14 @@ def test_in_language_is_shown_only_when_every_language_gains():
     ],
 )
 def test_transfer_needs_two_learned_pairs_with_disjoint_onsets(onsets, shown):
-    lines, verdict = findings_summary.transfer(onset_table(transfer_onsets=onsets))
+    final = pd.DataFrame(
+        {"task": "pos", "train_lang": ["en", "de"], "test_lang": ["de", "en"],
+         "final_score": [0.6, 0.4], "final_ci_low": [0.55, 0.35], "final_ci_high": [0.65, 0.45],
+         "majority_accuracy": 0.5}
+    )  # fmt: skip
+    lines, verdict = findings_summary.transfer(onset_table(transfer_onsets=onsets), final)
     assert verdict is shown
-    assert lines[0].endswith("2 of 4")
+    assert "2 of 4 (1 of them end with an interval above the majority-label baseline)" in lines[0]
 
 
 def test_last_layer_behind_must_grow_from_the_first_step():

@@ -187,17 +187,19 @@ def test_a_new_language_schedules_only_what_it_touches(reference):
     assert scheduled_jobs(reference, config) == expected + aggregate_jobs()
 
 
-def test_default_config_dag_shape(tmp_path):
-    """The embedded default's DAG from a dry run: jobs per rule for config.yaml as shipped."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+@pytest.mark.parametrize("configfile", ["config.yaml", "configs/demo-findings.yaml"])
+def test_default_config_dag_shape(tmp_path, configfile):
+    """The embedded default's DAG (and the findings preset's) from a dry run: jobs per rule for
+    the config as shipped."""
+    config = yaml.safe_load((REPO / configfile).read_text())
     for spec in config["languages"].values():
         for key in spec:
             spec[key] = str(REPO / spec[key])
     config["pretrain"]["texts"] = [str(REPO / path) for path in config["pretrain"]["texts"]]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    steps = len(config["models"]["tiny-xlmr"]["steps"])  # 4 checkpoints
-    languages = len(config["languages"])  # 6 languages
-    bpc = config.get("bpc", {}).get("enabled", True)  # off in the default
+    steps = len(config["models"]["tiny-xlmr"]["steps"])  # 4 checkpoints (6 in the preset)
+    languages = len(config["languages"])  # 5 languages (4)
+    bpc = config.get("bpc", {}).get("enabled", True)  # off in the default, on in the preset
     expected = Counter(
         {
             "train_tokenizer": 1,
