@@ -169,9 +169,14 @@ def test_a_new_checkpoint_schedules_only_its_jobs_and_the_aggregates(reference):
 
 @pytest.mark.e2e
 def test_a_new_language_schedules_only_what_it_touches(reference):
-    """ko joins the probed languages and the transfer set; the model is unchanged."""
-    config = reduced_config(languages=[*LANGUAGES, "ko"])
-    config["pretrain"]["texts"] = reduced_config()["pretrain"]["texts"]
+    """ko joins the probed languages and the transfer set as config.yaml's comment says to add it;
+    the model is unchanged."""
+    config = reduced_config()
+    config["languages"]["ko"] = {
+        "treebank": str(REPO / "resources/ud/UD_Korean-GSD"),
+        "heldout_text": str(REPO / "resources/heldout/ko.txt.gz"),
+    }
+    config["transfer_languages"].append("ko")
     steps = len(STEPS)
     expected = Counter(
         {
