@@ -169,8 +169,31 @@ def language_handles(languages, colours, markers):
     ]
 
 
+def hide_crowded_step_labels(fig: Figure, gap_points: float = 2.0) -> None:
+    """On every step axis, hide a tick label that would touch the last one kept (checkpoints
+    at 250 and 500 sit close on a log axis); the first label, step 0, is always kept."""
+    fig.canvas.draw()  # the laid-out label extents
+    renderer = fig.canvas.get_renderer()
+    gap = gap_points * fig.dpi / 72
+    for ax in fig.axes:
+        for axis, low, high in ((ax.xaxis, "x0", "x1"), (ax.yaxis, "y0", "y1")):
+            formatter = axis.get_major_formatter()
+            if getattr(formatter, "func", None) is not step_label:
+                continue
+            kept = None
+            for label in axis.get_ticklabels():
+                if not label.get_visible() or not label.get_text():
+                    continue
+                extent = label.get_window_extent(renderer)
+                if kept is not None and getattr(extent, low) < getattr(kept, high) + gap:
+                    label.set_visible(False)
+                else:
+                    kept = extent
+
+
 def save_figure(fig: Figure, png: str | Path, pdf: str | Path) -> list[Path]:
     """Write the PNG and the PDF atomically, without timestamps or software versions."""
+    hide_crowded_step_labels(fig)
     paths = []
     for path, metadata in ((Path(png), {"Software": None}), (Path(pdf), {"CreationDate": None})):
         with atomic_path(path, suffix=path.suffix) as tmp:

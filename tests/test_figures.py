@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 import pytest
 from synthetic_tables import LANGUAGES, analyse_arguments, synthetic_table, write_run
@@ -148,6 +150,31 @@ def test_step_labels_and_axis():
     assert axes[0].get_xlim()[0] < 0  # step 0 sits inside the axis, not on its edge
     figures.step_axis(axes[0], list(range(0, 100_001, 5000)))
     assert list(axes[0].get_xticks()) == [0, 10_000, 100_000]
+
+
+def test_crowded_step_labels_are_hidden_not_overlapped(tmp_path):
+    """The findings preset's checkpoints (0, 250, 500, 1k, 2k, 4k) in a four-panel transfer
+    figure: 250 and 500 would touch; the saved figure shows no two labels touching."""
+    steps = [0, 250, 500, 1000, 2000, 4000]
+    languages = ["en", "de", "fr", "es"]
+    cells = pd.DataFrame(
+        {"task": "pos", "view": "last", "train_lang": train, "test_lang": test, "step": step,
+         "value": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+        for train in languages for test in languages for step in steps
+    )  # fmt: skip
+    fig = figures.transfer_over_time(cells, "pos")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = fig.axes[0].get_xticklabels()
+    extents = [label.get_window_extent(renderer) for label in labels]
+    gap = 2 * fig.dpi / 72  # two points: closer, "250" and "500" read as "250500"
+    assert any(b.x0 - a.x1 < gap for a, b in itertools.pairwise(extents))  # crowded as drawn
+    figures.save_figure(fig, tmp_path / "f.png", tmp_path / "f.pdf")
+    for ax in (ax for ax in fig.axes if ax.get_visible()):  # the four panels
+        shown = [label for label in ax.get_xticklabels() if label.get_visible()]
+        boxes = [label.get_window_extent(renderer) for label in shown]
+        assert all(b.x0 - a.x1 >= gap for a, b in itertools.pairwise(boxes))
+        assert shown[0].get_text() == "0" and len(shown) >= 4
 
 
 def test_dot_positions_spread_equal_values_deterministically():
