@@ -24,9 +24,11 @@ Variants:
 
 For each it prints the wall seconds of the training updates, updates/s, tokens/s (input tokens,
 masked or not), the speed ratio against today's loop (today's seconds / its seconds, same tokens)
-and the masked-LM loss per masked token (nats) on a fixed held-out set: the bundled held-out text
-(resources/heldout/*.txt.gz, not in the pretraining text), cut into windows of ``max_length``
-tokens, masked once with a fixed seed (the same masks for every variant), scored in eval mode.
+and the masked-LM loss per masked token (nats) on a fixed held-out set: the ``# text =`` sentences
+of the bundled UD dev splits (resources/ud/UD_*/{lang}_*-ud-dev.conllu.gz) of the pretraining
+languages, cut into windows of ``max_length`` tokens, masked once with a fixed seed (the same masks
+for every variant), scored in eval mode. The recipe is chosen on dev text: resources/heldout is
+where BPC is reported, so it is not looked at here.
 
 It exits with status 1 if the default variant's held-out loss is worse than today's by more than
 ``--tolerance`` nats per masked token (0.02 by default; fused AdamW alone, the same arithmetic
@@ -56,6 +58,7 @@ sys.path.insert(0, str(REPO))
 from mlm_dynamics import pretrain  # noqa: E402
 from mlm_dynamics.config_check import schema_default  # noqa: E402
 from mlm_dynamics.textio import read_lines  # noqa: E402
+from mlm_dynamics.treebanks import read_text, split_file  # noqa: E402
 
 HELDOUT_SEED = 20240601  # the held-out masks
 
@@ -176,12 +179,26 @@ def variants(initial, tokenizer, settings, steps: int, extra: bool) -> list[Vari
 # ---------------------------------------------------------------- held-out loss
 
 
-def heldout_batches(tokenizer, length: int, batch_size: int = 64):
-    """The bundled held-out text as masked windows: (inputs, masked, targets) per batch."""
+def dev_sentences(languages) -> dict[str, list[str]]:
+    """The ``# text =`` lines of each pretraining language's bundled UD dev split."""
+    found = {}
+    for treebank in sorted((REPO / "resources/ud").glob("UD_*")):
+        path = split_file(treebank, "dev")
+        language = path.name.split("_")[0]
+        if language in languages:
+            lines = read_text(path).split("\n")
+            found[language] = [
+                line[len("# text = ") :] for line in lines if line.startswith("# text = ")
+            ]
+    return found
+
+
+def heldout_batches(tokenizer, languages, length: int, batch_size: int = 64):
+    """The languages' UD dev sentences as masked windows: (inputs, masked, targets) per batch."""
     body = length - 2
     rows = []
-    for path in sorted((REPO / "resources/heldout").glob("*.txt.gz")):
-        ids = tokenizer(" ".join(read_lines(path)), add_special_tokens=False)["input_ids"]
+    for sentences in dev_sentences(languages).values():
+        ids = tokenizer(" ".join(sentences), add_special_tokens=False)["input_ids"]
         bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
         rows += [[bos, *ids[i : i + body], eos] for i in range(0, len(ids) - body + 1, body)]
     ids = torch.tensor(rows, dtype=torch.int64)
@@ -258,7 +275,7 @@ def main() -> int:
             tokenizer = AutoTokenizer.from_pretrained(tmp)
     texts = {Path(p).name.split(".")[0]: read_lines(REPO / p) for p in values["texts"]}
     streams = pretrain.TokenStreams(tokenizer, texts, settings.language_sampling_alpha)
-    batches, masked = heldout_batches(tokenizer, settings.max_length)
+    batches, masked = heldout_batches(tokenizer, texts, settings.max_length)
     print(f"torch {torch.__version__}; {bf16_note()}")
     print(
         f"settings: {settings.layers} layers, hidden {settings.hidden_size}, vocab {len(tokenizer)}"
@@ -266,7 +283,11 @@ def main() -> int:
         f"padding), lr {settings.learning_rate}; {args.steps} updates = "
         f"{args.steps * settings.batch_size * settings.max_length} tokens per variant"
     )
-    print(f"held-out: {sum(len(b[0]) for b in batches)} windows, {masked} masked tokens")
+    scored = ", ".join(dev_sentences(texts))
+    print(
+        f"held-out (UD dev sentences of {scored}): {sum(len(b[0]) for b in batches)} windows, "
+        f"{masked} masked tokens"
+    )
     print(f"(set-up {time.perf_counter() - started:.0f} s)")
 
     failed = False
