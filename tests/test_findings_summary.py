@@ -43,11 +43,21 @@ def test_in_language_is_shown_only_when_every_language_gains():
     lines, shown = findings_summary.in_language(onset_table())
     assert shown
     assert "above 0: 2 of 2" in lines[1]
-    # 4 transfer curves; the in-language onset (50) comes first for all of them
-    assert "in-language onset comes first for 4" in lines[2]
+    # 4 transfer curves: two onsets whose intervals follow the in-language [20, 80], two none
+    assert "the in-language onset first for 4" in lines[2]
+    assert "the intervals overlap for 0" in lines[2]
     lines, shown = findings_summary.in_language(onset_table(de_deprel_low=-0.001))
     assert not shown
     assert "above 0: 1 of 2" in lines[1]
+
+
+def test_an_onset_order_needs_disjoint_intervals():
+    # in-language onsets at 50 [20, 80]; transfer at 60 [30, 300] and 10 [5, 15]: overlap, before
+    onsets = ((60, (30, 300)), (10, (5, 15)))
+    lines, shown = findings_summary.in_language(onset_table(transfer_onsets=onsets))
+    assert "the in-language onset first for 2" in lines[2]  # the two without an onset
+    assert "the transfer onset first for 1, the intervals overlap for 1" in lines[2]
+    assert not shown  # 2 of 4 is not most
 
 
 @pytest.mark.parametrize(
