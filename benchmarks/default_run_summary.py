@@ -5,7 +5,8 @@
     python benchmarks/default_run_summary.py --readme README.md --check  # exit 1 if they differ
 
 The README holds the output between the two MARKERS lines; ``--readme`` replaces what is between
-them, ``--check`` only compares.
+them, ``--check`` only compares: where they differ (another machine's run, say) it prints how far
+each table row's point values moved, then exits 1.
 
 Tables: in-language POS test accuracy at the last layer with its 95% interval, first and last
 step; POS selectivity at the last layer; the POS and deprel gains from the first to the last step
@@ -120,6 +121,40 @@ def summary(results: Path) -> str:
     return "\n".join(out)
 
 
+def table_points(block: str) -> dict[str, dict[str, float]]:
+    """Each table row's point values by column (the number before a cell's interval)."""
+    lines = [line for line in block.splitlines() if line.startswith("|")]
+    header = [name.strip() for name in lines[0].strip("|").split("|")][1:]
+    rows = {}
+    for line in lines[2:]:
+        label, *cells = [part.strip() for part in line.strip("|").split("|")]
+        rows[label] = {}
+        for column, text in zip(header, cells, strict=True):
+            try:
+                rows[label][column] = float(text.split()[0])
+            except (IndexError, ValueError):  # an empty cell, or "-"
+                pass
+    return rows
+
+
+def table_moves(readme_block: str, run_block: str) -> list[str]:
+    """Per table row in both: the largest move of a point value, README's against the run's."""
+    before, after = table_points(readme_block), table_points(run_block)
+    lines = []
+    for label in (label for label in before if label in after):
+        moves = [(abs(after[label][c] - v), c, v, after[label][c]) for c, v in before[label].items()
+                 if c in after[label]]  # fmt: skip
+        if moves:
+            size, column, old, new = max(moves)
+            lines.append(f"  {label}: largest move {size:.1f} ({column} {old:g} -> {new:g})")
+    return lines
+
+
+def readme_block(text: str) -> str:
+    begin, end = MARKERS
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
 def replace_between_markers(text: str, block: str, path: Path) -> str:
     begin, end = MARKERS
     if begin not in text or end not in text:
@@ -143,6 +178,8 @@ def main() -> None:
     updated = replace_between_markers(text, block, args.readme)
     if args.check:
         if updated != text:
+            print(f"{args.readme}'s table rows against {args.results}'s:")
+            print("\n".join(table_moves(readme_block(text), block)))
             sys.exit(f"{args.readme}: the default-run tables differ from {args.results}'s")
         print(f"{args.readme}: the default-run tables are {args.results}'s")
     elif updated != text:
