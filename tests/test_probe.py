@@ -221,8 +221,10 @@ def test_batched_grid_fit_matches_a_single_fit_per_value(pos_problem):
     assert [fit.l2 for fit in fits] == list(GRID)
     for value, fit in zip(GRID, fits, strict=True):
         single = LinearProbe(l2=value, max_iter=100).fit(X, y)
-        np.testing.assert_allclose(fit.coef_, single.coef_, atol=1e-4)
-        np.testing.assert_allclose(fit.intercept_, single.intercept_, atol=1e-4)
+        # float32 agreement relative to each value's size: the unpenalised intercepts (up to ~2)
+        # drift most, 1.1e-4 (6.6e-5 relative) on an AVX512 CPU
+        np.testing.assert_allclose(fit.coef_, single.coef_, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(fit.intercept_, single.intercept_, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(fit.mean_, single.mean_)
         np.testing.assert_array_equal(fit.classes_, single.classes_)
         difference = fit.score(X_test, y_test) - single.score(X_test, y_test)
