@@ -164,13 +164,17 @@ def variants(initial, tokenizer, settings, steps: int, extra: bool) -> list[Vari
                 module.p = 0.1
         return model
 
+    def default_variant(name, loop):
+        model = pretrain.initial_model(tokenizer, settings)  # today's weights, its own dropout
+        model.load_state_dict(initial.state_dict())
+        optimizer = pretrain.make_optimizer(model, settings)
+        return Variant(name, model, optimizer, settings, steps, loop)
+
     model = today_model()
     optimizer = today_optimizer(model, settings)
     out = [Variant("today", model, optimizer, settings, steps, today_train_steps)]
-    model = pretrain.initial_model(tokenizer, settings)  # today's weights, its own dropout
-    model.load_state_dict(initial.state_dict())
-    optimizer = pretrain.make_optimizer(model, settings)
-    out.append(Variant("default", model, optimizer, settings, steps, quiet_default_loop))
+
+    out.append(default_variant("default", quiet_default_loop))
     if extra:
         model = today_model()
         optimizer = today_optimizer(model, settings, fused=True)
@@ -182,12 +186,7 @@ def variants(initial, tokenizer, settings, steps: int, extra: bool) -> list[Vari
         optimizer = today_optimizer(model, double, fused=True)
         out.append(Variant("2x-batch", model, optimizer, double, steps // 2, today_train_steps))
         if bf16_instructions():
-            model = pretrain.initial_model(tokenizer, settings)
-            model.load_state_dict(initial.state_dict())
-            optimizer = pretrain.make_optimizer(model, settings)
-            out.append(
-                Variant("default+bf16", model, optimizer, settings, steps, bf16_default_loop)
-            )
+            out.append(default_variant("default+bf16", bf16_default_loop))
     return out
 
 
@@ -208,11 +207,11 @@ def dev_sentences(languages) -> dict[str, list[str]]:
     return found
 
 
-def heldout_batches(tokenizer, languages, length: int, batch_size: int = 64):
-    """The languages' UD dev sentences as masked windows: (inputs, masked, targets) per batch."""
+def heldout_batches(tokenizer, sentences_by_language, length: int, batch_size: int = 64):
+    """The sentences (``dev_sentences``) as masked windows: (inputs, masked, targets) per batch."""
     body = length - 2
     rows = []
-    for sentences in dev_sentences(languages).values():
+    for sentences in sentences_by_language.values():
         ids = tokenizer(" ".join(sentences), add_special_tokens=False)["input_ids"]
         bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
         rows += [[bos, *ids[i : i + body], eos] for i in range(0, len(ids) - body + 1, body)]
@@ -294,7 +293,8 @@ def main() -> int:
             tokenizer = AutoTokenizer.from_pretrained(tmp)
     texts = {Path(p).name.split(".")[0]: read_lines(REPO / p) for p in values["texts"]}
     streams = pretrain.TokenStreams(tokenizer, texts, settings.language_sampling_alpha)
-    batches, masked = heldout_batches(tokenizer, texts, settings.max_length)
+    heldout = dev_sentences(texts)
+    batches, masked = heldout_batches(tokenizer, heldout, settings.max_length)
     print(f"torch {torch.__version__}; {bf16_note()}")
     print(
         f"settings: {settings.layers} layers, hidden {settings.hidden_size}, vocab {len(tokenizer)}"
@@ -302,10 +302,9 @@ def main() -> int:
         f"padding), lr {settings.learning_rate}; {args.steps} updates = "
         f"{args.steps * settings.batch_size * settings.max_length} tokens per variant"
     )
-    scored = ", ".join(dev_sentences(texts))
     print(
-        f"held-out (UD dev sentences of {scored}): {sum(len(b[0]) for b in batches)} windows, "
-        f"{masked} masked tokens"
+        f"held-out (UD dev sentences of {', '.join(heldout)}): "
+        f"{sum(len(b[0]) for b in batches)} windows, {masked} masked tokens"
     )
     print(f"(set-up {time.perf_counter() - started:.0f} s)")
 
