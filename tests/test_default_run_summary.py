@@ -1,16 +1,6 @@
 """benchmarks/default_run_summary.py --check: how far each table row moved between two runs."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))  # the script imports findings_summary from beside it
-spec = importlib.util.spec_from_file_location(
-    "default_run_summary", BENCHMARKS / "default_run_summary.py"
-)
-default_run_summary = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(default_run_summary)
+import default_run_summary
 
 README_BLOCK = """
 | | de | en |
@@ -24,11 +14,7 @@ Verdicts: within noise 37.
 
 
 def test_table_moves_name_the_largest_move_per_row():
-    run_block = (
-        README_BLOCK.replace("69.0 [67.9", "69.3 [68.2")
-        .replace("+7.9 [", "+7.5 [")
-        .replace("3.1 [", "3.1 [")
-    )
+    run_block = README_BLOCK.replace("69.0 [67.9", "69.3 [68.2").replace("+7.9 [", "+7.5 [")
     moves = default_run_summary.table_moves(README_BLOCK, run_block)
     assert moves == [
         "  POS accuracy, last layer, step 800: largest move 0.3 (de 69 -> 69.3)",

@@ -1,15 +1,8 @@
 """benchmarks/findings_summary.py: each finding's verdict follows from the intervals it prints."""
 
-import importlib.util
-from pathlib import Path
-
+import findings_summary
 import pandas as pd
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "findings_summary.py"
-spec = importlib.util.spec_from_file_location("findings_summary", SCRIPT)
-findings_summary = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(findings_summary)
 
 
 def onset_row(task, train, test, gain_low, onset=None, onset_ci=(None, None)):

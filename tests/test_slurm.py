@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from slurm_submissions import rule_kinds  # how Snakemake parses the rules
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from slurm_submissions import rule_kinds  # noqa: E402  (how Snakemake parses the rules)
 
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 LOCAL_PROFILE = REPO / "workflow" / "profiles" / "default"

@@ -4,15 +4,13 @@ members each. Counted by benchmarks/slurm_submissions.py, which the README's fig
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
+from dag_scale import cut_config
+from slurm_submissions import count
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from dag_scale import cut_config  # noqa: E402
-from slurm_submissions import count  # noqa: E402
 
 STEPS, LANGUAGES = 3, 5
 
