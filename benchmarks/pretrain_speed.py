@@ -198,7 +198,7 @@ def dev_sentences(languages) -> dict[str, list[str]]:
     found = {}
     for treebank in sorted((REPO / "resources/ud").glob("UD_*")):
         path = split_file(treebank, "dev")
-        language = path.name.split("_")[0]
+        language = path.name.split("_")[0] if path else None
         if language in languages:
             lines = read_text(path).split("\n")
             found[language] = [
