@@ -47,14 +47,20 @@ SPLITS = ("train", "dev", "test")
 N_COLUMNS = 10
 # what a sentence that is not a valid tree does: stop the run naming it, or get dropped and counted
 ON_BAD_SENTENCE = ("stop", "skip")
-UPOS_TAGS = frozenset(
-    "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
-)
-UD_RELATIONS = frozenset(
-    "acl advcl advmod amod appos aux case cc ccomp clf compound conj cop csubj dep det discourse "
-    "dislocated expl fixed flat goeswith iobj list mark nmod nsubj nummod obj obl orphan parataxis "
-    "punct reparandum root vocative xcomp".split()
-)
+# The UD v2 universal inventories, in the guidelines' order: the probes' label ids index these
+# tuples (mlm_dynamics.probing.registry), so their order is part of every probe file.
+UPOS = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
+    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+)  # fmt: skip
+DEPRELS = (
+    "acl", "advcl", "advmod", "amod", "appos", "aux", "case", "cc", "ccomp", "clf",
+    "compound", "conj", "cop", "csubj", "dep", "det", "discourse", "dislocated", "expl",
+    "fixed", "flat", "goeswith", "iobj", "list", "mark", "nmod", "nsubj", "nummod", "obj",
+    "obl", "orphan", "parataxis", "punct", "reparandum", "root", "vocative", "xcomp",
+)  # fmt: skip
+UPOS_TAGS = frozenset(UPOS)  # for validating CoNLL-U
+UD_RELATIONS = frozenset(DEPRELS)
 WORD_ID = re.compile(r"[0-9]+")
 RANGE_ID = re.compile(r"([0-9]+)-([0-9]+)")
 EMPTY_NODE_ID = re.compile(r"([0-9]+)\.([0-9]+)")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlm_dynamics import treebanks
 from mlm_dynamics.activations import store
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.probing import registry
@@ -82,6 +83,22 @@ def cache(tmp_path):
 def test_inventories_are_the_universal_ones():
     assert len(registry.UPOS) == 17 and len(set(registry.UPOS)) == 17
     assert len(registry.DEPRELS) == 37 and len(set(registry.DEPRELS)) == 37
+    # one owner: the treebank validation accepts exactly the labels the ids index
+    assert registry.UPOS is treebanks.UPOS and treebanks.UPOS_TAGS == set(registry.UPOS)
+    assert registry.DEPRELS is treebanks.DEPRELS and treebanks.UD_RELATIONS == set(registry.DEPRELS)
+
+
+def test_shapes_per_training_word():
+    # (items, features in units of the hidden size, probe outputs)
+    assert registry.shape("pos") == (1, 1, 17)
+    assert registry.shape("arc") == (2, 3, 1)
+    assert registry.shape("deprel") == (1, 3, 37)
+    assert registry.shape("morph-Number") == (1, 1, 11)
+    assert registry.shape("morph-Case") == (1, 1, 37)
+    assert registry.shape("morph-Polarity") == (1, 1, 1)  # two values: one logit
+    assert registry.shape(registry.TASKS["pos"]) == registry.TASKS["pos"].shape
+    with pytest.raises(InputError, match="unknown probing task 'tree'"):
+        registry.shape("tree")
 
 
 def test_pos_rows_are_words_with_universal_ids(cache):

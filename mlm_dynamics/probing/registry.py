@@ -26,8 +26,9 @@ control tasks, the config check and the plan read these fields; nothing else nam
   ``min_eval_items`` such words there, so a probe of language A is scored on language B only when
   both have the feature.
 
-Label ids index fixed universal inventories (17 UPOS, 37 relations, each feature's UD values), so
-they agree across languages: a probe trained on one language is scored on another with the same ids.
+Label ids index fixed universal inventories (17 UPOS and 37 relations, both owned by
+:mod:`mlm_dynamics.treebanks`; each feature's UD values), so they agree across languages: a probe
+trained on one language is scored on another with the same ids.
 """
 
 from __future__ import annotations
@@ -40,17 +41,8 @@ import numpy as np
 
 from mlm_dynamics.activations import store
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.treebanks import DEPRELS, UPOS
 
-UPOS = (
-    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
-    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
-)  # fmt: skip
-DEPRELS = (
-    "acl", "advcl", "advmod", "amod", "appos", "aux", "case", "cc", "ccomp", "clf",
-    "compound", "conj", "cop", "csubj", "dep", "det", "discourse", "dislocated", "expl",
-    "fixed", "flat", "goeswith", "iobj", "list", "mark", "nmod", "nsubj", "nummod", "obj",
-    "obl", "orphan", "parataxis", "punct", "reparandum", "root", "vocative", "xcomp",
-)  # fmt: skip
 ARC_LABELS = ("no-arc", "arc")
 # The UD v2 universal features with two values or more, each with its universal values (the UD
 # guidelines, universaldependencies.org/u/feat/), in the guidelines' order: lexical, nominal,
@@ -110,6 +102,8 @@ class ProbingTask:
     transfer set (same inventory everywhere); ``seeded``: its items depend on the probe's seed
     (``arc``'s negatives). ``min_train_items`` > 0 makes the task *optional* per language (see
     :func:`absent_reason`); ``min_eval_items`` is then the fewest items of a dev or test split.
+    ``items_per_word``: the most items a training word gives (``arc``: its gold pair and a
+    negative); :attr:`shape` is the training problem per word, what the plan's estimates read.
     """
 
     name: str
@@ -124,6 +118,7 @@ class ProbingTask:
     seeded: bool = False
     min_train_items: int = 0
     min_eval_items: int = 0
+    items_per_word: int = 1
 
     def __post_init__(self) -> None:
         if self.features not in ("word", "pair"):
@@ -138,6 +133,16 @@ class ProbingTask:
 
     def n_features(self, hidden: int) -> int:
         return hidden if self.features == "word" else 3 * hidden
+
+    @property
+    def n_outputs(self) -> int:
+        """A probe's output columns: one per label, or one logit for a two-label task."""
+        return 1 if len(self.labels) == 2 else len(self.labels)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(items per training word at most, features in units of the hidden size, outputs)."""
+        return self.items_per_word, self.n_features(1), self.n_outputs
 
 
 @dataclass(frozen=True)
@@ -330,7 +335,7 @@ TASKS: dict[str, ProbingTask] = {
         ProbingTask("pos", "POS tagging", UPOS, pos_items, "word", "words",
                     has_control=True, mdl=True),
         ProbingTask("arc", "arc prediction", ARC_LABELS, arc_items, "pair", "dependency arcs",
-                    seeded=True),
+                    seeded=True, items_per_word=2),
         ProbingTask("deprel", "arc classification", DEPRELS, deprel_items, "pair",
                     "dependency arcs", has_control=True),
         *(morph_task(feature) for feature in FEATURES),
@@ -347,6 +352,12 @@ def get(task: str | ProbingTask) -> ProbingTask:
         return TASKS[task]
     except KeyError:
         raise InputError(f"unknown probing task {task!r} (one of {', '.join(TASKS)})") from None
+
+
+def shape(task: str | ProbingTask) -> tuple[int, int, int]:
+    """The training problem of a task per training word: (items at most, features in units of
+    the hidden size, probe outputs); e.g. ``pos`` (1, 1, 17), ``arc`` (2, 3, 1)."""
+    return get(task).shape
 
 
 def split_items(task, sentences, seed: int = 0, treebank_path="treebank") -> Items:
