@@ -25,8 +25,8 @@ import numpy as np
 from tokenizers import SentencePieceUnigramTokenizer
 
 from mlm_dynamics.atomic import atomic_dir
+from mlm_dynamics.environment import environment
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.fingerprint import environment
 from mlm_dynamics.textio import read_lines
 
 if typing.TYPE_CHECKING:
@@ -280,6 +280,12 @@ def save_checkpoint(out: Path, model, tokenizer, optimizer, step: int, settings)
             "environment": environment(),
         }  # fmt: skip
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+def trained_environment(path: Path) -> dict | None:
+    """The environment that trained the embedded checkpoint at ``path``, as its state recorded it
+    (None for a checkpoint saved before states recorded one)."""
+    return json.loads((path / STATE_FILE).read_text()).get("environment")
 
 
 def load_checkpoint(path: Path, settings: PretrainSettings):
