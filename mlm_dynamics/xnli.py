@@ -440,38 +440,55 @@ def evaluation_sets(features: dict[str, Path], train_language: str):
 def training_rows(pairs: int, seed: int, language: str) -> np.ndarray:
     """The training pairs of probe seed ``seed``: all of them for seed 0, else a bootstrap
     resample of them (a pair drawn ``k`` times appears ``k`` times)."""
-    from mlm_dynamics.stats import resample_counts, resample_key
+    from mlm_dynamics.probing.pipeline import Units, training_rows
 
-    if seed == 0:
-        return np.arange(pairs)
-    counts = resample_counts(pairs, 1, resample_key(seed, language, "train"))[0]
-    return np.repeat(np.arange(pairs), counts.astype(np.int64))
+    return training_rows(Units.each_own(pairs), seed, language, "train")
 
 
-def accuracy_rows(
-    bootstrap, weights, correct: np.ndarray, metric: str, key: dict, layers=None
-) -> list[dict]:
-    """One row per layer: accuracy of ``correct`` (layers, pairs) with its bootstrap interval;
-    row ``i`` carries ``layers[i]`` (default: ``i``)."""
-    from mlm_dynamics.stats import resampled_ratios
+def fit_seed(args, train, dev, seed: int):
+    """The probe of seed ``seed``, each layer's L2 strength chosen on the training language's
+    dev split: on all training pairs (seed 0) or a resample of them."""
+    from mlm_dynamics.probing.probe import fit_l2_grid
 
-    pairs = correct.shape[1]
-    value = correct.mean(axis=1)
-    layers = range(correct.shape[0]) if layers is None else layers
-    # (pairs, 1) denominators: stats.resampled_ratios does not broadcast (pairs,) ones
-    low, high = bootstrap.interval(resampled_ratios(weights, correct.T, np.ones((pairs, 1))))
-    return [
-        {**key, "layer": layer, "metric": metric, "value": value[i], "ci_low": low[i],
-         "ci_high": high[i], "n": pairs}
-        for i, layer in enumerate(layers)
-    ]  # fmt: skip
+    (X_train, y_train), (X_dev, y_dev) = train, dev
+    rows = training_rows(len(y_train), seed, args.train_language)
+    search = fit_l2_grid(
+        X_train[:, rows], y_train[rows], X_dev, y_dev, args.l2,
+        backend=args.backend, max_iter=args.max_iter, seed=seed,
+    )  # fmt: skip
+    log(
+        f"seed {seed}: fitted {X_train.shape[0]} layers on {len(rows)} pairs; L2 per layer "
+        f"(chosen on {args.train_language} dev) {' '.join(f'{v:g}' for v in search.l2)}"
+    )
+    return search.probe
+
+
+def score_seed(args, probe, seed: int, data, weights, majority, bootstrap):
+    """The rows and per-pair item scores of one probe seed on every evaluation set."""
+    from mlm_dynamics.probing import pipeline
+
+    rows, items = [], []
+    for (lang, split), (X, y) in data.items():
+        correct = probe.predict(X) == y[None, :]  # (layers, pairs)
+        layers, pairs = list(range(correct.shape[0])), pipeline.Units.each_own(len(y))
+        common = dict(model=args.model, step=args.step, task="xnli", train_lang=args.train_language,
+                      test_lang=lang, split=split, seed=seed)  # fmt: skip
+        rows += pipeline.probe_rows(
+            common, layers, correct, y == majority, pairs, weights[lang, split], bootstrap
+        )
+        items.append(pipeline.item_scores(common, layers, correct, pairs))
+        accuracy = correct.mean(axis=1)
+        log(
+            f"{args.train_language} -> {lang} {split}: accuracy {accuracy.min():.3f} to "
+            f"{accuracy.max():.3f} over layers ({len(y)} pairs)"
+        )
+    return rows, items
 
 
 def probe_main(args) -> None:
     from mlm_dynamics import stats
-    from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC, tidy_frame
+    from mlm_dynamics.analysis.tables import tidy_frame
     from mlm_dynamics.atomic import save_table
-    from mlm_dynamics.probing.probe import fit_l2_grid
 
     bootstrap = stats.from_arguments(args)
     if args.seeds < 1:
@@ -481,7 +498,7 @@ def probe_main(args) -> None:
     features = {Path(path).name: Path(path) for path in args.features}
     if args.train_language not in features:
         raise InputError(f"--features: no directory of the training language {args.train_language}")
-    X_train, y_train = load_features(features[args.train_language] / "train")
+    train = load_features(features[args.train_language] / "train")
     sets = evaluation_sets(features, args.train_language)
     data = {key: load_features(path) for key, path in sets.items()}
     # Refuse a too-small set before any fitting.
@@ -491,44 +508,14 @@ def probe_main(args) -> None:
         )
         for (lang, split), (_, y) in data.items()
     }
-    majority = np.bincount(y_train, minlength=len(LABELS)).argmax()
-    X_dev, y_dev = data[args.train_language, "dev"]
+    majority = np.bincount(train[1], minlength=len(LABELS)).argmax()
     rows, items = [], []
     for seed in range(args.seeds):
-        train = training_rows(len(y_train), seed, args.train_language)
-        search = fit_l2_grid(
-            X_train[:, train], y_train[train], X_dev, y_dev, args.l2,
-            backend=args.backend, max_iter=args.max_iter, seed=seed,
-        )  # fmt: skip
-        probe = search.probe
-        log(
-            f"seed {seed}: fitted {X_train.shape[0]} layers on {len(train)} pairs; L2 per layer "
-            f"(chosen on {args.train_language} dev) {' '.join(f'{v:g}' for v in search.l2)}"
-        )
-        for (lang, split), (X, y) in data.items():
-            correct = probe.predict(X) == y[None, :]  # (layers, pairs)
-            layers = correct.shape[0]
-            key = dict(train_lang=args.train_language, test_lang=lang, split=split, seed=seed)
-            rows += accuracy_rows(bootstrap, weights[lang, split], correct, "accuracy", key)
-            rows += accuracy_rows(
-                bootstrap, weights[lang, split], (y == majority)[None, :], BASELINE_METRIC, key,
-                layers=[BASELINE_LAYER],
-            )  # fmt: skip
-            items.append(
-                stats.ItemScores(
-                    task="xnli", train_lang=args.train_language, test_lang=lang, split=split,
-                    seed=seed, layers=np.arange(layers), correct=correct.astype(np.uint8),
-                    units=np.arange(len(y)), n_units=len(y),
-                )
-            )  # fmt: skip
-            accuracy = correct.mean(axis=1)
-            log(
-                f"{args.train_language} -> {lang} {split}: accuracy {accuracy.min():.3f} to "
-                f"{accuracy.max():.3f} over layers ({len(y)} pairs)"
-            )
-    table = tidy_frame(
-        [{**row, "model": args.model, "step": args.step, "task": "xnli"} for row in rows]
-    )
+        probe = fit_seed(args, train, data[args.train_language, "dev"], seed)
+        seed_rows, seed_items = score_seed(args, probe, seed, data, weights, majority, bootstrap)
+        rows += seed_rows
+        items += seed_items
+    table = tidy_frame(rows)
     # Where every language's pairs came from (source.json): kept in the parquet's metadata.
     table.attrs["xnli_data"] = {lang: read_source(path) for lang, path in features.items()}
     save_table(args.out, table)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,15 @@ import numpy as np
 from mlm_dynamics import stats
 from mlm_dynamics.activations import store
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.probing import registry
+from mlm_dynamics.probing import pipeline, registry
+from mlm_dynamics.probing.pipeline import interval_rows  # tests score synthetic items with it
 
 PROBE_FORMAT = 2
 # The control labels' draw (Hewitt & Liang: one fixed random assignment per word type).
 CONTROL_SEED = 0
+# The split name keying the resamples of the training sentences of probe seeds >= 1: its own,
+# so that the bootstrap of scores on the train split (MDL) does not share this draw.
+REFIT_SPLIT = "train-refit"
 
 
 def log(message: str) -> None:
@@ -190,15 +195,6 @@ def fitting_device(args) -> str:
     return "cpu"
 
 
-def resampled_rows(data, seed: int, language: str) -> np.ndarray:
-    """The items of a bootstrap resample of the training sentences (seed >= 1): each sentence
-    drawn ``k`` times contributes its items ``k`` times."""
-    # its own key: the bootstrap of scores on the train split (MDL) must not share this draw
-    key = stats.resample_key(seed, language, "train-refit")
-    weights = stats.resample_counts(data.n_units, 1, key)
-    return np.repeat(np.arange(len(data.y)), weights[0].astype(np.int64)[data.units])
-
-
 def fit_one(args, task, data, dev, device, seed):
     from mlm_dynamics.probing.probe import fit_l2_grid
 
@@ -266,7 +262,9 @@ def train(args, name: str, out: str, device: str) -> None:
         if full is None or task.seeded:  # only a seeded task's items (arc's) depend on the seed
             full = registry.build(task, splits["train"], train_dir, args.treebank, seed)
             dev = registry.build(task, splits["dev"], dev_dir, args.treebank, seed)
-        data = full if seed == 0 else full.subset(resampled_rows(full, seed, language))
+        data = full  # seed 0: all rows (the train split itself, no copy)
+        if seed > 0:
+            data = full.subset(pipeline.training_rows(full, seed, language, REFIT_SPLIT))
         if len(np.unique(data.y)) < 2:
             raise InputError(f"{args.treebank}: the train split has a single {task.name} label")
         start = time.perf_counter()
@@ -306,18 +304,6 @@ def train(args, name: str, out: str, device: str) -> None:
 
 
 # ---------------------------------------------------------------- score-probe
-
-
-def interval_rows(common, layers, correct, data, weights, bootstrap, metric):
-    """One row per layer: the mean of ``correct`` (layers, items) and its bootstrap interval."""
-    sums = stats.unit_sums(np.asarray(correct, dtype=np.float64).T, data.units, data.n_units)
-    items = np.bincount(data.units, minlength=data.n_units).astype(np.float64)
-    low, high = bootstrap.interval(stats.resampled_ratios(weights, sums, items))
-    values = sums.sum(axis=0) / items.sum()
-    return [
-        {**common, "layer": layer, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi}
-        for layer, value, lo, hi in zip(layers, values, low, high, strict=True)
-    ]
 
 
 def check_probe_file(path, probe_file, task, layers, split_dir) -> None:
@@ -397,14 +383,134 @@ def check_absent(path, probe_file, task, test_lang, own_reason, treebank) -> Non
         )
 
 
-def score(args, name: str, probe_paths: list[str], bootstrap, item_scores: list) -> list[dict]:
-    """Tidy rows of every probe of one task on the dev and test splits of one language."""
-    from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC
+@dataclass(frozen=True)
+class Scoring:
+    """One ``score-probe`` job of one task on one language."""
+
+    args: argparse.Namespace
+    task: registry.ProbingTask
+    test_lang: str
+    splits: dict  # the language's treebank: train (for control labels), dev, test
+    bootstrap: stats.Bootstrap
+    item_scores: list  # every probe's stats.ItemScores, in the order scored
+
+
+@dataclass
+class EvaluationSet:
+    """One split the probes are scored on: its sentences, cache and bootstrap resamples."""
+
+    split: str
+    sentences: list
+    directory: Path
+    layers: list[int]
+    weights: np.ndarray
+    data: dict = field(default_factory=dict)  # seed -> TaskData; pos and deprel share one
+
+    def task_data(self, job: Scoring, seed: int) -> registry.TaskData:
+        """The split's items of the task (only a seeded task's, arc's, depend on the seed)."""
+        key = seed if job.task.seeded else 0
+        if key not in self.data:
+            self.data[key] = registry.build(
+                job.task, self.sentences, self.directory, job.args.treebank, seed
+            )
+        return self.data[key]
+
+
+def evaluation_set(job: Scoring, split: str) -> EvaluationSet:
+    """The split's cache and resamples, refused in one line when it is too small."""
+    directory = Path(job.args.activations) / split
+    layers = store.cached_layers(directory)
+    sentences = job.splits[split]
+    where = f"{job.args.treebank} ({split} split)"
+    weights = job.bootstrap.weights(len(sentences), job.test_lang, split, where)
+    return EvaluationSet(split, sentences, directory, layers, weights)
+
+
+def scored_on(job: Scoring, evaluation: EvaluationSet, path, probe_file) -> bool:
+    """Whether a (present) probe is scored on the split, once checked against its cache: dev
+    scores the training language's own probes only."""
+    check_probe_file(path, probe_file, job.task, evaluation.layers, evaluation.directory)
+    train_lang = str(probe_file["language"])
+    if evaluation.split == "dev" and train_lang != job.test_lang:
+        return False  # dev serves the training language's own choices only
+    if train_lang != job.test_lang and not job.task.transferable:
+        raise InputError(
+            f"{path}: a {train_lang} {job.task.name} probe cannot be scored on {job.test_lang} "
+            "(the task is not transferable: its labels are the language's own)"
+        )
+    return True
+
+
+def control_rows(job: Scoring, evaluation: EvaluationSet, probe_file, data, correct, common):
+    """``control_accuracy`` and ``selectivity`` (accuracy - control accuracy) per layer of an
+    own-language probe that has a control probe; the control's item scores go to the job."""
     from mlm_dynamics.probing.control import control_labels
 
+    task, layers = job.task, evaluation.layers
+    train = job.splits["train"]
+    y = control_labels(task, evaluation.sentences, train, job.test_lang, CONTROL_SEED)
+    control = fitted_probe(probe_file, 0, "control_").predict(data.X) == y
+    difference = correct.astype(np.float64) - control
+    job.item_scores.append(
+        pipeline.item_scores(common, layers, control, data, f"{task.name}:control")
+    )
+    return [
+        row
+        for metric, values in (("control_accuracy", control), ("selectivity", difference))
+        for row in interval_rows(
+            common, layers, values, data, evaluation.weights, job.bootstrap, metric
+        )
+    ]
+
+
+def score_seed(job: Scoring, evaluation: EvaluationSet, path, probe_file, i: int, seed: int):
+    """The rows of probe seed ``seed`` (the file's ``i``-th) on one split; its item scores go
+    to the job."""
+    task, split, test_lang = job.task, evaluation.split, job.test_lang
+    train_lang = str(probe_file["language"])
+    data = evaluation.task_data(job, seed)
+    probe = fitted_probe(probe_file, i)
+    warn_unseen(path, seed, data, probe, task.labels, test_lang, train_lang)
+    correct = probe.predict(data.X) == data.y[None, :]
+    majority = data.y == probe_file["majority"][i]
+    common = {
+        "model": job.args.model, "step": job.args.step, "task": task.name, "split": split,
+        "train_lang": train_lang, "test_lang": test_lang, "seed": seed,
+    }  # fmt: skip
+    records = pipeline.probe_rows(
+        common, evaluation.layers, correct, majority, data, evaluation.weights, job.bootstrap
+    )
+    job.item_scores.append(pipeline.item_scores(common, evaluation.layers, correct, data))
+    log(
+        f"{train_lang} -> {test_lang} {task.name} {split} seed {seed}: accuracy per layer "
+        + " ".join(f"{a:.3f}" for a in correct.mean(axis=1))
+        + f" (majority {majority.mean():.3f})"
+    )
+    own = train_lang == test_lang
+    if i == 0 and "control_coef" in probe_file and own:
+        records += control_rows(job, evaluation, probe_file, data, correct, common)
+    if split == "test" and "mdl_codelength" in probe_file and own:
+        records += mdl_rows(common, probe_file, job.bootstrap)
+    return records
+
+
+def score_split(job: Scoring, evaluation: EvaluationSet, probe_files: dict) -> list[dict]:
+    """The rows of every probe seed scored on one split, probe file by probe file."""
+    records = []
+    for path, probe_file in probe_files.items():
+        if "absent" in probe_file or not scored_on(job, evaluation, path, probe_file):
+            continue
+        for i, seed in enumerate(probe_file["seeds"].tolist()):
+            records += score_seed(job, evaluation, path, probe_file, i, seed)
+    return records
+
+
+def score(args, name: str, probe_paths: list[str], bootstrap, item_scores: list) -> list[dict]:
+    """Tidy rows of every probe of one task on the dev and test splits of one language."""
     task = registry.get(name)
     test_lang = args.language or language_of(args.treebank)
     splits = load_splits(args.treebank, ("train", "dev", "test"))
+    job = Scoring(args, task, test_lang, splits, bootstrap, item_scores)
     probe_files = {path: load_probe_file(path) for path in probe_paths}
     lacks = lacking(task, splits, args.treebank)
     for path, probe_file in probe_files.items():
@@ -414,72 +520,11 @@ def score(args, name: str, probe_paths: list[str], bootstrap, item_scores: list)
                 "not scored")  # fmt: skip
     records = []
     for split in ("dev", "test"):
-        sentences, split_dir = splits[split], Path(args.activations) / split
-        layers = store.cached_layers(split_dir)
-        weights = bootstrap.weights(
-            len(sentences), test_lang, split, f"{args.treebank} ({split} split)"
-        )
+        evaluation = evaluation_set(job, split)
         if lacks[split] is not None:
             log(f"{test_lang} lacks {task.name} ({lacks[split]}): no {split} rows")
             continue
-        eval_data = {}  # seed -> TaskData; pos and deprel share one
-        for path, probe_file in probe_files.items():
-            if "absent" in probe_file:
-                continue
-            check_probe_file(path, probe_file, task, layers, split_dir)
-            train_lang = str(probe_file["language"])
-            if split == "dev" and train_lang != test_lang:
-                continue  # dev serves the training language's own choices only
-            if train_lang != test_lang and not task.transferable:
-                raise InputError(
-                    f"{path}: a {train_lang} {task.name} probe cannot be scored on {test_lang} "
-                    "(the task is not transferable: its labels are the language's own)"
-                )
-            for i, seed in enumerate(probe_file["seeds"].tolist()):
-                key = seed if task.seeded else 0
-                if key not in eval_data:
-                    eval_data[key] = registry.build(task, sentences, split_dir, args.treebank, seed)
-                data = eval_data[key]
-                probe = fitted_probe(probe_file, i)
-                warn_unseen(path, seed, data, probe, task.labels, test_lang, train_lang)
-                correct = probe.predict(data.X) == data.y[None, :]
-                common = {
-                    "model": args.model, "step": args.step, "task": task.name, "split": split,
-                    "train_lang": train_lang, "test_lang": test_lang, "seed": seed,
-                    "n": len(data.y),
-                }  # fmt: skip
-                records += interval_rows(common, layers, correct, data, weights, bootstrap,
-                                         "accuracy")  # fmt: skip
-                majority = (data.y == probe_file["majority"][i])[None, :]
-                records += interval_rows(
-                    common, [BASELINE_LAYER], majority, data, weights, bootstrap, BASELINE_METRIC
-                )
-                item_scores.append(
-                    stats.ItemScores(task.name, train_lang, test_lang, split, seed,
-                                     np.array(layers), correct, data.units, data.n_units)
-                )  # fmt: skip
-                log(
-                    f"{train_lang} -> {test_lang} {task.name} {split} seed {seed}: accuracy per "
-                    "layer "
-                    + " ".join(f"{a:.3f}" for a in correct.mean(axis=1))
-                    + f" (majority {majority.mean():.3f})"
-                )
-                if i == 0 and "control_coef" in probe_file and train_lang == test_lang:
-                    y = control_labels(task, sentences, splits["train"], test_lang, CONTROL_SEED)
-                    control = fitted_probe(probe_file, 0, "control_").predict(data.X) == y
-                    records += interval_rows(
-                        common, layers, control, data, weights, bootstrap, "control_accuracy"
-                    )
-                    difference = correct.astype(np.float64) - control
-                    records += interval_rows(
-                        common, layers, difference, data, weights, bootstrap, "selectivity"
-                    )
-                    item_scores.append(
-                        stats.ItemScores(f"{task.name}:control", train_lang, test_lang, split, seed,
-                                         np.array(layers), control, data.units, data.n_units)
-                    )  # fmt: skip
-                if split == "test" and "mdl_codelength" in probe_file and train_lang == test_lang:
-                    records += mdl_rows(common, probe_file, bootstrap)
+        records += score_split(job, evaluation, probe_files)
     return records
 
 
