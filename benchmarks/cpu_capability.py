@@ -53,11 +53,12 @@ PAIRS = [
 def default_plan():
     from snakemake.utils import validate
 
+    from mlm_dynamics.config_check import SCHEMA
     from mlm_dynamics.plan import Plan
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["pretrain"]["texts"] = [str(REPO / path) for path in config["pretrain"]["texts"]]
-    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)
+    validate(config, str(SCHEMA), set_default=True)
     return config, Plan(config)
 
 

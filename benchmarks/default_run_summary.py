@@ -27,7 +27,7 @@ import findings_summary  # beside this script
 import pandas as pd
 
 from mlm_dynamics.analysis import findings, tables, views
-from mlm_dynamics.plan import ENVIRONMENT
+from mlm_dynamics.layout import ENVIRONMENT
 
 MARKERS = ("<!-- default-run tables: begin (benchmarks/default_run_summary.py --readme) -->",
            "<!-- default-run tables: end -->")  # fmt: skip

@@ -54,17 +54,17 @@ PROJECTED (formulas; every one is an upper bound where a choice was needed):
   + (peak - base) x that ratio, base the RSS of a child importing numpy and the package (no torch).
 * Extraction on CPU: per-word seconds from the in-process batched run, fixed = child wall -
   per-word x words; MB = measured peak + the full cache (its memory-mapped pages, if all resident).
-  GPU seconds = 2 x parameters (embeddings included, ``Plan.million_parameters``) x tokens /
+  GPU seconds = 2 x parameters (embeddings included, ``Requests.million_parameters``) x tokens /
   (``--gpu-tflops`` 989 x ``--gpu-utilisation`` 0.3) + the measured fixed seconds; tokens = words
   x measured subwords per word + 2 per sentence.
 * Words per language: the caps (4000/1000/1000 sentences) x words per sentence of the treebank's
-  dev + test in ../shared/ud where it is there, else ``plan.WORDS_PER_SENTENCE``; every split
+  dev + test in ../shared/ud where it is there, else ``scheduler.WORDS_PER_SENTENCE``; every split
   assumed full to its cap. Totals: x 39 checkpoints, summed over 44 languages. SLURM submissions
   = 2 x checkpoints + 1 (what ``python benchmarks/slurm_submissions.py`` counts: 79).
-* Request check: ``Plan(config)`` of the schema-validated preset, attempt 1, against the projected
-  peak MB and minutes of one full-size job of each kind (the measured language and the largest of
-  ../shared/ud); the probe jobs' requests for that language's words per split
-  (``Plan.probe_memory_mb``, ``Plan.probe_minutes``: what the plan asks once the cache exists),
+* Request check: ``scheduler.Requests`` of the schema-validated preset, attempt 1, against the
+  projected peak MB and minutes of one full-size job of each kind (the measured language and the
+  largest of ../shared/ud); the probe jobs' requests for that language's words per split
+  (``Requests.probe_memory_mb``, ``Requests.probe_minutes``: what is asked once the cache exists),
   extraction's from the caps, its minutes against the GPU projection (the rule asks for a GPU).
   Exits 1 when any request is lower.
 """
@@ -92,7 +92,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PRESET = REPO / "configs" / "xlmr-replica.yaml"
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SHARED_UD = REPO.parent / "shared" / "ud"
 MODEL_SHAPE = dict(
     vocab_size=250002,
@@ -113,16 +112,14 @@ PROBE_THREADS = 1  # train_probe has no threads: directive, so the rule passes -
 
 
 def preset_plan(path: Path):
-    """The preset, schema-validated with defaults and checked, and its Plan (as common.smk)."""
-    from snakemake.utils import validate
-
+    """The preset, validated as common.smk does, its Plan and its scheduler Requests."""
     from mlm_dynamics import config_check
     from mlm_dynamics.plan import Plan
+    from mlm_dynamics.scheduler import Requests
 
-    config = yaml.safe_load(path.read_text())
-    validate(config, str(SCHEMA), set_default=True)
-    config_check.check_config(config)
-    return config, Plan(config)
+    config = config_check.validated(yaml.safe_load(path.read_text()))
+    plan = Plan(config)
+    return config, plan, Requests(config, plan.steps_by_model)
 
 
 # ---------------------------------------------------------------- the full-size checkpoint
@@ -248,7 +245,7 @@ def relabelled_probes(own: list[Path], languages: list[str], directory: Path) ->
     return paths
 
 
-def measure_size(name, caps, args, plan, job, checkpoint, work) -> dict:
+def measure_size(name, caps, args, plan, request, job, checkpoint, work) -> dict:
     """prepare-treebank and extract-activations at one sample size."""
     from mlm_dynamics.treebanks import load_prepared
 
@@ -277,7 +274,7 @@ def measure_size(name, caps, args, plan, job, checkpoint, work) -> dict:
     result["extract"] = run_job(
         ["extract-activations", "--checkpoint", str(checkpoint), "--treebank", str(treebank)]
         + shlex.split(plan.extract_arguments(job))
-        + ["--threads", str(plan.gpu_threads), "--out", str(cache)],
+        + ["--threads", str(request.gpu_threads), "--out", str(cache)],
         out / "extract.log",
     )
     result["extract"]["cache_bytes"] = disk_bytes(cache)
@@ -490,10 +487,10 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
-    from mlm_dynamics.plan import WORDS_PER_SENTENCE
+    from mlm_dynamics.scheduler import WORDS_PER_SENTENCE
     from mlm_dynamics.treebanks import load_prepared
 
-    config, plan = preset_plan(args.preset)
+    config, plan, request = preset_plan(args.preset)
     model = next(iter(config["models"]))
     steps = plan.steps(model)
     languages = plan.ud_languages()
@@ -520,8 +517,9 @@ def main() -> None:
     checkpoint.mkdir()
     shape = QUICK_SHAPE if args.quick else MODEL_SHAPE
     built = build_checkpoint(checkpoint, args.tokenizer_pieces, args.seed, shape)
+    planned = request.million_parameters(model, steps[0])
     print(f"checkpoint: {built['parameters'] / 1e6:.1f}M parameters (plan: "
-          f"{plan.million_parameters(model, steps[0]):.1f}M), {built['weights_bytes'] / 2**20:,.0f}"
+          f"{planned:.1f}M), {built['weights_bytes'] / 2**20:,.0f}"
           f" MiB safetensors; tokenizer {built['real_pieces']} trained pieces padded to "
           f"{shape['vocab_size']}; {shape['num_hidden_layers']} layers, hidden "
           f"{shape['hidden_size']}; built in {built['seconds']:.0f} s",
@@ -530,7 +528,9 @@ def main() -> None:
     # ------------------------------------------------------------ measured: the jobs
     d = 2 * config["statistics"]["min_sentences"] if not args.quick else config["statistics"][
         "min_sentences"]  # fmt: skip
-    sample = measure_size("sample", (args.sentences, d, d), args, plan, job, checkpoint, work)
+    sample = measure_size(
+        "sample", (args.sentences, d, d), args, plan, request, job, checkpoint, work
+    )
     splits = load_prepared(sample["treebank"])
     words_of = {split: sum(len(s.words) for s in splits[split]) for split in splits}
     print(f"prepared and extracted {args.sentences}/{d}/{d} sentences, {sample['words']} words "
@@ -546,7 +546,7 @@ def main() -> None:
     measure_scoring(sample, plan, job)
     # a second, larger train split: the slope of fit time and peak memory per item
     large = measure_size(
-        "large", (2 * args.sentences, d, d), args, plan, job, checkpoint, work
+        "large", (2 * args.sentences, d, d), args, plan, request, job, checkpoint, work
     )  # fmt: skip
     large_fits = measure_fits(large, plan, l2)
     print(f"probes fitted and scored ({time.perf_counter() - began:.0f} s so far)", flush=True)
@@ -555,7 +555,7 @@ def main() -> None:
     train_words = [s.words for s in splits["train"]]
     batch_tokens = config["activations"]["batch_tokens"]
     extraction = compare_extraction(
-        checkpoint, train_words[: args.compare_sentences], batch_tokens, plan.gpu_threads,
+        checkpoint, train_words[: args.compare_sentences], batch_tokens, request.gpu_threads,
         args.rounds,
     )  # fmt: skip
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -590,7 +590,7 @@ def main() -> None:
              f"{1000 * ext['seconds'] / sample['words']:.2f} s/1k words (wall); "
              f"{1000 * per_word_s:.2f} s/1k words forward (the job's log), fixed "
              f"{ext_fixed:.0f} s; "
-             f"{plan.gpu_threads} threads"],
+             f"{request.gpu_threads} threads"],
             ["score-probe (other lang)", f"{n_scored['score_own']} files",
              f"{sample['score_own']['seconds']:.1f}", f"{sample['score_own']['peak_mb']:,.0f}",
              f"dev+test {words_of['dev'] + words_of['test']} words, 1 seed per file"],
@@ -685,7 +685,7 @@ def main() -> None:
         return seconds, peak
 
     seconds_per_flop = 1 / (args.gpu_tflops * 1e12 * args.gpu_utilisation)
-    params = plan.million_parameters(model, steps[0]) * 1e6
+    params = request.million_parameters(model, steps[0]) * 1e6
 
     def words(lang):
         return sum(split_words(lang).values())
@@ -714,7 +714,7 @@ def main() -> None:
 
     # ------------------------------------------------------------ 3: the peers
     ex = extraction["seconds"]
-    print(f"\n== 3. the peers' approach, same run, same data ({plan.gpu_threads} threads for "
+    print(f"\n== 3. the peers' approach, same run, same data ({request.gpu_threads} threads for "
           f"extraction, {PROBE_THREADS} for probes)")  # fmt: skip
     table(
         [
@@ -743,7 +743,7 @@ def main() -> None:
     print(f"\n== 4. projected totals for {args.preset.name}: {n_steps} checkpoints x "
           f"{len(languages)} languages; caps {caps['train']}/{caps['dev']}/{caps['test']} "
           f"sentences, every split assumed full; words/sentence from ../shared/ud dev+test for "
-          f"{len(measured)} languages, {WORDS_PER_SENTENCE} (plan.WORDS_PER_SENTENCE) for the "
+          f"{len(measured)} languages, {WORDS_PER_SENTENCE} (scheduler.WORDS_PER_SENTENCE) for the "
           f"other {len(languages) - len(measured)}")  # fmt: skip
     print("  " + ", ".join(f"{lang} {rate[lang]:.1f} w/s = {words(lang):,.0f} words"
                            for lang in measured))  # fmt: skip
@@ -760,8 +760,8 @@ def main() -> None:
             ["probe fitting (train-probe)", f"{probe_s / 3600:,.0f} CPU-hours",
              f"{PROBE_THREADS} thread per job"],
             ["scoring (score-probe)", f"{score_s / 3600:,.1f} CPU-hours", "1 thread per job"],
-            ["extraction on CPU", f"{cpu_ext_s * plan.gpu_threads / 3600:,.0f} CPU-hours",
-             f"{cpu_ext_s / 3600:,.0f} job-hours x {plan.gpu_threads} threads"],
+            ["extraction on CPU", f"{cpu_ext_s * request.gpu_threads / 3600:,.0f} CPU-hours",
+             f"{cpu_ext_s / 3600:,.0f} job-hours x {request.gpu_threads} threads"],
             ["extraction on GPU", f"{gpu_s / 3600:,.1f} GPU-hours",
              f"{flops:.3g} FLOPs = 2 x {params / 1e6:.1f}M x tokens, at {args.gpu_tflops:g} "
              f"TFLOP/s x {args.gpu_utilisation:g}; + {ext_fixed:.0f} s fixed per job "
@@ -783,14 +783,14 @@ def main() -> None:
     for lang in targets:
         wild = SimpleNamespace(model=model, step=str(steps[0]), lang=lang)
         counted = {split: round(n) for split, n in split_words(lang).items()}
-        probe_mb = int(plan.probe_memory_mb(model, steps[0], counted))
-        probe_min = plan.probe_minutes(model, steps[0], counted["train"])
+        probe_mb = int(request.probe_memory_mb(model, steps[0], counted))
+        probe_min = request.probe_minutes(model, steps[0], counted["train"])
         gpu, cpu, ext_mb = extract_job(lang)
         p_s, p_mb, _ = probe_job(lang)
         s_s, s_mb = score_job(lang)
         checks = [
-            (f"extract_activations {lang} (GPU)", plan.gpu_mem_mb(wild, 1),
-             ext_mb, plan.gpu_runtime(wild, 1), gpu / 60),
+            (f"extract_activations {lang} (GPU)", request.gpu_mem_mb(wild, 1),
+             ext_mb, request.gpu_runtime(wild, 1), gpu / 60),
             (f"train_probe {lang}", probe_mb, p_mb, probe_min, p_s / 60),
             (f"score_probe {lang}", probe_mb, s_mb, probe_min, s_s / 60),
         ]  # fmt: skip
@@ -806,7 +806,8 @@ def main() -> None:
                      f"{cpu / 60:.1f}", ""])  # fmt: skip
     print(f"\n== 5. the plan's requests (attempt 1) against one full-size job; the probe "
           f"jobs' from the language's words (as the plan counts them in its cache), the GPU "
-          f"job's from the caps (plan.treebank_words() = {plan.treebank_words():,})")  # fmt: skip
+          f"job's from the caps (Requests.treebank_words() = "
+          f"{request.treebank_words():,})")  # fmt: skip
     table(rows, ["job", "requested MB", "measured/projected MB", "requested min",
                  "projected min", "ok"])  # fmt: skip
     print(f"\ntotal benchmark time {time.perf_counter() - began:.0f} s")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from mlm_dynamics import layout
 from mlm_dynamics.errors import InputError
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -139,12 +140,27 @@ def _defaults(node: dict, key: str):
 # ---------------------------------------------------------------- what the schema cannot say
 
 
-def schema_error(config: dict, schema_path: str | os.PathLike) -> InputError:
+def validated(config: dict) -> dict:
+    """The config as every job sees it, the one loader of the Snakefile and ``watch``: the
+    schema's defaults filled in (in place), its types checked, then ``check_config``; the first
+    mistake raises one line naming the key."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA), set_default=True)
+    except WorkflowError:
+        raise schema_error(config) from None
+    check_config(config)
+    return config
+
+
+def schema_error(config: dict) -> InputError:
     """The first schema violation as one line naming the key (Snakemake's own message prints
     the whole schema)."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
     errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
     error = jsonschema.exceptions.best_match(errors)
     key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
@@ -205,9 +221,9 @@ NEEDED_KEYS = {"hub": ["repo"], "fairseq": ["url", "tokenizer"]}
 
 # The done marker of a ``local`` model's step directory written in place: the writer creates this
 # (empty) file last, and with ``models.<name>.complete: marker`` only directories that hold it are
-# read (discovery, plan.discover_steps, skips the others). With ``complete: rename`` (the default)
-# the writer fills a directory under a name the glob does not match and renames it into place, as
-# mlm_dynamics.atomic.atomic_dir does, so every matching directory is complete.
+# read (discovery, sources.discover.discover_steps, skips the others). With ``complete: rename``
+# (the default) the writer fills a directory under a name the glob does not match and renames it
+# into place, as mlm_dynamics.atomic.atomic_dir does, so every matching directory is complete.
 CHECKPOINT_DONE = "checkpoint.done"
 
 
@@ -251,7 +267,7 @@ def check_local_model(name: str, spec: dict) -> None:
                 "read the same checkpoint",
             )
     for step in spec["steps"]:
-        path = local_checkpoint_dir(spec, step)
+        path = layout.checkpoint_dir(name, spec, step)
         if not os.path.isdir(path):
             where = "path" if spec.get("path") else "glob"
             raise config_error(f"{key}.{where}", f"step {step}: no checkpoint directory {path}")
@@ -260,12 +276,6 @@ def check_local_model(name: str, spec: dict) -> None:
                 f"{key}.complete",
                 f"step {step}: {path} has no {CHECKPOINT_DONE} (still being written?)",
             )
-
-
-def local_checkpoint_dir(spec: dict, step: int) -> str:
-    """A ``local`` model's directory of one step (its ``path`` template, else its ``glob``)."""
-    template = spec.get("path") or spec["glob"].replace("*", "{step}")
-    return template.format(step=step)
 
 
 def check_tasks(config: dict) -> None:

@@ -1,7 +1,8 @@
 """The paper's figures, drawn from the tidy table and the ``analyse`` tables.
 
 ``python -m mlm_dynamics plot --table T --findings F... --model M --figure NAME --png P --pdf Q``
-writes one figure as PNG and PDF. The names (registered in :data:`FIGURES`):
+writes one figure as PNG and PDF. The names (registered in ``figure_registry.FIGURES``, drawn by
+:data:`DRAW`):
 
 - ``in-language-curves``: test accuracy over steps, a row per layer view (``last`` first), a panel
   per task, a line per language with its 95% bootstrap band, the majority-class baseline dashed.
@@ -39,6 +40,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
 
+from mlm_dynamics import figure_registry
 from mlm_dynamics.analysis import findings
 from mlm_dynamics.analysis.tables import read_table
 from mlm_dynamics.analysis.views import probe_rows, view_name, view_scores
@@ -637,46 +639,9 @@ class PlotInputs:
         return view_scores(self.table, self.views)
 
 
-# ---------------------------------------------------------------- the figure registry
-# The one list of figures: the plan asks it which figures a config makes, the workflow generates
-# one plot rule per entry (workflow/rules/figures.smk), and the report's caption of each is
-# workflow/report/<caption>.rst.
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """One figure: its file stem, what the table must hold, how it is drawn.
-
-    ``name`` ends in ``-{task}`` for figures drawn once per transfer task. ``needs`` is one of
-    ``scores`` (in-language probe or XNLI scores), ``controls`` (selectivity rows), ``transfer``
-    (a task with cross-lingual pairs), ``bpc`` (metric bpc), ``alignment`` (SimAlign F1).
-    ``reads``: the ``analyse`` tables it draws from (:data:`findings.ANALYSIS_TABLES`).
-    """
-
-    name: str
-    needs: str
-    category: str
-    draw: Callable[[PlotInputs, str | None], Figure]
-    reads: tuple[str, ...] = ()
-    label: str = ""  # the report label of a per-task figure
-
-    @property
-    def per_task(self) -> bool:
-        return self.name.endswith("-{task}")
-
-    @property
-    def stem(self) -> str:
-        """The name without its task: the report caption's file name and the rule's name."""
-        return self.name.removesuffix("-{task}")
-
-    def name_for(self, wildcards) -> str:
-        """The figure name of one job (``wildcards.task`` filled in for per-task figures)."""
-        return self.name.format(task=wildcards.task) if self.per_task else self.name
-
-    def names(self, contents: dict[str, bool], tasks: Sequence[str]) -> list[str]:
-        if self.per_task:
-            return [self.name.format(task=task) for task in tasks]
-        return [self.name] if contents[self.needs] else []
+# ---------------------------------------------------------------- drawing each registered figure
+# One function per entry of figure_registry.FIGURES (by stem): the inputs, and the task of a
+# per-task figure.
 
 
 def _transfer_steps(inputs: PlotInputs, task: str) -> list[int]:
@@ -684,67 +649,28 @@ def _transfer_steps(inputs: PlotInputs, task: str) -> list[int]:
     return select_steps(steps, inputs.transfer_steps)
 
 
-FIGURES = (
-    FigureSpec(
-        "in-language-curves", "scores", "In-language probing",
-        lambda i, _: in_language_curves(
-            i.cells, findings.majority_baselines(i.table), i.views, i.languages, i.tasks
-        ),
+DRAW: dict[str, Callable[[PlotInputs, str | None], Figure]] = {
+    "in-language-curves": lambda i, _: in_language_curves(
+        i.cells, findings.majority_baselines(i.table), i.views, i.languages, i.tasks
     ),
-    FigureSpec(
-        "layer-heatmaps", "scores", "In-language probing",
-        lambda i, _: layer_heatmaps(findings.layer_scores(i.table), i.tasks),
+    "layer-heatmaps": lambda i, _: layer_heatmaps(findings.layer_scores(i.table), i.tasks),
+    "final-layer-gap": lambda i, _: final_layer_gap(
+        i.analysis_table("final_layer_gap"), i.languages, i.tasks
     ),
-    FigureSpec(
-        "final-layer-gap", "scores", "In-language probing",
-        lambda i, _: final_layer_gap(i.analysis_table("final_layer_gap"), i.languages, i.tasks),
-        reads=("final_layer_gap",),
+    "onset": lambda i, _: onset(i.analysis_table("onset"), i.tasks, i.onset_fraction, i.views),
+    "selectivity": lambda i, _: in_language_curves(
+        view_scores(i.table, i.views, findings.SELECTIVITY_METRIC), pd.DataFrame(),
+        i.views, i.languages, i.tasks, metric_label="selectivity (accuracy − control)",
     ),
-    FigureSpec(
-        "onset", "scores", "Learning onset",
-        lambda i, _: onset(i.analysis_table("onset"), i.tasks, i.onset_fraction, i.views),
-        reads=("onset",),
+    "transfer-matrices": lambda i, task: transfer_matrices(
+        i.cells, task, _transfer_steps(i, task), i.views, i.languages
     ),
-    FigureSpec(
-        "selectivity", "controls", "In-language probing",
-        lambda i, _: in_language_curves(
-            view_scores(i.table, i.views, findings.SELECTIVITY_METRIC), pd.DataFrame(),
-            i.views, i.languages, i.tasks, metric_label="selectivity (accuracy − control)",
-        ),
+    "transfer-over-time": lambda i, task: transfer_over_time(
+        i.cells, task, i.views[0], i.languages
     ),
-    FigureSpec(
-        "transfer-matrices-{task}", "transfer", "Cross-lingual transfer",
-        lambda i, task: transfer_matrices(
-            i.cells, task, _transfer_steps(i, task), i.views, i.languages
-        ),
-        label="matrices at selected steps",
-    ),
-    FigureSpec(
-        "transfer-over-time-{task}", "transfer", "Cross-lingual transfer",
-        lambda i, task: transfer_over_time(i.cells, task, i.views[0], i.languages),
-        label="pairs over time",
-    ),
-    FigureSpec(
-        "bpc", "bpc", "Language modelling", lambda i, _: bpc(i.table, i.languages, i.shares)
-    ),
-    FigureSpec("alignment-f1", "alignment", "Word alignment", lambda i, _: alignment_f1(i.table)),
-)  # fmt: skip
-
-
-def registered(name: str) -> tuple[FigureSpec, str | None]:
-    """The registry entry of a figure name, and its task for a per-task figure."""
-    for spec in FIGURES:
-        if spec.per_task and name.startswith(spec.stem + "-"):
-            return spec, name.removeprefix(spec.stem + "-")
-        if name == spec.name:
-            return spec, None
-    raise InputError(f"figure {name!r}: not a registered figure")
-
-
-def figure_names(contents: dict[str, bool], tasks: Sequence[str]) -> list[str]:
-    """The figures drawn for a table holding ``contents`` (see :class:`FigureSpec`'s ``needs``)
-    whose tasks with cross-lingual pairs are ``tasks``, in registry order."""
-    return [name for spec in FIGURES for name in spec.names(contents, tasks)]
+    "bpc": lambda i, _: bpc(i.table, i.languages, i.shares),
+    "alignment-f1": lambda i, _: alignment_f1(i.table),
+}  # fmt: skip
 
 
 def transfer_tasks(table: pd.DataFrame) -> list[str]:
@@ -754,10 +680,10 @@ def transfer_tasks(table: pd.DataFrame) -> list[str]:
     return ordered(pairs["task"], TASK_ORDER)
 
 
-def available_figures(table: pd.DataFrame) -> list[str]:
-    """The figures one model's rows of the table can draw."""
+def table_contents(table: pd.DataFrame) -> dict[str, bool]:
+    """What one model's rows of the table hold, in the terms of figure_registry.NEEDS."""
     probes = probe_rows(table)
-    contents = {
+    return {
         "scores": bool((probes["train_lang"] == probes["test_lang"]).any()),
         "controls": not probe_rows(table, findings.SELECTIVITY_METRIC).empty,
         "bpc": bool(((table["task"] == "bpc") & (table["metric"] == "bpc")).any()),
@@ -765,7 +691,11 @@ def available_figures(table: pd.DataFrame) -> list[str]:
             (table["task"].str.startswith("simalign") & (table["metric"] == "f1")).any()
         ),
     }
-    return figure_names(contents, transfer_tasks(table))
+
+
+def available_figures(table: pd.DataFrame) -> list[str]:
+    """The figures one model's rows of the table can draw."""
+    return figure_registry.figure_names(table_contents(table), transfer_tasks(table))
 
 
 def draw(name: str, inputs: PlotInputs) -> Figure:
@@ -775,8 +705,8 @@ def draw(name: str, inputs: PlotInputs) -> Figure:
             f"figure {name!r}: the table has no rows for it (model {inputs.model}; it can draw "
             f"{', '.join(available_figures(inputs.table)) or 'nothing'})"
         )
-    spec, task = registered(name)
-    return spec.draw(inputs, task)
+    spec, task = figure_registry.registered(name)
+    return DRAW[spec.stem](inputs, task)
 
 
 # ---------------------------------------------------------------- command
@@ -802,7 +732,7 @@ def main(command: str, argv: list[str]) -> None:
         default=[],
         help="the `analyse` tables the figure reads (final_layer_gap.csv, onset.csv)",
     )
-    parser.add_argument("--figure", required=True, help="the figure (see FIGURES)")
+    parser.add_argument("--figure", required=True, help="the figure (see figure_registry.FIGURES)")
     parser.add_argument("--png", required=True, help="where the PNG goes")
     parser.add_argument("--pdf", required=True, help="where the PDF goes")
     parser.add_argument("--model", help="the model to draw (needed when the table has several)")

@@ -1,76 +1,30 @@
-"""The plan: what the rules need from a validated config, as plain Python.
+"""The plan: what each job of a validated config is told, as plain Python.
 
 ``Plan(config)`` turns a config (already validated by the schema and ``config_check``) into the
-run's targets, each job's inputs and command-line arguments, the transfer sets and the scheduler
-resources. The rule files only ask it; nothing here imports Snakemake's workflow object, so every
-answer is tested with plain pytest (tests/test_plan.py). Methods that take ``wildcards`` are the
-rules' input, params and resource functions: anything with the attributes ``model``, ``step`` and
-``lang`` works.
+run's steps and targets, each job's inputs and command-line arguments and the transfer sets. The
+rule files only ask it; nothing here imports Snakemake's workflow object, so every answer is
+tested with plain pytest (tests/test_plan.py). Methods that take ``wildcards`` are the rules'
+input and params functions: anything with the attributes ``model``, ``step`` and ``lang`` works.
 
-File names are owned here (results and logs of every rule) and by ``activations.store`` (the
-cache); a rule names its output with these patterns and its inputs with ``rules.X.output``.
+Where files live is ``layout``'s (the plan chooses which models, steps and languages, layout
+spells their paths); what jobs ask the scheduler for is ``scheduler``'s; which figures exist is
+``figure_registry``'s.
 """
 
 from __future__ import annotations
 
-import glob
 import json
-import math
 import os
 import re
 import shlex
-import zipfile
 from pathlib import Path
 
-from mlm_dynamics import config_check, figures
-from mlm_dynamics.activations.store import CACHE_DIR, load_index
+from mlm_dynamics import config_check, figure_registry, layout
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.sources.discover import model_steps
 
-SPLITS = ["train", "dev", "test"]
-
-# Results of each rule, one pattern each (wildcards: model, step, lang, task, figure).
-CHECKPOINT = "results/checkpoints/{model}/{step}"
-TOKENIZER = "results/checkpoints/{model}/tokenizer"
-CHECK_RECORD = "results/checks/{model}/{step}.json"
-TREEBANK = "results/treebanks/{lang}.json.gz"
-TREEBANK_LABELS = "results/treebanks/{lang}.labels.json"
-PROBE = "results/probes/{model}/{step}/{task}/{lang}.npz"
-SCORES = "results/scores/{model}/{step}/{lang}.parquet"
-BPC = "results/bpc/{model}/{step}/{lang}.parquet"
-XNLI_FEATURES = "results/xnli/features/{model}/{step}/{lang}"
-XNLI_SCORES = "results/xnli/scores/{model}/{step}/{lang}.parquet"
-SIMALIGN = "results/simalign/{model}/{step}/{lang}.parquet"
-TABLE = "results/tables/probing.parquet"
-TABLE_CSV = "results/tables/probing.csv"
-# What the numbers depend on (mlm_dynamics/fingerprint.py), re-made with the table.
-ENVIRONMENT = "results/environment.json"
-TRANSFER_MATRICES = "results/tables/transfer/{model}/{task}"
-FINDINGS = "results/analysis/{table}.csv"
-FIGURE = "results/figures/{model}/{figure}.{suffix}"
-FIGURE_SUFFIXES = ("png", "pdf")
-# Snakemake's measurement of a job (wall time, peak memory), what the resource requests are
-# checked against (tests/test_plan.py).
-BENCHMARK = "logs/benchmarks/{rule}/{job}.tsv"
-
-# Words per UD sentence, generously: sentence caps times this bound a language's word count.
-WORDS_PER_SENTENCE = 25
-# A probe task's training problem, per training word: (items, features in units of the hidden
-# size, classes): one word for pos and the morphological features; for arc two pairs (the head
-# and a non-head) scored yes/no; for deprel the head pair, one of UD's 37 relations.
-PROBE_SHAPES = {"pos": (1, 1, 17), "arc": (2, 3, 1), "deprel": (1, 3, 37), "morph": (1, 1, 12)}
-# Floating-point operations per second that a probe fit sustains, conservatively: one CPU thread
-# (train_probe's), or a GPU in float32 (probing.device: cuda).
-PROBE_FLOPS = {"cpu": 2e10, "cuda": 1e12}
-# A probe job's memory beyond PROBE_BASE_MB (Python, torch, the package), per MB of its float16
-# cache of each split: the train split's pair features and their copies, the dev split's.
-PROBE_BASE_MB = 1500
-PROBE_MEMORY = {"train": 24, "dev": 12}
-
-
-def item_scores(scores_path: str) -> str:
-    """The per-item correctness file written beside a score table (what the analysis resamples)."""
-    return scores_path.replace(".parquet", ".items.npz")
+SPLITS = ("train", "dev", "test")
 
 
 def options(**values) -> str:
@@ -89,62 +43,16 @@ def options(**values) -> str:
     return " ".join(parts)
 
 
-def discover_steps(spec: dict) -> tuple[list[int], list[int]]:
-    """(complete, incomplete) steps on disk of a model with ``steps: discover``, ascending: what
-    its ``glob`` matches, the single '*' being the step number. A ``local`` model's steps are
-    directories, complete when they appeared by rename or hold ``config_check.CHECKPOINT_DONE``
-    (see ``models.<name>.complete``); a half-written one is never listed as complete."""
-    pattern = spec["glob"]
-    regex = re.compile(re.escape(pattern).replace(r"\*", r"(\d+)") + "$")
-    complete, incomplete = [], []
-    for path in glob.glob(pattern):
-        match = regex.match(path)
-        if not match:
-            continue
-        step = int(match.group(1))
-        if spec["source"] != "local":
-            complete.append(step)
-        elif not os.path.isdir(path):
-            continue  # a file beside the step directories (an archive, a log) is no step
-        elif spec.get("complete") == "marker" and not os.path.isfile(
-            os.path.join(path, config_check.CHECKPOINT_DONE)
-        ):
-            incomplete.append(step)
-        else:
-            complete.append(step)
-    return sorted(complete), sorted(incomplete)
-
-
 class Plan:
     """Everything the rules of one config need; see the module docstring."""
 
-    def __init__(self, config: dict, in_job: bool = False):
-        """``in_job``: this process runs jobs inside a scheduler job (a SLURM group job's own
-        Snakemake), where a failed member is retried in place (``retries_in_job``)."""
+    def __init__(self, config: dict):
         self.config = config
-        self.in_job = in_job
         self.models = config["models"]
-        self._steps = {model: self._configured_steps(model) for model in self.models}
+        self._steps = {model: model_steps(model, spec) for model, spec in self.models.items()}
         self._check_transfer_steps()
 
     # ------------------------------------------------------------ models and steps
-
-    def _configured_steps(self, model: str) -> list[int]:
-        steps = self.models[model]["steps"]
-        if steps != "discover":
-            return sorted(steps)
-        pattern = self.models[model]["glob"]
-        found, incomplete = discover_steps(self.models[model])
-        if not found:
-            waiting = (
-                f" ({len(incomplete)} step directories have no {config_check.CHECKPOINT_DONE} yet)"
-                if incomplete
-                else ""
-            )
-            raise InputError(
-                f"config: models.{model}.glob: no checkpoint matches {pattern!r}{waiting}"
-            )
-        return found
 
     def _check_transfer_steps(self) -> None:
         for model, steps in self._steps.items():
@@ -171,6 +79,11 @@ class Plan:
         """The configured (or discovered) steps of a model, ascending."""
         return self._steps[model]
 
+    @property
+    def steps_by_model(self) -> dict[str, list[int]]:
+        """Every model's steps (``steps``), for the scheduler's requests."""
+        return dict(self._steps)
+
     def earlier_steps(self, wildcards) -> list[int]:
         return [step for step in self.steps(wildcards.model) if step < int(wildcards.step)]
 
@@ -181,10 +94,7 @@ class Plan:
 
     def checkpoint_dir(self, model: str, step: int) -> str:
         """The Hugging Face-format directory of one model x step, whatever its source."""
-        spec = self.models[model]
-        if spec["source"] == "local":
-            return config_check.local_checkpoint_dir(spec, step)
-        return CHECKPOINT.format(model=model, step=step)
+        return layout.checkpoint_dir(model, self.models[model], step)
 
     def checkpoint(self, wildcards) -> str:
         return self.checkpoint_dir(wildcards.model, int(wildcards.step))
@@ -196,7 +106,7 @@ class Plan:
 
         return ancient(
             [
-                CHECK_RECORD.format(model=wildcards.model, step=step)
+                layout.CHECK_RECORD.format(model=wildcards.model, step=step)
                 for step in self.earlier_steps(wildcards)
             ]
         )
@@ -254,7 +164,7 @@ class Plan:
     def pretrain_inputs(self, wildcards) -> dict[str, str]:
         """The tokenizer, the texts, and the checkpoint of the previous configured step."""
         inputs = {
-            "tokenizer": TOKENIZER.format(model=wildcards.model),
+            "tokenizer": layout.TOKENIZER.format(model=wildcards.model),
             "texts": self.config["pretrain"]["texts"],
         }
         earlier = self.earlier_steps(wildcards)
@@ -305,12 +215,7 @@ class Plan:
         )
 
     def caches(self) -> list[str]:
-        return [
-            CACHE_DIR.format(model=model, step=step, lang=lang)
-            for model in self.models
-            for step in self.steps(model)
-            for lang in self.ud_languages()
-        ]
+        return layout.per_checkpoint(layout.CACHE, self._steps, self.ud_languages())
 
     # ------------------------------------------------------------ UD probes
 
@@ -319,10 +224,7 @@ class Plan:
 
     def probe_outputs(self) -> list[str]:
         """train_probe's outputs: one probe file per configured task."""
-        return [
-            PROBE.format(model="{model}", step="{step}", task=task, lang="{lang}")
-            for task in self.config["probing"]["tasks"]
-        ]
+        return [layout.fill(layout.PROBE, task=task) for task in self.config["probing"]["tasks"]]
 
     def train_probe_arguments(self) -> str:
         probing = self.config["probing"]
@@ -352,7 +254,7 @@ class Plan:
 
     def scored_probes(self, wildcards) -> list[str]:
         return [
-            PROBE.format(model=wildcards.model, step=wildcards.step, task=task, lang=lang)
+            layout.PROBE.format(model=wildcards.model, step=wildcards.step, task=task, lang=lang)
             for task in self.config["probing"]["tasks"]
             for lang in self.probe_train_languages(wildcards.lang)
         ]
@@ -360,12 +262,7 @@ class Plan:
     def probe_score_tables(self) -> list[str]:
         if not self.config["probing"]["tasks"]:
             return []
-        return [
-            SCORES.format(model=model, step=step, lang=lang)
-            for model in self.models
-            for step in self.steps(model)
-            for lang in self.ud_languages()
-        ]
+        return layout.per_checkpoint(layout.SCORES, self._steps, self.ud_languages())
 
     def statistics_arguments(self) -> str:
         """The bootstrap options of every scoring command (mlm_dynamics.stats.add_arguments)."""
@@ -376,14 +273,6 @@ class Plan:
         )  # fmt: skip
 
     # ------------------------------------------------------------ BPC, XNLI, SimAlign
-
-    def _per_checkpoint(self, pattern: str, languages: list[str]) -> list[str]:
-        return [
-            pattern.format(model=model, step=step, lang=lang)
-            for model in self.models
-            for step in self.steps(model)
-            for lang in languages
-        ]
 
     def bpc_languages(self) -> list[str]:
         """Languages with held-out text when BPC is on."""
@@ -428,7 +317,7 @@ class Plan:
 
     def xnli_features(self, wildcards) -> list[str]:
         return [
-            XNLI_FEATURES.format(model=wildcards.model, step=wildcards.step, lang=lang)
+            layout.XNLI_FEATURES.format(model=wildcards.model, step=wildcards.step, lang=lang)
             for lang in self.xnli_languages()
         ]
 
@@ -460,17 +349,17 @@ class Plan:
         """Every per-job score file of the tidy table."""
         return (
             self.probe_score_tables()
-            + self._per_checkpoint(BPC, self.bpc_languages())
-            + self._per_checkpoint(XNLI_SCORES, self.xnli_languages())
-            + self._per_checkpoint(SIMALIGN, self.simalign_languages())
+            + layout.per_checkpoint(layout.BPC, self._steps, self.bpc_languages())
+            + layout.per_checkpoint(layout.XNLI_SCORES, self._steps, self.xnli_languages())
+            + layout.per_checkpoint(layout.SIMALIGN, self._steps, self.simalign_languages())
         )
 
     def item_score_files(self) -> list[str]:
         """Every per-item correctness file the findings bootstrap: UD probes' and XNLI's."""
         return [
-            item_scores(path)
+            layout.item_scores(path)
             for path in self.probe_score_tables()
-            + self._per_checkpoint(XNLI_SCORES, self.xnli_languages())
+            + layout.per_checkpoint(layout.XNLI_SCORES, self._steps, self.xnli_languages())
         ]
 
     def probe_transfer_tasks(self) -> list[str]:
@@ -488,7 +377,7 @@ class Plan:
 
     def transfer_matrix_dirs(self) -> list[str]:
         return [
-            TRANSFER_MATRICES.format(model=model, task=task)
+            layout.TRANSFER_MATRICES.format(model=model, task=task)
             for model in self.models
             for task in self.probe_transfer_tasks()
         ]
@@ -507,7 +396,8 @@ class Plan:
     # ------------------------------------------------------------ figures
 
     def contents(self) -> dict[str, bool]:
-        """What this config's table holds, in the terms of figures.FIGURES' ``needs``."""
+        """What this config's table will hold, in the terms of figure_registry.NEEDS (the
+        table's side is figures.table_contents)."""
         probing = self.config["probing"]
         probes = bool(self.probe_tasks())
         return {
@@ -519,7 +409,7 @@ class Plan:
 
     def figure_names(self) -> list[str]:
         """The figures `plot` draws for every model of this config."""
-        return figures.figure_names(self.contents(), self.transfer_tasks())
+        return figure_registry.figure_names(self.contents(), self.transfer_tasks())
 
     def plot_arguments(self, wildcards) -> str:
         """Options every figure of a model shares: language and task order, the transfer steps."""
@@ -542,21 +432,21 @@ class Plan:
     # ------------------------------------------------------------ targets
 
     def findings_tables(self) -> list[str]:
-        return [FINDINGS.format(table=table) for table in ANALYSIS_TABLES]
+        return [layout.FINDINGS.format(table=table) for table in ANALYSIS_TABLES]
 
     def figure_files(self) -> list[str]:
         return [
-            FIGURE.format(model=model, figure=name, suffix=suffix)
+            layout.FIGURE.format(model=model, figure=name, suffix=suffix)
             for model in self.models
             for name in self.figure_names()
-            for suffix in FIGURE_SUFFIXES
+            for suffix in layout.FIGURE_SUFFIXES
         ]
 
     def final_output(self) -> list[str]:
         """Every target: the cache, the tidy table, transfer matrices, findings, figures."""
         return (
             self.caches()
-            + [TABLE, TABLE_CSV, ENVIRONMENT]
+            + [layout.TABLE, layout.TABLE_CSV, layout.ENVIRONMENT]
             + self.transfer_matrix_dirs()
             + self.findings_tables()
             + self.figure_files()
@@ -565,7 +455,7 @@ class Plan:
     def embedded_checkpoints(self) -> list[str]:
         """Every checkpoint pretrained here: each records the environment that trained it."""
         return [
-            CHECKPOINT.format(model=model, step=step)
+            layout.CHECKPOINT.format(model=model, step=step)
             for model, spec in self.models.items()
             if spec["source"] == "embedded"
             for step in self.steps(model)
@@ -575,173 +465,3 @@ class Plan:
         """The validated config itself (its digest, seeds and threads go into the record); a
         function, as Snakemake would read the JSON's braces in a params string as wildcards."""
         return options(config=json.dumps(self.config, sort_keys=True, separators=(",", ":")))
-
-    # ------------------------------------------------------------ scheduler resources
-    # Memory (MB) and runtime (minutes), for SLURM's --mem and -t and local --resources. They
-    # scale with the model's shape and the language's data, and grow with each retry (attempt 1,
-    # 2, ...), so a job killed for memory or time asks for more when resubmitted.
-
-    @property
-    def gpu_threads(self) -> int:
-        """CPU threads of a GPU job (on a machine without a GPU they do the forward passes)."""
-        return self.config["gpu_resources"]["threads"]
-
-    @property
-    def gpu_resources(self) -> dict:
-        """The scheduler resources of every GPU rule: one GPU, memory and time for the job."""
-        return {"gpu": 1, "mem_mb": self.gpu_mem_mb, "runtime": self.gpu_runtime}
-
-    @property
-    def retries_in_job(self) -> int:
-        """How often a failed job is retried by the Snakemake that runs a group job's members.
-
-        Snakemake retries a failed group job as a whole, after removing the outputs of every
-        member (snakemake/snakemake#2508): a member that crashed once would redo a checkpoint's
-        whole GPU work. Inside the group job (``in_job``) the member is retried in place
-        instead; elsewhere this is 0, so the profile's ``retries`` apply (none locally)."""
-        return self.config["scheduler"]["retries_in_job"] if self.in_job else 0
-
-    def model_shape(self, model: str, step: int) -> tuple[int, int, int, int]:
-        """(vocabulary, hidden size, layers, feed-forward size) of a checkpoint: from its
-        config.json once it exists, else the embedded model's settings, else the shape the
-        config states for the model (models.<name>.shape, default gpu_resources.assumed_shape).
-        """
-        path = Path(self.checkpoint_dir(model, step)) / "config.json"
-        try:
-            spec = json.loads(path.read_text())
-            hidden = int(spec["hidden_size"])
-            return (
-                int(spec["vocab_size"]),
-                hidden,
-                int(spec["num_hidden_layers"]),
-                int(spec.get("intermediate_size", 4 * hidden)),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # not there yet, or broken: check_checkpoint names what is wrong with it
-        layers = self.models[model]["layers"]
-        if self.models[model]["source"] == "embedded":
-            pretrain = self.config["pretrain"]
-            return (
-                pretrain["vocab_size"],
-                pretrain["hidden_size"],
-                layers,
-                pretrain["intermediate_size"],
-            )
-        shape = self.models[model].get("shape") or self.config["gpu_resources"]["assumed_shape"]
-        return shape["vocab_size"], shape["hidden_size"], layers, shape["intermediate_size"]
-
-    def million_parameters(self, model: str, step: int) -> float:
-        """A checkpoint's size in millions of parameters (embeddings plus transformer layers)."""
-        vocab, hidden, layers, ffn = self.model_shape(model, step)
-        return (vocab * hidden + layers * (4 * hidden * hidden + 2 * hidden * ffn)) / 1e6
-
-    def treebank_words(self, splits: tuple[str, ...] = tuple(SPLITS)) -> int:
-        """Upper estimate of one language's prepared words in ``splits`` (all three are
-        cached), from the sentence caps: what a request uses before the cache exists."""
-        caps = self.config["treebanks"]["max_sentences"]
-        return WORDS_PER_SENTENCE * sum(caps[split] for split in splits)
-
-    def split_words(self, model: str, step: int, lang: str) -> dict[str, int]:
-        """One language's words per split: counted in its activation cache once that exists
-        (Snakemake evaluates a job's resources again when its inputs are there), else the
-        estimate from the caps (a dry run, the scheduler check before anything ran)."""
-        cache = Path(CACHE_DIR.format(model=model, step=step, lang=lang))
-        try:
-            return {split: load_index(cache / split).n_words for split in SPLITS}
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-            return {split: self.treebank_words((split,)) for split in SPLITS}
-
-    def cache_mb(self, model: str, step: int, splits: tuple[str, ...] = tuple(SPLITS)) -> float:
-        """One language's activation cache of one checkpoint (``splits`` of it), estimated from
-        the caps: words x hidden x states, float16."""
-        return self.cache_mb_of(model, step, self.treebank_words(splits))
-
-    def cache_mb_of(self, model: str, step: int, words: int) -> float:
-        """The float16 cache of ``words`` words of one checkpoint: words x hidden x states."""
-        _, hidden, layers, _ = self.model_shape(model, step)
-        return words * hidden * (layers + 1) * 2 / 2**20
-
-    def gpu_mem_mb(self, wildcards, attempt: int) -> int:
-        """Host memory of a GPU job (weights and one language's states), times the attempt."""
-        resources = self.config["gpu_resources"]
-        step = int(wildcards.step)
-        per_attempt = (
-            resources["base_mem_mb"]
-            + resources["mem_mb_per_million_parameters"]
-            * self.million_parameters(wildcards.model, step)
-            + 2 * self.cache_mb(wildcards.model, step)
-        )
-        return int(per_attempt * attempt)
-
-    def gpu_runtime(self, wildcards, attempt: int) -> int:
-        """Minutes of a GPU job, doubling with each retry."""
-        return self.config["gpu_resources"]["runtime_minutes"] * 2 ** (attempt - 1)
-
-    def pretrain_mem_mb(self, wildcards, attempt: int) -> int:
-        """An embedded pretraining job: weights, gradients and AdamW's two moments (float32), plus
-        activations of one batch, on top of a Python with torch loaded; times the attempt."""
-        params = self.million_parameters(wildcards.model, int(wildcards.step))
-        settings = self.config["pretrain"]
-        per_token = self.models[wildcards.model]["layers"] * 16 + settings["vocab_size"] // 64
-        batch_mb = (
-            settings["batch_size"] * settings["max_length"] * settings["hidden_size"]
-            * per_token * 4 / 2**20
-        )  # fmt: skip
-        return int((1500 + 16 * params + batch_mb) * attempt)
-
-    def pretrain_runtime(self, wildcards, attempt: int) -> int:
-        """Minutes for the updates since the previous configured step, at a conservative 2
-        updates per second per million parameters-per-sequence-token; doubling with each retry."""
-        step = int(wildcards.step)
-        previous = max(self.earlier_steps(wildcards), default=0)
-        settings = self.config["pretrain"]
-        work = (
-            self.million_parameters(wildcards.model, step)
-            * settings["batch_size"]
-            * settings["max_length"]
-        )
-        minutes = 10 + (step - previous) * work / (2 * 60 * 1000)
-        return int(minutes * 2 ** (attempt - 1))
-
-    def probe_mem_mb(self, wildcards, attempt: int) -> int:
-        """A probe job's memory (``probe_memory_mb`` of its language's words), times the
-        attempt."""
-        model, step = wildcards.model, int(wildcards.step)
-        words = self.split_words(model, step, wildcards.lang)
-        return int(self.probe_memory_mb(model, step, words) * attempt)
-
-    def probe_memory_mb(self, model: str, step: int, words: dict[str, int]) -> float:
-        """A probe job with ``words`` per split: float32 features of every layer, and for pair
-        tasks (arc, deprel) the pair features (head, dependent, product: 3 x hidden) of two
-        pairs per training word, 12 times the train split's float16 cache, with the
-        transients of building and standardising them and a resampled seed's copy
-        (PROBE_MEMORY, per MB of cache, measured by benchmarks/paper_scale.py at paper size),
-        plus the cache itself."""
-        cache = {split: self.cache_mb_of(model, step, n) for split, n in words.items()}
-        scaled = sum(PROBE_MEMORY[split] * cache[split] for split in PROBE_MEMORY)
-        return PROBE_BASE_MB + scaled + 2 * sum(cache.values())
-
-    def probe_runtime(self, wildcards, attempt: int) -> int:
-        """Minutes of a probe job (``probe_minutes`` of its language's train words), doubling
-        with each retry."""
-        model, step = wildcards.model, int(wildcards.step)
-        train_words = self.split_words(model, step, wildcards.lang)["train"]
-        return self.probe_minutes(model, step, train_words) * 2 ** (attempt - 1)
-
-    def probe_minutes(self, model: str, step: int, train_words: int) -> int:
-        """Minutes of a probe job, from the floating-point work of its fits at a conservative
-        single-thread rate (PROBE_FLOPS): per task, seeds (plus its control fit, plus MDL's
-        portions for pos) x the l2 grid x layers x L-BFGS iterations x items x features x
-        classes, and one preconditioner factorisation (features^3) per l2 value and layer. At
-        paper size on the CPU this is hours per language: set probing.device: cuda there."""
-        _, hidden, layers, _ = self.model_shape(model, step)
-        probing = self.config["probing"]
-        per_fit = len(probing["l2"]) * (layers + 1)
-        work = 0.0
-        for task in probing["tasks"]:
-            items, features, classes = PROBE_SHAPES.get(task, PROBE_SHAPES["morph"])
-            fits = probing["seeds"] + (task in probing["controls"])
-            fits += 1 if (task == "pos" and probing["mdl"]) else 0  # the portions sum to ~1 fit
-            iterations = probing["max_iter"] * items * train_words * features * hidden * classes
-            work += fits * per_fit * (6 * iterations + (features * hidden) ** 3)
-        return 5 + math.ceil(work / PROBE_FLOPS[probing["device"]] / 60)

@@ -31,7 +31,7 @@ from pathlib import Path
 from mlm_dynamics import config_check
 from mlm_dynamics.config_check import CHECKPOINT_DONE
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.plan import discover_steps
+from mlm_dynamics.sources.discover import discover_steps
 
 SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
 INTERRUPTED = 130  # the shell's status of a command stopped by Ctrl-C
@@ -117,8 +117,7 @@ def read_config(configfiles: list[str], overrides: list[str]) -> dict:
     """The config Snakemake will build (files merged in order, then --config), validated with
     the workflow's schema and checked as common.smk checks it; mistakes name their key."""
     from snakemake.cli import parse_config
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config
 
     config_check.check_config_files(configfiles)
     config: dict = {}
@@ -128,12 +127,7 @@ def read_config(configfiles: list[str], overrides: list[str]) -> dict:
         update_config(config, parse_config(overrides))
     except ValueError as exc:
         raise InputError(f"--config: {exc}") from None
-    try:
-        validate(config, str(config_check.SCHEMA), set_default=True)
-    except WorkflowError:
-        raise config_check.schema_error(config, config_check.SCHEMA) from None
-    config_check.check_config(config)
-    return config
+    return config_check.validated(config)
 
 
 def followed_models(config: dict, names: list[str] | None) -> dict[str, dict]:

@@ -291,24 +291,14 @@ CONFIG_CASES = [
 ]
 
 
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-
-
 def config_error_line(config: dict) -> str | None:
-    """What the Snakefile's validation says of ``config`` (common.smk's two steps: the schema
-    with its defaults, then config_check), without starting Snakemake."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
-    from mlm_dynamics.config_check import check_config, schema_error
+    """What the Snakefile's validation says of ``config`` (common.smk's loader: the schema with
+    its defaults, then config_check), without starting Snakemake."""
+    from mlm_dynamics.config_check import validated
     from mlm_dynamics.errors import InputError
 
     try:
-        validate(config, str(SCHEMA), set_default=True)
-    except WorkflowError:
-        return f"error: {schema_error(config, SCHEMA)}"
-    try:
-        check_config(config)
+        validated(config)
     except InputError as error:
         return f"error: {error}"
     return None

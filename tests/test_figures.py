@@ -9,7 +9,7 @@ import pytest
 from synthetic_tables import LANGUAGES, analyse_arguments, synthetic_table, write_run
 
 from mlm_dynamics import __main__ as cli
-from mlm_dynamics import figures
+from mlm_dynamics import figure_registry, figures
 from mlm_dynamics.analysis import findings, tables, views
 from mlm_dynamics.config_check import schema_default
 
@@ -34,7 +34,7 @@ SHARES = [
 
 def plot_arguments(table, name, out_dir, findings_dir=None) -> list[str]:
     """The plot command of one figure, reading the findings tables its registry entry names."""
-    spec, _ = figures.registered(name)
+    spec, _ = figure_registry.registered(name)
     reads = [str(findings_dir / f"{stem}.csv") for stem in spec.reads] if findings_dir else []
     return ["plot", "--table", str(table), "--findings", *reads, "--figure", name,
             "--png", str(out_dir / f"{name}.png"), "--pdf", str(out_dir / f"{name}.pdf"),

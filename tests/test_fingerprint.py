@@ -13,7 +13,8 @@ import yaml
 from test_plan import DEFAULT, validated
 
 from mlm_dynamics import fingerprint
-from mlm_dynamics.plan import ENVIRONMENT, Plan
+from mlm_dynamics.layout import ENVIRONMENT
+from mlm_dynamics.plan import Plan
 
 
 def test_the_config_digest_ignores_key_order_and_follows_every_value():

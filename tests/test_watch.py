@@ -25,8 +25,9 @@ from workflow_run import REPO
 
 from mlm_dynamics.config_check import CHECKPOINT_DONE
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.plan import Plan, discover_steps
+from mlm_dynamics.plan import Plan
 from mlm_dynamics.sources.checks import weights_digests
+from mlm_dynamics.sources.discover import discover_steps
 
 STEPS = [100, 200, 300]
 INTERVAL = 1.0  # watch's polling, seconds

@@ -9,17 +9,17 @@ rule extract_activations:
         checked=ancient(rules.check_checkpoint.output),
         treebank=rules.prepare_treebank.output.treebank,
     output:
-        directory(CACHE_DIR),
+        directory(layout.CACHE),
     log:
-        "logs/activations/{model}/{step}/{lang}.log",
+        layout.log("extract_activations"),
     benchmark:
-        layout.BENCHMARK.format(rule="extract_activations", job="{model}/{step}/{lang}")
-    retries: plan.retries_in_job
+        layout.benchmark("extract_activations")
+    retries: request.retries_in_job
     conda:
         env("gpu")
-    threads: plan.gpu_threads
+    threads: request.gpu_threads
     resources:
-        **plan.gpu_resources,
+        **request.gpu_resources,
     params:
         arguments=plan.extract_arguments,
     shell:

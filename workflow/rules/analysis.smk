@@ -10,7 +10,7 @@ rule collect_table:
         table=layout.TABLE,
         csv=layout.TABLE_CSV,
     log:
-        "logs/analysis/collect_table.log",
+        layout.log("collect_table"),
     localrule: True
     conda:
         env("core")
@@ -26,7 +26,7 @@ rule environment:
     output:
         layout.ENVIRONMENT,
     log:
-        "logs/analysis/environment.log",
+        layout.log("environment"),
     localrule: True
     conda:
         env("core")
@@ -43,7 +43,7 @@ rule transfer_matrices:
     output:
         directory(layout.TRANSFER_MATRICES),
     log:
-        "logs/analysis/transfer_matrices/{model}/{task}.log",
+        layout.log("transfer_matrices"),
     wildcard_constraints:
         task=plan.transfer_task_pattern(),
     localrule: True
@@ -70,7 +70,7 @@ rule findings:
             for table in ANALYSIS_TABLES
         },
     log:
-        "logs/analysis/findings.log",
+        layout.log("findings"),
     localrule: True
     conda:
         env("core")

@@ -11,15 +11,15 @@ rule bpc:
     output:
         layout.BPC,
     log:
-        "logs/bpc/{model}/{step}/{lang}.log",
+        layout.log("bpc"),
     benchmark:
-        layout.BENCHMARK.format(rule="bpc", job="{model}/{step}/{lang}")
-    retries: plan.retries_in_job
+        layout.benchmark("bpc")
+    retries: request.retries_in_job
     conda:
         env("gpu")
-    threads: plan.gpu_threads
+    threads: request.gpu_threads
     resources:
-        **plan.gpu_resources,
+        **request.gpu_resources,
     params:
         arguments=plan.bpc_arguments,
         stats=plan.statistics_arguments(),

@@ -1,18 +1,17 @@
-# The adapter between Snakemake and the plan (mlm_dynamics/plan.py): the config is validated once,
-# here, and every rule asks `plan` for its inputs, arguments and resources.
+# The adapter between Snakemake and the package: the config is validated once, here; every rule
+# takes its file names from `layout` (mlm_dynamics/layout.py), its inputs and arguments from
+# `plan` (mlm_dynamics/plan.py) and its scheduler requests from `request`
+# (mlm_dynamics/scheduler.py).
 
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
-from mlm_dynamics import config_check, plan as layout, slurm
-from mlm_dynamics.activations.store import CACHE_DIR
+from mlm_dynamics import config_check, layout, slurm
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
 from mlm_dynamics.errors import InputError
-from mlm_dynamics.figures import FIGURES
+from mlm_dynamics.figure_registry import FIGURES
 from mlm_dynamics.plan import Plan
+from mlm_dynamics.scheduler import Requests
 
 # Rule commands run `python -m mlm_dynamics ...` from this checkout, in whatever software
 # environment (local, conda, SLURM node) the job lands in.
@@ -21,20 +20,15 @@ shell.prefix(
     f"export PYTHONPATH={Path(workflow.basedir).resolve()}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
-CONFIG_SCHEMA = "../schemas/config.schema.yaml"
-
-# The schema (types and defaults), then what a schema cannot say (config_check), then the plan
-# (steps on disk, transfer steps): each stops with one line naming the key, before any job.
+# The schema (types and defaults) and what a schema cannot say (config_check.validated), then
+# the plan (steps on disk, transfer steps): each stops with one line naming the key, before any
+# job.
 try:
-    validate(config, CONFIG_SCHEMA, set_default=True)
-except WorkflowError:
-    schema = Path(workflow.current_basedir) / CONFIG_SCHEMA
-    sys.exit(f"error: {config_check.schema_error(config, schema)}")
-try:
-    config_check.check_config(config)
-    plan = Plan(config, in_job=workflow.remote_exec)
+    config_check.validated(config)
+    plan = Plan(config)
 except InputError as error:
     sys.exit(f"error: {error}")
+request = Requests(config, plan.steps_by_model, in_job=workflow.remote_exec)
 for notice in plan.notices():
     print(notice, file=sys.stderr)
 

@@ -33,7 +33,7 @@ for figure in FIGURES:
             ),
             pdf=layout.FIGURE.format(model="{model}", figure=figure.name, suffix="pdf"),
         log:
-            f"logs/figures/{{model}}/{figure.name}.log",
+            layout.log("figure", figure=figure.name),
         localrule: True
         conda:
             env("core")

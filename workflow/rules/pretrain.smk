@@ -8,7 +8,7 @@ rule train_tokenizer:
     output:
         directory(layout.TOKENIZER),
     log:
-        "logs/pretrain/{model}/tokenizer.log",
+        layout.log("train_tokenizer"),
     wildcard_constraints:
         model=plan.model_pattern("embedded"),
     conda:
@@ -29,9 +29,9 @@ rule pretrain:
         # check_checkpoint's record, written by the job that made the checkpoint
         check=layout.CHECK_RECORD,
     log:
-        "logs/pretrain/{model}/{step}.log",
+        layout.log("pretrain"),
     benchmark:
-        layout.BENCHMARK.format(rule="pretrain", job="{model}/{step}")
+        layout.benchmark("pretrain")
     wildcard_constraints:
         model=plan.model_pattern("embedded"),
     # the checkpoints are a chain: starting each as soon as it can shortens the whole run
@@ -40,8 +40,8 @@ rule pretrain:
         env("core")
     threads: config["pretrain"]["threads"]
     resources:
-        mem_mb=plan.pretrain_mem_mb,
-        runtime=plan.pretrain_runtime,
+        mem_mb=request.pretrain_mem_mb,
+        runtime=request.pretrain_runtime,
     params:
         arguments=plan.pretrain_arguments,
     shell:

@@ -12,16 +12,16 @@ rule train_probe:
     output:
         plan.probe_outputs(),
     log:
-        "logs/probing/train/{model}/{step}/{lang}.log",
+        layout.log("train_probe"),
     benchmark:
-        layout.BENCHMARK.format(rule="train_probe", job="{model}/{step}/{lang}")
-    retries: plan.retries_in_job
+        layout.benchmark("train_probe")
+    retries: request.retries_in_job
     conda:
         env(plan.probe_env())
     resources:
-        mem_mb=plan.probe_mem_mb,
-        runtime=plan.probe_runtime,
-        gpu=plan.probe_gpus(),
+        mem_mb=request.probe_mem_mb,
+        runtime=request.probe_runtime,
+        gpu=request.probe_gpus(),
     params:
         arguments=plan.train_probe_arguments(),
     shell:
@@ -38,15 +38,15 @@ rule score_probe:
         scores=layout.SCORES,
         item_scores=layout.item_scores(layout.SCORES),
     log:
-        "logs/probing/score/{model}/{step}/{lang}.log",
+        layout.log("score_probe"),
     benchmark:
-        layout.BENCHMARK.format(rule="score_probe", job="{model}/{step}/{lang}")
-    retries: plan.retries_in_job
+        layout.benchmark("score_probe")
+    retries: request.retries_in_job
     conda:
         env("core")
     resources:
-        mem_mb=plan.probe_mem_mb,
-        runtime=plan.probe_runtime,
+        mem_mb=request.probe_mem_mb,
+        runtime=request.probe_runtime,
     params:
         stats=plan.statistics_arguments(),
     shell:

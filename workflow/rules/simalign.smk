@@ -12,15 +12,15 @@ rule simalign:
     output:
         layout.SIMALIGN,
     log:
-        "logs/simalign/{model}/{step}/{lang}.log",
+        layout.log("simalign"),
     benchmark:
-        layout.BENCHMARK.format(rule="simalign", job="{model}/{step}/{lang}")
-    retries: plan.retries_in_job
+        layout.benchmark("simalign")
+    retries: request.retries_in_job
     conda:
         env("gpu")
-    threads: plan.gpu_threads
+    threads: request.gpu_threads
     resources:
-        **plan.gpu_resources,
+        **request.gpu_resources,
     params:
         arguments=plan.simalign_arguments,
         stats=plan.statistics_arguments(),

@@ -12,7 +12,7 @@ rule fetch_checkpoint:
     output:
         directory(layout.CHECKPOINT),
     log:
-        "logs/checkpoints/{model}/{step}.log",
+        layout.log("fetch_checkpoint"),
     wildcard_constraints:
         model=plan.model_pattern("hub", "fairseq"),
     localrule: True
@@ -33,7 +33,7 @@ if config["ud_release"]["treebanks"]:
         output:
             [directory(path) for path in plan.ud_release_dirs()],
         log:
-            "logs/ud_release.log",
+            layout.log("fetch_ud_release"),
         localrule: True
         conda:
             env("core")
@@ -58,16 +58,16 @@ rule check_checkpoint:
     output:
         layout.CHECK_RECORD,
     log:
-        "logs/checks/{model}/{step}.log",
+        layout.log("check_checkpoint"),
     benchmark:
-        layout.BENCHMARK.format(rule="check_checkpoint", job="{model}/{step}")
+        layout.benchmark("check_checkpoint")
     wildcard_constraints:
         model=plan.model_pattern("hub", "fairseq", "local"),
-    retries: plan.retries_in_job
+    retries: request.retries_in_job
     conda:
         env("core")
     resources:
-        mem_mb=plan.gpu_mem_mb,
+        mem_mb=request.gpu_mem_mb,
         runtime=30,
     params:
         arguments=plan.check_arguments,

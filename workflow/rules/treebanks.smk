@@ -9,8 +9,8 @@ rule prepare_treebank:
         treebank=layout.TREEBANK,
         labels=layout.TREEBANK_LABELS,
     log:
-        "logs/treebanks/{lang}.log",
-    retries: plan.retries_in_job
+        layout.log("prepare_treebank"),
+    retries: request.retries_in_job
     conda:
         env("core")
     params:

@@ -13,15 +13,15 @@ rule xnli_features:
     output:
         directory(layout.XNLI_FEATURES),
     log:
-        "logs/xnli/features/{model}/{step}/{lang}.log",
+        layout.log("xnli_features"),
     benchmark:
-        layout.BENCHMARK.format(rule="xnli_features", job="{model}/{step}/{lang}")
-    retries: plan.retries_in_job
+        layout.benchmark("xnli_features")
+    retries: request.retries_in_job
     conda:
         env("gpu")
-    threads: plan.gpu_threads
+    threads: request.gpu_threads
     resources:
-        **plan.gpu_resources,
+        **request.gpu_resources,
     params:
         arguments=plan.xnli_features_arguments,
     shell:
@@ -37,8 +37,8 @@ rule xnli_probe:
         scores=layout.XNLI_SCORES,
         item_scores=layout.item_scores(layout.XNLI_SCORES),
     log:
-        "logs/xnli/probe/{model}/{step}/{lang}.log",
-    retries: plan.retries_in_job
+        layout.log("xnli_probe"),
+    retries: request.retries_in_job
     conda:
         env("core")
     params:
