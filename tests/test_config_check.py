@@ -27,3 +27,37 @@ def test_a_section_gives_the_defaults_of_its_keys_as_copies():
 def test_an_unknown_key_is_refused(key):
     with pytest.raises(KeyError, match=key):
         schema_default(key)
+
+
+# What JSON Schema reads in a schema node; any other key is a mistake in the YAML (an unquoted
+# comma in a flow mapping splits a description into a cut sentence and a stray key).
+SCHEMA_KEYWORDS = {
+    "$schema", "$ref", "title", "description", "type", "default", "enum", "const", "items",
+    "properties", "additionalProperties", "required", "anyOf", "oneOf", "allOf", "minItems",
+    "uniqueItems", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
+    "pattern", "definitions", "minProperties",
+}  # fmt: skip
+
+
+def schema_nodes(node, path=""):
+    """Every schema node (property, item, definition) with its path."""
+    yield path, node
+    for name, child in node.get("properties", {}).items():
+        yield from schema_nodes(child, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            yield from schema_nodes(node[key], f"{path}[{key}]")
+    for key in ("anyOf", "oneOf"):
+        for i, child in enumerate(node.get(key, [])):
+            yield from schema_nodes(child, f"{path}[{key}{i}]")
+    for name, child in node.get("definitions", {}).items():
+        yield from schema_nodes(child, f"#{name}")
+
+
+def test_every_description_reads_as_whole_sentences():
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    for path, node in schema_nodes(schema):
+        assert set(node) <= SCHEMA_KEYWORDS, (path, set(node) - SCHEMA_KEYWORDS)
+        description = node.get("description")
+        if description is not None:
+            assert description.rstrip().endswith((".", ")")), (path, description)
