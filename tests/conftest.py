@@ -46,3 +46,13 @@ def reference(tmp_path_factory) -> Path:
     (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
     run_to_completion(workdir)
     return workdir
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """A test that uses the reference run is end to end whatever its file says, so the fast
+    command (``pytest -m "not e2e"``) never starts the workflow (before the mark plugin
+    deselects)."""
+    for item in items:
+        if "reference" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
