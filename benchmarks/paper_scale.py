@@ -395,6 +395,7 @@ def measure_fits(sample, plan, l2) -> dict:
             ["train-probe", "--activations", str(cache), "--treebank", str(treebank)]
             + ["--tasks", task, "--seeds", "1", "--l2", repr(l2)]
             + ["--max-iter", str(probing["max_iter"]), "--backend", "torch", "--device", "cpu"]
+            + shlex.split(plan.statistics_arguments())
             + ["--threads", str(PROBE_THREADS), "--out", str(path)],
             log,
         )  # fmt: skip

@@ -95,6 +95,51 @@ def ratio_interval(
     return percentile_interval(resampled_ratios(weights, numerators, denominators), confidence)
 
 
+def one_sided_p(differences: np.ndarray) -> float:
+    """The bootstrap p-value of "the difference is above 0": the share of resampled differences
+    at or below 0, with the +1 of a permutation-style estimate (never 0). NaN resamples are left
+    out; with none left the p-value is NaN."""
+    finite = np.asarray(differences, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return float("nan")
+    return float((1 + np.count_nonzero(finite <= 0)) / (1 + finite.size))
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values of one family (NaN entries are not tests: they stay
+    NaN and do not count in the family's size). A test is a discovery at false discovery rate
+    q when its adjusted p-value is at most q."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    if tested.size == 0:
+        return adjusted
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = order.size
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return adjusted
+
+
+def choice_stability(resampled: np.ndarray, chosen: int, prefer_last: bool) -> float:
+    """How often a choice made from scores is made again on resampled data: the share of rows of
+    ``resampled`` (resamples, options) whose best option is ``chosen``, ties broken as the choice
+    was (``prefer_last``: the last of the tied options, else the first). Rows that are all NaN
+    are left out."""
+    resampled = np.asarray(resampled, dtype=np.float64)
+    rows = resampled[~np.isnan(resampled).all(axis=1)]
+    if rows.size == 0:
+        return float("nan")
+    filled = np.where(np.isnan(rows), -np.inf, rows)
+    top = filled == filled.max(axis=1, keepdims=True)
+    if prefer_last:
+        winners = top.shape[1] - 1 - np.argmax(top[:, ::-1], axis=1)
+    else:
+        winners = np.argmax(top, axis=1)
+    return float(np.mean(winners == chosen))
+
+
 def unit_sums(values: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
     """Per-unit sums of item values: (n_units, ...) from values (items, ...) and units (items,)."""
     values = np.asarray(values, dtype=np.float64)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.activations.extract import Encoder
+from mlm_dynamics.activations.extract import Encoder, write_split
 from mlm_dynamics.activations.store import load_index, load_layers
 from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.treebanks import prepare, save_prepared
@@ -180,3 +180,24 @@ def test_an_empty_sentence_keeps_its_place(encoder):
     assert plan.offsets.tolist() == [0, 2, 2, 4]
     alone, _ = encoder.extract([["the", "dog"]], pooling="mean", batch_tokens=BATCH_TOKENS)
     np.testing.assert_allclose(vectors[:, 2:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_the_plan_counts_the_tokenizer_coverage_per_sentence(encoder):
+    sentences = [["the", "cat"], [], ["ሰላም", "dog", "สวัสดี"]]  # Ethiopic and Thai: never seen
+    plan = encoder.plan(sentences)
+    ids = encoder.tokenizer(sentences[2], is_split_into_words=True, add_special_tokens=False)
+    unk = encoder.tokenizer.unk_token_id
+    assert plan.unk_word_counts.tolist() == [0, 0, 2]
+    assert plan.unk_subword_counts.tolist() == [0, 0, ids["input_ids"].count(unk)]
+    assert plan.subword_counts[1:].tolist() == [0, len(ids["input_ids"])]
+    assert plan.subword_counts[0] >= 2
+
+
+@pytest.mark.parametrize("treebank", ["English-EWT", "French-GSD", "German-GSD", "Russian-GSD"])
+def test_the_tokenizer_knows_the_languages_it_was_trained_on(encoder, treebank, tmp_path):
+    splits = prepare(REPO / f"resources/ud/UD_{treebank}", {"train": 5, "dev": 5, "test": 60}, 13)
+    split_dir = tmp_path / "test"
+    write_split(encoder, [s.words for s in splits["test"]], split_dir, "mean", BATCH_TOKENS)
+    index = load_index(split_dir)
+    assert index.has_coverage and index.subword_counts.sum() >= index.n_words
+    assert max(index.unk_shares()) < 0.01

@@ -320,6 +320,21 @@ def test_ties_go_to_the_larger_l2(monkeypatch):
 
 
 @pytest.mark.parametrize("backend", ["torch", "sklearn"])
+def test_the_search_keeps_what_each_fit_gets_right_on_dev(backend):
+    """``dev_correct`` is what ``dev_accuracy`` averages, item by item (a bootstrap of the
+    choice resamples it); without a dev split there is none."""
+    X, y, _ = planted(n=300)
+    X_dev, y_dev = X[:, :100], y[:100].copy()
+    y_dev[:5] = 99  # a label no fit saw counts as an error
+    grid = (1e-2, 1e-4, 1.0)
+    search = fit_l2_grid(X, y, X_dev, y_dev, grid, backend=backend, max_iter=30)
+    assert search.dev_correct.shape == (3, 3, 100) and search.dev_correct.dtype == bool
+    np.testing.assert_array_equal(search.dev_correct.mean(axis=2), search.dev_accuracy)
+    assert not search.dev_correct[:, :, :5].any()
+    assert fit_l2_grid(X, y, None, None, [1e-3], backend=backend, max_iter=5).dev_correct is None
+
+
+@pytest.mark.parametrize("backend", ["torch", "sklearn"])
 def test_a_one_value_grid_is_the_plain_fit_bit_for_bit(backend):
     X, y, _ = planted(n=300)
     plain = make_probe(backend, 1e-3, 50, seed=2).fit(X, y)

@@ -441,7 +441,7 @@ def train_probes(root: Path, lang: str, out: Path, tasks=MORPH_TASKS) -> None:
         "train-probe",
         ["--tasks", *tasks, "--activations", str(root / f"act/{lang}"), "--treebank"]
         + [str(root / f"treebanks/{lang}.json.gz"), "--l2", "0.001", "--max-iter", "30"]
-        + ["--seeds", "1", "--backend", "torch", "--device", "cpu"]
+        + ["--seeds", "1", "--backend", "torch", "--device", "cpu", *STATS]
         + ["--controls", "pos", "--out"]
         + [str(out / f"{task}/{lang}.npz") for task in tasks],
     )
@@ -512,7 +512,12 @@ def test_transfer_is_scored_only_between_languages_that_share_the_feature(morph_
     assert pairs("morph-Tense", "test") == []  # no language has it: no rows at all
     assert len(pairs("pos", "test")) == 9
     morph = table[table.task.str.startswith("morph-")]
-    assert set(morph.metric) == {"accuracy", "majority_accuracy"}  # no control task
+    # no control task; the L2 choice's dev rows (a one-value grid: chosen always, on its edge never)
+    choice = ["l2", "l2_stability", "l2_on_grid_edge"]
+    assert set(morph.metric) == {"accuracy", "majority_accuracy", *choice}
+    l2 = morph[morph.metric.isin(choice)].groupby("metric").value
+    expected = {"l2": 0.001, "l2_stability": 1.0, "l2_on_grid_edge": 0.0}
+    assert l2.min().to_dict() == l2.max().to_dict() == expected
     own = accuracy[(accuracy.task == "morph-Number") & (accuracy.train_lang == accuracy.test_lang)]
     assert (own[own.split == "test"].n == SIZES["test"] * 3).all()
     assert (own[own.layer == 0].value > 0.9).all()  # the form gives the number away

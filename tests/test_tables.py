@@ -23,6 +23,7 @@ LANGS = ("aa", "bb")
 BOOTSTRAP = ["--resamples", "200", "--confidence", "0.95", "--bootstrap-seed", "0"]
 BOOTSTRAP += ["--min-sentences", "30"]
 FIT = ["--l2", "0.0001", "0.01", "--max-iter", "50", "--backend", "torch", "--device", "cpu"]
+FIT += BOOTSTRAP  # the dev resamples of the L2 choice's stability
 SIZES = {"train": 40, "dev": 32, "test": 32}
 
 
@@ -89,7 +90,12 @@ def test_score_rows_are_tidy_with_intervals(workspace):
     assert set(test.train_lang) == set(LANGS) and set(frame.test_lang) == {"aa"}
     assert (frame.step == 7).all() and (frame.model == "m").all()
     assert (test.n == SIZES["test"] * 5).all()  # words of the test split
-    assert (frame.ci_low <= frame.value).all() and (frame.value <= frame.ci_high).all()
+    # the L2 choice's dev rows have no interval (the stability is itself a bootstrap summary)
+    choice = frame[frame.metric.isin(["l2", "l2_stability", "l2_on_grid_edge"])]
+    assert len(choice) == 3 * 3 and set(choice.split) == {"dev"} and set(choice.seed) == {0}
+    assert choice.ci_low.isna().all() and choice.ci_high.isna().all()
+    scored = frame.drop(choice.index)
+    assert (scored.ci_low <= scored.value).all() and (scored.value <= scored.ci_high).all()
     assert (test.ci_high - test.ci_low > 0.01).all()  # 32 sentences: intervals of some width
     own = test[(test.train_lang == "aa") & (test.layer == 0)]
     assert (own.value > 0.9).all()  # each word form has its own vector and a fixed tag

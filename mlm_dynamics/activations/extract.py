@@ -8,7 +8,10 @@ cache described in :mod:`mlm_dynamics.activations.store`, restored to treebank o
 A sentence longer than the model's positions is split into windows of whole words, each encoded
 separately with its own special tokens, so every word gets a vector; how many words needed a
 window other than the first (or lost subwords, for a single word longer than a window) is logged
-and recorded per sentence in ``index.npz`` as ``truncated``.
+and recorded per sentence in ``index.npz`` as ``truncated``. So is the tokenizer's coverage of each
+sentence (its subwords, its words holding the unknown token, its unknown subwords: the fields of
+:class:`mlm_dynamics.activations.store.SplitIndex`), and the split's shares are logged: a language
+whose script the tokenizer never saw is mostly unknown tokens, and a probe on it reads positions.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlm_dynamics.activations.store import index_file, layer_file
+from mlm_dynamics.activations.store import COVERAGE_FIELDS, SplitIndex, layer_file
 from mlm_dynamics.atomic import atomic_dir
 from mlm_dynamics.errors import InputError
 
@@ -60,6 +63,10 @@ class WindowPlan:
     truncated: np.ndarray  # (sentences,) words in a window other than the first, or cut short
     cut_words: int  # single words longer than a window, their subwords cut to fit
     windowed_sentences: int  # sentences encoded in more than one window
+    # the tokenizer's coverage per sentence (SplitIndex's fields; None where not counted)
+    subword_counts: np.ndarray | None = None
+    unk_word_counts: np.ndarray | None = None
+    unk_subword_counts: np.ndarray | None = None
 
     @property
     def offsets(self) -> np.ndarray:
@@ -127,10 +134,11 @@ class Encoder:
         """Tokenise all sentences at once and cut those too long for the model into windows."""
         word_counts = np.array([len(words) for words in sentences], dtype=np.int64)
         truncated = np.zeros(len(sentences), dtype=np.int64)
+        coverage = {name: np.zeros(len(sentences), dtype=np.int64) for name in COVERAGE_FIELDS}
         windows: list[Window] = []
         cut_words = windowed = 0
         if not sentences:
-            return WindowPlan(windows, word_counts, truncated, cut_words, windowed)
+            return WindowPlan(windows, word_counts, truncated, cut_words, windowed, **coverage)
         encoding = self.tokenizer(
             [list(words) for words in sentences], is_split_into_words=True, add_special_tokens=False
         )
@@ -142,6 +150,7 @@ class Encoder:
             ids = np.asarray(encoding["input_ids"][s], dtype=np.int64)
             word_ids = np.asarray(encoding.word_ids(s), dtype=np.int64)
             lengths = np.bincount(word_ids, minlength=n_words)
+            self._count_coverage(s, ids, word_ids, lengths, coverage)
             if len(ids) <= self.window_tokens and (lengths > 0).all():
                 windows.append(Window(ids, row + word_ids))  # the common case: one window
             else:
@@ -151,7 +160,19 @@ class Encoder:
                 windowed += len(windows) - n_windows > 1
                 truncated[s] = extra
             row += n_words
-        return WindowPlan(windows, word_counts, truncated, cut_words, int(windowed))
+        return WindowPlan(windows, word_counts, truncated, cut_words, int(windowed), **coverage)
+
+    def _count_coverage(self, s, ids, word_ids, lengths, coverage) -> None:
+        """Sentence ``s``'s subwords, words holding the unknown token and unknown subwords, into
+        ``coverage``. A word the tokenizer drops entirely is read as one unknown token (see
+        ``_cut_windows``) and counts so; a tokenizer without an unknown token counts none."""
+        unknown = np.zeros(len(lengths))
+        if self.unk_id is not None:
+            unknown = np.bincount(word_ids, weights=ids == self.unk_id, minlength=len(lengths))
+        dropped = lengths == 0
+        coverage["subword_counts"][s] = len(ids) + dropped.sum()
+        coverage["unk_word_counts"][s] = ((unknown > 0) | dropped).sum()
+        coverage["unk_subword_counts"][s] = int(unknown.sum()) + dropped.sum()
 
     def _cut_windows(self, ids, lengths, row, windows) -> tuple[int, int]:
         """Greedy windows of whole words; returns (words cut short, words needing care)."""
@@ -357,16 +378,19 @@ def write_split(
             array.flush()
         else:
             np.save(layer_file(split_dir, layer), array)
-    np.savez(
-        index_file(split_dir),
-        offsets=plan.offsets,
-        word_counts=plan.word_counts,
-        truncated=plan.truncated,
-    )
+    index = SplitIndex(
+        plan.offsets, plan.word_counts, plan.truncated,
+        plan.subword_counts, plan.unk_word_counts, plan.unk_subword_counts,
+    )  # fmt: skip
+    index.save(split_dir)
+    unk_words, unk_subwords = index.unk_shares()
     log(
         f"{split_dir.name}: {len(sentences)} sentences, {plan.n_words} words, "
         f"{stats['windows']} windows, {stats['tokens']} tokens in {stats['seconds']:.1f} s "
-        f"({stats['tokens_per_second']:.0f} tokens/s)"
+        f"({stats['tokens_per_second']:.0f} tokens/s); unknown token in "
+        f"{int(index.unk_word_counts.sum())} words ({unk_words:.1%}), "
+        f"{int(index.unk_subword_counts.sum())} of {int(index.subword_counts.sum())} subwords "
+        f"({unk_subwords:.1%})"
     )
     if plan.windowed_sentences or plan.cut_words:
         log(

@@ -4,11 +4,22 @@ Layout, one directory per model x step x language x split::
 
     results/activations/{model}/{step}/{lang}/{split}/layer00.npy  # embeddings (words, hidden) f16
     results/activations/{model}/{step}/{lang}/{split}/layer01.npy  # first transformer layer, ...
-    results/activations/{model}/{step}/{lang}/{split}/index.npz    # offsets, word_counts, truncated
+    results/activations/{model}/{step}/{lang}/{split}/index.npz    # per sentence: see SplitIndex
 
 Row ``i`` of every layer file is the i-th word of the split in treebank order; sentence ``s`` owns
 rows ``offsets[s]:offsets[s + 1]``. The XNLI features (:mod:`mlm_dynamics.xnli`) use the same
 ``layerNN.npy`` files, one per hidden state, for their sentence-pair vectors.
+
+``index.npz`` holds one int64 array per name, :class:`SplitIndex` its one reader and writer:
+
+- ``offsets`` (sentences + 1,): row offsets; ``word_counts`` (sentences,): words per sentence;
+- ``truncated`` (sentences,): words that did not fit the model's positions in one window;
+- the tokenizer's coverage, per sentence (``COVERAGE_FIELDS``): ``subword_counts``, the subwords
+  its words became; ``unk_word_counts``, its words holding at least one unknown token (the
+  tokenizer's ``unk_token_id``); ``unk_subword_counts``, its unknown subwords. A word the
+  tokenizer drops entirely is read as one unknown token (:mod:`mlm_dynamics.activations.extract`)
+  and counts so; a tokenizer without an unknown token (byte-level) counts none. Caches written
+  before these were recorded lack them: they load as None (unknown), never as zero.
 """
 
 from __future__ import annotations
@@ -43,20 +54,54 @@ def index_file(split_dir: str | Path) -> Path:
     return Path(split_dir) / "index.npz"
 
 
+# The tokenizer's coverage in the index, per sentence (None in a cache written before them).
+COVERAGE_FIELDS = ("subword_counts", "unk_word_counts", "unk_subword_counts")
+
+
 @dataclass(frozen=True)
 class SplitIndex:
+    """The ``index.npz`` of one split (the module docstring lists its arrays)."""
+
     offsets: np.ndarray  # (sentences + 1,) row offsets
     word_counts: np.ndarray  # (sentences,)
     truncated: np.ndarray  # (sentences,) words that did not fit the model's positions in one window
+    subword_counts: np.ndarray | None = None  # (sentences,) subwords of the sentence's words
+    unk_word_counts: np.ndarray | None = None  # (sentences,) words with an unknown subword
+    unk_subword_counts: np.ndarray | None = None  # (sentences,) unknown subwords
 
     @property
     def n_words(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def has_coverage(self) -> bool:
+        """Whether the tokenizer's coverage was recorded (caches written before lack it)."""
+        return all(getattr(self, name) is not None for name in COVERAGE_FIELDS)
+
+    def unk_shares(self) -> tuple[float, float] | None:
+        """(share of words holding an unknown token, share of unknown subwords) of the split;
+        None where the coverage is unknown, NaN for a split without words."""
+        if not self.has_coverage:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (
+                float(np.divide(self.unk_word_counts.sum(), self.word_counts.sum())),
+                float(np.divide(self.unk_subword_counts.sum(), self.subword_counts.sum())),
+            )
+
+    def save(self, split_dir: str | Path) -> None:
+        """Write ``index.npz`` in ``split_dir`` (the coverage arrays where known)."""
+        arrays = dict(offsets=self.offsets, word_counts=self.word_counts, truncated=self.truncated)
+        for name in COVERAGE_FIELDS:
+            if getattr(self, name) is not None:
+                arrays[name] = np.asarray(getattr(self, name), dtype=np.int64)
+        np.savez(index_file(split_dir), **arrays)
+
 
 def load_index(split_dir: str | Path) -> SplitIndex:
     with np.load(index_file(split_dir)) as z:
-        return SplitIndex(z["offsets"], z["word_counts"], z["truncated"])
+        coverage = {name: z[name] for name in COVERAGE_FIELDS if name in z.files}
+        return SplitIndex(z["offsets"], z["word_counts"], z["truncated"], **coverage)
 
 
 def load_layer(split_dir: str | Path, layer: int, dtype=np.float32) -> np.ndarray:

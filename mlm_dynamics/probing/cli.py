@@ -2,16 +2,18 @@
 ``train-probe`` fits one probe per layer and seed on the train split of one language and saves them
 all in one ``.npz``: weights, standardisation, label inventory, the train split's majority label.
 The L2 strength of each layer is chosen from ``--l2`` (a grid) by accuracy on the language's **dev**
-split (:func:`mlm_dynamics.probing.probe.fit_l2_grid`); test is never read there. Seed 0 fits on the
-whole train split; each further seed fits on a bootstrap resample of the training *sentences*, so
-the spread over seeds is the probe-training variance (for a convex probe the initial weights alone
-would vary nothing). For a task with a control task (``pos``, ``deprel``) named in ``--controls``
-the file also holds a control probe (:mod:`mlm_dynamics.probing.control`) fitted on control labels,
-and with ``--mdl`` the online codelength of a task that has one (``pos``,
-:mod:`mlm_dynamics.probing.mdl`). Every task comes from :mod:`mlm_dynamics.probing.registry`; for an
-optional task (``morph-<Feature>``) that the language lacks (too few words carrying the feature in
-train or dev, or a single value), the file is written marked ``absent`` with the reason and no
-probe.
+split (:func:`mlm_dynamics.probing.probe.fit_l2_grid`); test is never read there. How stable that
+choice is, is stored beside it (``l2_stability``, seed 0: per layer, the share of the dev split's
+bootstrap resamples, the very draw of score-probe's dev rows, in which the same value would win by
+the same rule, ties to the larger value). Seed 0 fits on the whole train split; each further seed
+fits on a bootstrap resample of the training *sentences*, so the spread over seeds is the
+probe-training variance (for a convex probe the initial weights alone would vary nothing). For a
+task with a control task (``pos``, ``deprel``) named in ``--controls`` the file also holds a
+control probe (:mod:`mlm_dynamics.probing.control`) fitted on control labels, and with ``--mdl``
+the online codelength of a task that has one (``pos``, :mod:`mlm_dynamics.probing.mdl`). Every task
+comes from :mod:`mlm_dynamics.probing.registry`; for an optional task (``morph-<Feature>``) that
+the language lacks (too few words carrying the feature in train or dev, or a single value), the
+file is written marked ``absent`` with the reason and no probe.
 
 ``score-probe`` scores any number of such files on one language and writes tidy rows (see
 :mod:`mlm_dynamics.analysis.tables`) for its test split (every probe) and its dev split (the
@@ -21,6 +23,13 @@ own-language probes with a control ``control_accuracy`` and ``selectivity`` (acc
 accuracy). Every value has a bootstrap interval over the split's sentences
 (:mod:`mlm_dynamics.stats`, resamples shared by every job that scores the same split, so differences
 are paired), and the per-item correctness goes to ``--items`` so later statistics need no refit.
+Own-language probes add, on dev, seed 0, per layer, the L2 choice: ``l2`` (the value chosen),
+``l2_stability`` (how often a dev resample chooses it again: itself a bootstrap summary) and
+``l2_on_grid_edge`` (1 when it is the grid's smallest or largest value, of two or more), without
+an interval (a probe file from before ``l2_stability`` was stored gives none of them). A job that
+scores pos probes also gives the tokenizer's coverage of the language (``tokenizer_rows``), from
+the activation cache's index: task ``tokenizer``, per split, ``unk_word_share`` and
+``unk_subword_share`` with their intervals (none from a cache that did not record it).
 Scoring is a matrix product in numpy: it never imports torch. For ``arc`` the test negatives are
 drawn with each probe's own seed, so every train language of one seed is scored on the same test
 pairs. An absent probe gives no rows, and a language that lacks an optional task (on train and dev,
@@ -50,6 +59,10 @@ CONTROL_SEED = 0
 # The split name keying the resamples of the training sentences of probe seeds >= 1: its own,
 # so that the bootstrap of scores on the train split (MDL) does not share this draw.
 REFIT_SPLIT = "train-refit"
+# The tokenizer's coverage rows: their task, and the probing task whose scoring job gives them
+# (once per job, beside that task's rows, so that no two score files of one language hold them).
+TOKENIZER_TASK = "tokenizer"
+TOKENIZER_ROWS_WITH = "pos"
 
 
 def log(message: str) -> None:
@@ -110,6 +123,8 @@ def save_probe_file(path, task, language, args, layers, fits: list[dict], exclud
         **fitted_arrays([fit["search"].probe for fit in fits]),
         **excluded_arrays(excluded),
     )
+    if "l2_stability" in fits[0]:
+        arrays.update(l2_stability=fits[0]["l2_stability"])
     control = fits[0].get("control")
     if control is not None:
         arrays.update(fitted_arrays([control], "control_"))
@@ -225,6 +240,22 @@ def online_code(args, task, data, device, l2):
     return online_codelength(data.X, data.y, len(task.labels), fit)
 
 
+def l2_stability(search, dev, weights: np.ndarray) -> np.ndarray:
+    """Per layer, the share of the dev resamples ``weights`` (resamples, sentences) in which the
+    L2 value chosen on the whole dev split is chosen again by the same rule (the most dev items
+    right, ties to the larger value): each value's per-item dev correctness
+    (``search.dev_correct``) summed per sentence of ``dev`` (its ``units``), then per resample."""
+    order = np.argsort(search.grid, kind="stable")  # ascending: ties go to the last
+    correct = np.moveaxis(search.dev_correct[order], 2, 0)  # (items, values, layers)
+    sums = stats.unit_sums(correct, dev.units, dev.n_units)
+    resampled = np.tensordot(weights, sums, axes=1)  # (resamples, values, layers) items right
+    chosen = np.searchsorted(np.asarray(search.grid)[order], search.l2)
+    return np.array(
+        [stats.choice_stability(resampled[:, :, layer], int(value), prefer_last=True)
+         for layer, value in enumerate(chosen)]
+    )  # fmt: skip
+
+
 def log_excluded(language: str, task, excluded: dict[str, int], n_items: int) -> None:
     if any(excluded.values()):
         reasons = {"ambiguous": "with several values (ambiguous)",
@@ -234,7 +265,7 @@ def log_excluded(language: str, task, excluded: dict[str, int], n_items: int) ->
         log(f"{language} {task.name}: {n_items} train {task.item_noun}; left out: {left_out}")
 
 
-def train(args, name: str, out: str, device: str) -> None:
+def train(args, name: str, out: str, device: str, bootstrap: stats.Bootstrap) -> None:
     from mlm_dynamics.probing.control import control_labels
 
     task = registry.get(name)
@@ -256,6 +287,9 @@ def train(args, name: str, out: str, device: str) -> None:
             return
     train_dir, dev_dir = Path(args.activations) / "train", Path(args.activations) / "dev"
     layers = store.cached_layers(train_dir)
+    # the dev rows' resamples (score-probe's): how stable the L2 choice is over them
+    where = f"{args.treebank} (dev split)"
+    dev_weights = bootstrap.weights(len(splits["dev"]), language, "dev", where)
     fits = []
     full = dev = None
     for seed in range(args.seeds):
@@ -278,6 +312,13 @@ def train(args, name: str, out: str, device: str) -> None:
             f" (chosen on dev) {' '.join(f'{v:g}' for v in search.l2)}; dev accuracy per layer "
             + " ".join(f"{a:.3f}" for a in search.dev_accuracy.max(axis=0))
         )
+        if seed == 0:
+            fit["l2_stability"] = l2_stability(search, dev, dev_weights)
+            log(
+                f"{language} {task.name}: L2 choice stability per layer (share of "
+                f"{len(dev_weights)} dev resamples choosing it again) "
+                + " ".join(f"{v:.2f}" for v in fit["l2_stability"])
+            )
         if seed == 0 and task.name in args.controls and task.has_control:
             control = registry.TaskData(
                 data.X,
@@ -359,6 +400,64 @@ def mdl_rows(common, probe_file, bootstrap):
                                         strict=True):  # fmt: skip
             rows.append({**base, "layer": layer, "metric": metric, "value": float(value),
                          "ci_low": lo, "ci_high": hi})  # fmt: skip
+    return rows
+
+
+def l2_rows(common, layers, probe_file, n: int) -> list[dict]:
+    """The dev rows of the L2 choice of seed 0, per layer: ``l2`` (the value chosen),
+    ``l2_stability`` (the share of dev resamples choosing it again, stored by train-probe) and
+    ``l2_on_grid_edge`` (1.0 for the grid's smallest or largest value, of two or more, else 0.0),
+    without an interval (the stability is itself a bootstrap summary); ``n`` is the dev items."""
+    grid, chosen = probe_file["l2_grid"], probe_file["l2"][0]
+    edge = (len(grid) > 1) & ((chosen == grid.min()) | (chosen == grid.max()))
+    metrics = {"l2": chosen, "l2_stability": probe_file["l2_stability"], "l2_on_grid_edge": edge}
+    return [
+        {**common, "layer": layer, "metric": metric, "value": float(value), "ci_low": np.nan,
+         "ci_high": np.nan, "n": n}
+        for metric, values in metrics.items()
+        for layer, value in zip(layers, values, strict=True)
+    ]  # fmt: skip
+
+
+def tokenizer_rows(args, bootstrap) -> list[dict]:
+    """The tokenizer's coverage of the language, per split (train, dev, test), from its cache's
+    index: ``unk_word_share`` (words holding the unknown token; ``n`` the words) and
+    ``unk_subword_share`` (unknown subwords; ``n`` the subwords), task ``tokenizer``, at
+    ``tables.BASELINE_LAYER`` (they read no layer), seed 0, each with its bootstrap interval over
+    the split's sentences (the split's own resamples; none for a split too small for one). A
+    cache written before the coverage was recorded gives no rows: unknown is not zero."""
+    from mlm_dynamics.analysis.tables import BASELINE_LAYER
+
+    language = args.language or language_of(args.treebank)
+    rows = []
+    for split in ("train", "dev", "test"):
+        index = store.load_index(Path(args.activations) / split)
+        if not index.has_coverage:
+            log(f"{args.activations}/{split}: a cache index without the tokenizer's coverage: "
+                "no tokenizer rows")  # fmt: skip
+            continue
+        n_sentences = len(index.word_counts)
+        weights = None
+        if n_sentences >= bootstrap.min_sentences:
+            where = f"{args.treebank} ({split} split)"
+            weights = bootstrap.weights(n_sentences, language, split, where)
+        common = {
+            "model": args.model, "step": args.step, "task": TOKENIZER_TASK, "split": split,
+            "train_lang": language, "test_lang": language, "seed": 0, "layer": BASELINE_LAYER,
+        }  # fmt: skip
+        words, subwords = index.unk_shares()
+        for metric, share, unknown, total in (
+            ("unk_word_share", words, index.unk_word_counts, index.word_counts),
+            ("unk_subword_share", subwords, index.unk_subword_counts, index.subword_counts),
+        ):
+            low = high = np.nan
+            if weights is not None:
+                low, high = bootstrap.interval(stats.resampled_ratios(weights, unknown, total))
+            rows.append({**common, "metric": metric, "value": share, "ci_low": low,
+                         "ci_high": high, "n": int(total.sum())})  # fmt: skip
+        too_few = "" if weights is not None else " (too few sentences for an interval)"
+        log(f"{language} {split}: the unknown token in {words:.1%} of words, {subwords:.1%} of "
+            f"subwords{too_few}")  # fmt: skip
     return rows
 
 
@@ -491,6 +590,8 @@ def score_seed(job: Scoring, evaluation: EvaluationSet, path, probe_file, i: int
         records += control_rows(job, evaluation, probe_file, data, correct, common)
     if split == "test" and "mdl_codelength" in probe_file and own:
         records += mdl_rows(common, probe_file, job.bootstrap)
+    if i == 0 and split == "dev" and "l2_stability" in probe_file and own:
+        records += l2_rows(common, evaluation.layers, probe_file, len(data.y))
     return records
 
 
@@ -572,15 +673,17 @@ def main(command: str, argv: list[str]) -> None:
             help="online codelength of the tasks that have one "
             f"({', '.join(name for name, task in registry.TASKS.items() if task.mdl)})",
         )  # fmt: skip
+        stats.add_arguments(parser)  # the dev resamples of the L2 choice's stability
         args = parser.parse_args(argv)
         if len(args.out) != len(args.tasks):
             raise InputError(f"--out: {len(args.out)} files for {len(args.tasks)} tasks")
+        bootstrap = stats.from_arguments(args)
         from mlm_dynamics.probing.probe import fitting_threads
 
         with fitting_threads(args.threads, sklearn=args.backend == "sklearn"):
             device = fitting_device(args)
             for task, out in zip(args.tasks, args.out, strict=True):
-                train(args, task, out, device)
+                train(args, task, out, device, bootstrap)
     else:
         parser.description = "Score probes (any tasks) on the dev and test splits of a language."
         parser.add_argument("--probes", nargs="+", required=True, help="probe .npz files")
@@ -603,6 +706,8 @@ def main(command: str, argv: list[str]) -> None:
             for task in sorted(by_task)
             for row in score(args, task, by_task[task], bootstrap, item_scores)
         ]
+        if TOKENIZER_ROWS_WITH in by_task:
+            records += tokenizer_rows(args, bootstrap)
         stats.save_item_scores(args.items, item_scores, model=args.model, step=args.step)
         save_table(args.out, tidy_frame(records))
         log(f"wrote {len(records)} rows to {args.out} and {len(item_scores)} item sets")

@@ -637,12 +637,15 @@ class L2Search:
     training data's, as for any fit. ``l2`` (layers,): the chosen value per layer.
     ``dev_accuracy`` (len(grid), layers): dev accuracy of every fit, rows in grid order (NaN when
     the grid has one value and no dev split was given). ``grid``: the values tried, in order.
+    ``dev_correct`` (len(grid), layers, dev items) bool: which dev items each fit gets right, what
+    ``dev_accuracy`` averages (None without a dev split); a bootstrap of the choice reads it.
     """
 
     probe: LinearProbe | SklearnProbe
     l2: np.ndarray
     dev_accuracy: np.ndarray
     grid: tuple[float, ...]
+    dev_correct: np.ndarray | None = None
 
 
 def fit_l2_grid(
@@ -685,12 +688,13 @@ def fit_l2_grid(
     if X_dev is None or y_dev is None:
         return L2Search(fits[0], np.full(layers, grid[0]), np.full((1, layers), np.nan), grid)
     dev_accuracy = np.stack([fit.score(X_dev, y_dev) for fit in fits])
+    dev_correct = np.stack([fit.predict(X_dev) == np.asarray(y_dev)[None, :] for fit in fits])
     # the first maximum in order of decreasing l2: ties go to the larger value
     by_l2 = np.argsort(grid, kind="stable")[::-1]
     choice = by_l2[np.argmax(dev_accuracy[by_l2], axis=0)]  # (layers,) grid indices
     chosen_l2 = np.asarray(grid)[choice]
     if len(grid) == 1:
-        return L2Search(fits[0], chosen_l2, dev_accuracy, grid)
+        return L2Search(fits[0], chosen_l2, dev_accuracy, grid, dev_correct)
     probe = make_probe(backend, chosen_l2, max_iter, seed, device, tol)
     layer = np.arange(layers)
     attributes = {
@@ -705,4 +709,4 @@ def fit_l2_grid(
         fits[0].classes_,
         attributes["n_iter_"],
     )
-    return L2Search(probe, chosen_l2, dev_accuracy, grid)
+    return L2Search(probe, chosen_l2, dev_accuracy, grid, dev_correct)

@@ -24,9 +24,11 @@ rule train_probe:
         gpu=request.probe_gpus(),
     params:
         arguments=plan.train_probe_arguments(),
+        stats=plan.statistics_arguments(),
     shell:
         "python -m mlm_dynamics --log {log} train-probe --activations {input.activations}"
-        " --treebank {input.treebank} {params.arguments} --threads {threads} --out {output}"
+        " --treebank {input.treebank} {params.arguments} {params.stats} --threads {threads}"
+        " --out {output}"
 
 
 rule score_probe:
