@@ -8,11 +8,11 @@ The README holds the output between the two MARKERS lines; ``--readme`` replaces
 them, ``--check`` only compares: where they differ (another machine's run, say) it prints how far
 each table row's point values moved, then exits 1.
 
-Tables: in-language POS test accuracy at the last layer with its 95% interval, first and last
-step; POS selectivity at the last layer; the POS and deprel gains from the first to the last step
-with their paired intervals; bits per character where BPC ran; and the verdict counts of the
-final-layer gap, degradation and onset tables; the paper's three findings as
-``findings_summary.py`` reads them; and what the numbers depend on (the run's
+Tables: in-language POS test accuracy at the last layer with its 95% interval (test sentences of
+one pretraining run), first and last step; POS selectivity at the last layer; the POS and deprel
+gains from the first to the last step with their paired intervals; bits per character where BPC
+ran; and the verdict counts of the final-layer gap, degradation and onset tables; the paper's
+three findings as ``findings_summary.py`` reads them; and what the numbers depend on (the run's
 ``results/environment.json``).
 """
 
@@ -116,7 +116,11 @@ def summary(results: Path) -> str:
                                  for k, v in values.items())
         for title, values in counts
     ]  # fmt: skip
-    out += ["Verdicts: " + "; ".join(verdicts) + ".", "", findings_summary.summary(results)]
+    out += [
+        "Verdict counts (Benjamini-Hochberg adjusted, see below): " + "; ".join(verdicts) + ".",
+        "",
+        findings_summary.summary(results),
+    ]
     out += ["", fingerprint_line(results)]
     return "\n".join(out)
 

@@ -3,32 +3,41 @@
     snakemake --cores 2 --configfile configs/demo-findings.yaml
     python benchmarks/findings_summary.py --results results
 
-(a) in-language POS and deprel are learned: the gain from the first to the last step has a paired
-    95% interval above 0 for every language, and in-language onsets come before cross-lingual
-    ones for most transfer pairs (the onset intervals disjoint, or no transfer onset);
+(a) in-language POS and deprel are learned: the gain from the first to the last step is a
+    discovery (its Benjamini-Hochberg adjusted one-sided p-value at most statistics.fdr) for
+    every language, and in-language onsets come before cross-lingual ones for most transfer
+    pairs (the onset intervals disjoint, or no transfer onset);
 (b) cross-lingual transfer is learned, at different times for different pairs: transfer pairs
-    whose gain interval excludes 0, and their onsets with intervals;
-(c) the last layer falls behind the best layer as training goes on: how many (task, language)
-    curves have the dev-chosen best layer measurably ahead of the last layer (the paired interval
-    of the gap above 0), per step, and the gaps at the last step.
+    whose gain is a discovery, and their onsets with intervals;
+(c) the last layer falls behind the best *transformer* layer as training goes on: how many
+    (task, language) curves have the dev-chosen best transformer layer measurably ahead of the
+    last layer (a discovery), per step, and the gaps at the last step, with the embedding layer
+    beside (never the only "best").
 
 Every score is the dev-chosen best layer's ("best" view) test accuracy unless said otherwise;
-every choice (layer, L2, the reference step of an onset) was made on dev by the workflow. Each
-finding ends in "shown" or "not shown" with the numbers it was read from.
+every choice (layer, L2, the reference step of an onset) was made on dev by the workflow, and
+how often the dev resamples make the same choice is said beside it. An onset reached by the
+first measured step is "by step s" (nothing was measured before it). A language whose test
+words hold the tokenizer's unknown token too often is "not interpretable" and left out of every
+count. Intervals cover the test sentences of one pretraining run. Each finding ends in "shown"
+or "not shown" with the numbers it was read from.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from mlm_dynamics.analysis import findings, tables
+from mlm_dynamics.layout import ENVIRONMENT
 
 TASKS_A = ("pos", "deprel")
 VIEW = "best"
-BEHIND = findings.GAP_VERDICTS[2]  # "last layer behind": the gap's interval is above 0
+BEHIND = findings.GAP_VERDICTS[2]  # "last layer behind": the gap is a discovery
+STABLE = findings.STABLE_SHARE  # a dev choice made again by fewer resamples is unstable
 
 
 def points(value: float, low: float, high: float) -> str:
@@ -38,7 +47,23 @@ def points(value: float, low: float, high: float) -> str:
 def onset_text(row) -> str:
     if row.status != "onset":
         return "no onset"
-    return f"{row.onset_gain_step:.0f} [{row.onset_gain_ci_low:.0f}, {row.onset_gain_ci_high:.0f}]"
+    interval = f"[{row.onset_gain_ci_low:.0f}, {row.onset_gain_ci_high:.0f}]"
+    if row.onset_gain_censored:  # reached by the first measured step: nothing before it
+        return f"by step {row.onset_gain_step:.0f} {interval}"
+    return f"step {row.onset_gain_step:.0f} {interval}"
+
+
+def interpretable(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows with a verdict: not those of a language the tokenizer cannot read."""
+    return frame[~frame[column].astype(str).str.startswith(findings.UNREADABLE)]
+
+
+def left_out(frame: pd.DataFrame, column: str) -> str:
+    """Which rows were not interpretable, as a clause (empty when none)."""
+    unreadable = frame[frame[column].astype(str).str.startswith(findings.UNREADABLE)]
+    if unreadable.empty:
+        return ""
+    return f" ({len(unreadable)} not interpretable: the tokenizer's unknown token)"
 
 
 def onset_order(own, transfer) -> str:
@@ -54,19 +79,22 @@ def onset_order(own, transfer) -> str:
 def in_language(onset: pd.DataFrame) -> tuple[list[str], bool]:
     """(a): gains per language and task, and in-language against cross-lingual onsets."""
     lines, shown = [], True
-    own = onset[onset.kind == "in-language"]
+    own = interpretable(onset[onset.kind == "in-language"], "status")
     for task in TASKS_A:
         rows = own[own.task == task].sort_values("train_lang")
-        above = int((rows.gain_ci_low > 0).sum())
-        shown &= above == len(rows) > 0
+        learned = int((rows.status == "onset").sum())
+        shown &= learned == len(rows) > 0
         cells = ", ".join(
             f"{r.train_lang} {points(r.gain, r.gain_ci_low, r.gain_ci_high)}"
             for r in rows.itertuples()
         )
-        lines.append(f"- {task} gain (points): {cells}; above 0: {above} of {len(rows)}")
+        lines.append(
+            f"- {task} gain (points): {cells}; a discovery: {learned} of {len(rows)}"
+            + left_out(onset[(onset.kind == "in-language") & (onset.task == task)], "status")
+        )
     order = {"in-language first": 0, "transfer first": 0, "not resolved": 0}
     onset_of = own.set_index(["task", "train_lang"])
-    for r in onset[onset.kind == "transfer"].itertuples():
+    for r in interpretable(onset[onset.kind == "transfer"], "status").itertuples():
         mine = onset_of.loc[(r.task, r.train_lang)]
         if mine.status != "onset":
             continue  # nothing in-language to compare with
@@ -86,18 +114,19 @@ def transfer(onset: pd.DataFrame, final: pd.DataFrame) -> tuple[list[str], bool]
     """(b): transfer pairs that rise above their step-0 score, and whether their onsets differ.
 
     ``final``: per (task, train, test) the last step's score, interval and majority baseline."""
-    pairs = onset[(onset.kind == "transfer")]
+    pairs = interpretable(onset[(onset.kind == "transfer")], "status")
     learned = pairs[pairs.status == "onset"].sort_values("onset_gain_step")
     learned = learned.merge(final, on=["task", "train_lang", "test_lang"], how="left")
     above = int((learned.final_ci_low > learned.majority_accuracy).sum())
     lines = [
-        f"- transfer curves whose gain interval is above 0: {len(learned)} of {len(pairs)} "
+        f"- transfer curves whose gain is a discovery: {len(learned)} of {len(pairs)} "
         f"({above} of them end with an interval above the majority-label baseline)"
+        + left_out(onset[onset.kind == "transfer"], "status")
     ]
     for r in learned.itertuples():
         lines.append(
             f"  - {r.task} {r.train_lang}->{r.test_lang}: gain "
-            f"{points(r.gain, r.gain_ci_low, r.gain_ci_high)}, onset step {onset_text(r)}; "
+            f"{points(r.gain, r.gain_ci_low, r.gain_ci_high)}, onset {onset_text(r)}; "
             f"final {100 * r.final_score:.1f} [{100 * r.final_ci_low:.1f}, "
             f"{100 * r.final_ci_high:.1f}], majority {100 * r.majority_accuracy:.1f}"
         )
@@ -108,21 +137,31 @@ def transfer(onset: pd.DataFrame, final: pd.DataFrame) -> tuple[list[str], bool]
 
 
 def last_layer(gap: pd.DataFrame) -> tuple[list[str], bool]:
-    """(c): best-minus-last-layer gap over steps and its verdicts at the first and last step."""
+    """(c): best-transformer-layer-minus-last-layer gap over steps, its verdicts at the first and
+    last step, and the embedding layer beside."""
     steps = sorted(gap.step.unique())
-    by_step = gap.groupby("step")
+    by_step = interpretable(gap, "verdict").groupby("step")
     behind = {s: int((by_step.get_group(s).verdict == BEHIND).sum()) for s in steps}
     curves = len(by_step.get_group(steps[-1]))
     counts = ", ".join(f"{s}: {behind[s]}" for s in steps)
     final = gap[gap.step == steps[-1]].sort_values(["task", "lang"])
     cells = ", ".join(
-        f"{r.task} {r.lang} {points(r.gap, r.ci_low, r.ci_high)} (best layer {r.best_layer})"
+        f"{r.task} {r.lang} {points(r.gap, r.ci_low, r.ci_high)} (best transformer layer "
+        f"{r.best_layer}, chosen by {100 * r.best_layer_stability:.0f}% of dev resamples; last "
+        f"layer {100 * r.last_score:.1f}, embedding layer {100 * r.embedding_score:.1f})"
         for r in final.itertuples()
         if r.verdict == BEHIND
     )
+    embedding_ahead = int((final.embedding_score > final.last_ci_high).sum())
+    unstable = int((final.best_layer_stability < STABLE).sum())
     lines = [
-        f"- curves with the last layer behind (interval above 0), of {curves}, by step: {counts}",
+        f"- curves with the last layer behind the best transformer layer (a discovery), of "
+        f"{curves}, by step: {counts}" + left_out(gap[gap.step == steps[-1]], "verdict"),
         f"- behind at step {steps[-1]}: {cells or 'none'}",
+        f"- beside: at step {steps[-1]} the embedding layer's score is above the last layer's "
+        f"interval for {embedding_ahead} of {len(final)}; the dev-chosen transformer layer is "
+        f"unstable (made again by fewer than {100 * STABLE:.0f}% of dev resamples) for "
+        f"{unstable} of {len(final)}",
     ]
     return lines, behind[steps[-1]] > behind[steps[0]] and behind[steps[-1]] > 0
 
@@ -138,15 +177,30 @@ def final_scores(results: Path) -> pd.DataFrame:
     return final.merge(baselines, on=["task", "train_lang", "test_lang"], how="left")
 
 
+def method_line(results: Path) -> str:
+    """How the verdicts were reached and what the intervals cover (the run's own settings)."""
+    path = results / Path(ENVIRONMENT).relative_to("results")
+    settings = json.loads(path.read_text()).get("statistics", {}) if path.is_file() else {}
+    fdr = settings.get("fdr")
+    rate = f"{fdr:g}" if fdr is not None else "statistics.fdr"
+    level = f"{100 * settings.get('confidence', 0.95):g}%"
+    return (
+        f"Verdicts: one-sided paired bootstrap p-values, Benjamini-Hochberg adjusted per table "
+        f"and model, a discovery at false discovery rate {rate}; intervals: {level} bootstrap "
+        "over the test sentences of one pretraining run (not probe refits, control draws or "
+        "pretraining seeds)."
+    )
+
+
 def summary(results: Path) -> str:
     onset = pd.read_csv(results / "analysis/onset.csv")
     onset = onset[onset.view == VIEW]
     gap = pd.read_csv(results / "analysis/final_layer_gap.csv")
-    out = []
+    out = [method_line(results), ""]
     for title, (lines, shown) in (
         ("(a) in-language gains, in-language before cross-lingual", in_language(onset)),
         ("(b) transfer learned, at different times", transfer(onset, final_scores(results))),
-        ("(c) the last layer falls behind the best layer", last_layer(gap)),
+        ("(c) the last layer falls behind the best transformer layer", last_layer(gap)),
     ):
         out += [f"**{title}: {'shown' if shown else 'not shown'}**", *lines, ""]
     return "\n".join(out).rstrip("\n")

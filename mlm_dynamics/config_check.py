@@ -318,6 +318,16 @@ def check_probing_tasks(config: dict) -> None:
             )
 
 
+def check_statistics(config: dict) -> None:
+    settings = config["statistics"]
+    if settings["verdict_resamples"] < settings["resamples"]:
+        raise config_error(
+            "statistics.verdict_resamples",
+            f"{settings['verdict_resamples']} is fewer than statistics.resamples "
+            f"({settings['resamples']}): a verdict reads at least the intervals' resamples",
+        )
+
+
 def check_config(config: dict) -> None:
     """Everything the schema cannot check, before any job runs; the first mistake raises."""
     check_names(config)
@@ -325,6 +335,7 @@ def check_config(config: dict) -> None:
     check_models(config)
     check_tasks(config)
     check_probing_tasks(config)
+    check_statistics(config)
 
 
 def main(command: str, argv: list[str]) -> None:

@@ -54,6 +54,8 @@ def record(config: dict, checkpoints: list[Path]) -> dict:
         "config_sha256": config_sha256(config),
         "seeds": keys_named(config, lambda key: "seed" in key),
         "threads": keys_named(config, lambda key: key == "threads"),
+        # how intervals and verdicts were reached (resamples, level, false discovery rate)
+        "statistics": dict(sorted(config.get("statistics", {}).items())),
         "environment": environment(),
         "checkpoints": trained,
     }

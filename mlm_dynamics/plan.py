@@ -390,8 +390,12 @@ class Plan:
         )
 
     def findings_arguments(self) -> str:
-        analysis = self.config["analysis"]
-        return options(views=analysis["views"], onset_fraction=analysis["onset_fraction"])
+        analysis, settings = self.config["analysis"], self.config["statistics"]
+        return options(
+            views=analysis["views"], onset_fraction=analysis["onset_fraction"],
+            fdr=settings["fdr"], verdict_resamples=settings["verdict_resamples"],
+            max_unknown_share=analysis["max_unknown_share"],
+        )  # fmt: skip
 
     # ------------------------------------------------------------ figures
 

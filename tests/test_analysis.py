@@ -11,6 +11,7 @@ from synthetic_tables import (
     LANGUAGES,
     STEPS,
     TASKS,
+    VERDICTS,
     analyse_arguments,
     synthetic_run,
     write_run,
@@ -35,7 +36,8 @@ def run():
 @pytest.fixture(scope="module")
 def tables(run):
     table, files = run
-    return findings.analyse(table, findings.ItemBank(files, BOOTSTRAP), ["last", "best"], 0.95)
+    bank = findings.ItemBank(files, BOOTSTRAP)
+    return findings.analyse(table, bank, ["last", "best"], 0.95, VERDICTS)
 
 
 # ---------------------------------------------------------------- onsets on hand-made curves
@@ -62,29 +64,55 @@ def test_gain_onset_is_interpolated_in_log_step():
     assert gain_onset(steps, scores, 0.5) == pytest.approx(100)
     # halfway between 100 and 1000 in log(1 + step): sqrt(101 * 1001) - 1
     assert gain_onset(steps, scores, 0.75) == pytest.approx(np.sqrt(101 * 1001) - 1)
-    # between 0 and 100: log(1 + s) = 0.2 * log(101)
-    assert gain_onset(steps, scores, 0.1) == pytest.approx(101**0.2 - 1)
-    # relative to a reference step (the best one): the gain to step 100 is 0.2
-    assert gain_onset(steps, scores, 0.5, reference=1) == pytest.approx(101**0.5 - 1)
+    # reached between 0 and 100, where nothing was measured: "by step 100", never a step between
+    assert gain_onset(steps, scores, 0.1) == 100
+    assert findings.by_first_step(steps, gain_onset(steps, scores, 0.1))
+    assert not findings.by_first_step(steps, gain_onset(steps, scores, 0.75))
+    # relative to a reference step (the best one): the gain to step 100 is reached by step 100
+    assert gain_onset(steps, scores, 0.5, reference=1) == 100
 
 
 def test_gain_onset_takes_the_first_crossing_and_refuses_a_curve_without_gain():
     steps = [0, 10, 100, 1000]
-    # g = 0, 1.125, 0.5, 1: crossed between steps 0 and 10 already
+    # g = 0, 1.125, 0.5, 1: reached by step 10 already (the first crossing, censored)
     spike = gain_onset(steps, np.array([0.5, 0.95, 0.7, 0.9]), 0.95)
-    assert spike == pytest.approx(11 ** (0.95 / 1.125) - 1)
+    assert spike == 10
+    # g = 0, 0.5, 1.25, 1: first reached between 10 and 100, interpolated in log(1 + step)
+    late = gain_onset(steps, np.array([0.5, 0.6, 0.75, 0.7]), 0.95)
+    assert late == pytest.approx(np.expm1(np.log(11) + 0.45 / 0.75 * np.log(101 / 11)))
     flat = gain_onset(steps, np.array([[0.6, 0.62, 0.58, 0.6], [0.6, 0.5, 0.5, 0.5]]), 0.5)
     assert np.isnan(flat).all()  # no gain, or a loss: no onset rather than step 0
     with pytest.raises(ValueError, match="ascending"):
         gain_onset([0, 100, 100], np.zeros(3), 0.5)
 
 
-def test_verdicts_are_three_way():
-    labels = findings.DEGRADATION_VERDICTS
-    assert findings.verdict(True, 0.1, 0.2, labels) == "final is best"
-    assert findings.verdict(False, -0.2, -0.1, labels) == "final is best"
-    assert findings.verdict(False, -0.01, 0.03, labels) == "within noise"
-    assert findings.verdict(False, 0.01, 0.03, labels) == "degraded"
+def test_verdicts_are_three_way_on_the_adjusted_p_value():
+    labels, verdicts = findings.DEGRADATION_VERDICTS, findings.Verdicts(fdr=0.05, resamples=1000)
+    assert verdicts.label(None, True, 0.2, labels) == "final is best"  # the same step
+    assert verdicts.label(0.9, False, -0.1, labels) == "final is best"  # interval below 0
+    assert verdicts.label(0.2, False, 0.03, labels) == "within noise"
+    assert verdicts.label(0.04, False, 0.03, labels) == "degraded"
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2])
+    adjusted = stats.benjamini_hochberg(p)
+    # sorted 0.01, 0.03, 0.04, 0.2 of m = 4 tests: p * m / rank, then the running minimum from
+    # the top: 0.04, 0.0533, 0.0533, 0.2
+    assert adjusted == pytest.approx([0.04, 0.16 / 3, np.nan, 0.16 / 3, 0.2], nan_ok=True)
+    assert np.isnan(stats.benjamini_hochberg([np.nan])).all()
+
+
+def test_a_p_value_is_the_share_of_resampled_differences_at_or_below_zero():
+    assert stats.one_sided_p(np.array([0.1, 0.2, -0.1, 0.0])) == pytest.approx(3 / 5)
+    assert stats.one_sided_p(np.array([0.1] * 99)) == pytest.approx(1 / 100)
+    assert np.isnan(stats.one_sided_p(np.array([np.nan])))
+
+
+def test_choice_stability_breaks_ties_as_the_choice_did():
+    resampled = np.array([[0.5, 0.5], [0.6, 0.4], [0.4, 0.6], [np.nan, np.nan]])
+    assert stats.choice_stability(resampled, 0, prefer_last=False) == pytest.approx(2 / 3)
+    assert stats.choice_stability(resampled, 1, prefer_last=True) == pytest.approx(2 / 3)
 
 
 # ---------------------------------------------------------------- layer views
@@ -188,14 +216,14 @@ def test_degradation_verdicts_on_curves_with_a_known_answer():
                     )
     table = tidy_table(pd.DataFrame(rows))
     bank = findings.ItemBank([stats.ItemFile("m", s, f) for s, f in files.items()], BOOTSTRAP)
-    result = findings.degradation(table, bank, ["last"]).set_index("task")
+    result = findings.degradation(table, bank, ["last"], VERDICTS).set_index("task")
     assert result.loc["pos", "verdict"] == "final is best"
     assert result.loc["arc", "verdict"] == "degraded"
     assert result.loc["arc", "best_step"] == 10
     # a plateau (dev ties at every step): the later step is best, so no spurious degradation
     assert result.loc["deprel", "best_step"] == 100
     assert result.loc["deprel", "verdict"] == "final is best"
-    onsets = findings.onsets(table, bank, ["last"], 0.5).set_index("task")
+    onsets = findings.onsets(table, bank, ["last"], 0.5, VERDICTS).set_index("task")
     assert onsets.loc["deprel", "status"] == "no onset"
     assert np.isnan(onsets.loc["deprel", "onset_gain_step"])
     assert onsets.loc["pos", "status"] == "onset"
@@ -205,6 +233,7 @@ def test_degradation_verdicts_on_curves_with_a_known_answer():
     g, x = (acc - acc[0]) / (acc[2] - acc[0]), np.log1p([0, 10, 100])
     k = 1 if g[1] >= 0.5 else 2
     onset = np.expm1(x[k - 1] + (0.5 - g[k - 1]) / (g[k] - g[k - 1]) * (x[k] - x[k - 1]))
+    onset = 10 if k == 1 else onset  # reached by the first measured step: "by step 10"
     assert onsets.loc["pos", "onset_gain_step"] == pytest.approx(onset, rel=1e-9)
 
 
@@ -232,3 +261,41 @@ def test_analyse_reports_a_bad_table_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [f"error: {bad}: missing column(s) task, layer, train_lang, test_lang, split, "
                      "seed, metric, value, ci_low, ci_high, n"]  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_another_bootstrap_seed_changes_no_verdict_of_the_reference_run(reference, tmp_path):
+    """The analysis of the reference run (a reduced default) with statistics.seed 0 and 1, as
+    the workflow's findings rule runs it: the intervals move with the draw, no verdict does."""
+    import copy
+    import shlex
+
+    from workflow_run import reduced_config
+
+    from mlm_dynamics.config_check import validated
+    from mlm_dynamics.plan import Plan
+
+    config = validated(copy.deepcopy(reduced_config()))
+    results = reference / "results"
+    items = sorted(str(path) for path in results.glob("scores/**/*.items.npz"))
+    verdicts = {}
+    for seed in (0, 1):
+        config["statistics"]["seed"] = seed
+        plan = Plan(config)
+        out = tmp_path / f"seed{seed}"
+        outputs = [str(out / f"{stem}.csv") for stem in findings.ANALYSIS_TABLES]
+        argv = ["analyse", "--table", str(results / "tables/probing.parquet"), "--items", *items,
+                *shlex.split(plan.findings_arguments()), *shlex.split(plan.statistics_arguments()),
+                "--out", *outputs]  # fmt: skip
+        assert cli.main(argv) == 0
+        verdicts[seed] = {
+            stem: pd.read_csv(out / f"{stem}.csv") for stem in findings.ANALYSIS_TABLES
+        }
+    for stem, column in (("onset", "status"), ("final_layer_gap", "verdict"),
+                         ("degradation", "verdict")):  # fmt: skip
+        first, second = verdicts[0][stem], verdicts[1][stem]
+        assert len(first) > 10
+        assert first[column].tolist() == second[column].tolist(), stem
+        assert not first["ci_low" if stem != "onset" else "gain_ci_low"].equals(
+            second["ci_low" if stem != "onset" else "gain_ci_low"]
+        )  # the draw did change

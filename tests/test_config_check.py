@@ -18,7 +18,14 @@ def test_a_key_gives_the_schema_default():
 
 def test_a_section_gives_the_defaults_of_its_keys_as_copies():
     statistics = schema_default("statistics")
-    assert set(statistics) == {"resamples", "confidence", "seed", "min_sentences"}
+    assert set(statistics) == {
+        "resamples",
+        "confidence",
+        "seed",
+        "min_sentences",
+        "fdr",
+        "verdict_resamples",
+    }
     schema_default("probing")["l2"].append(1.0)
     assert 1.0 not in schema_default("probing.l2")
 

@@ -39,16 +39,23 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mlm_dynamics import stats
-from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC, read_table
+from mlm_dynamics.analysis.tables import (
+    BASELINE_LAYER,
+    BASELINE_METRIC,
+    interval_covers,
+    read_table,
+)
 from mlm_dynamics.analysis.views import (
     PAIR,
     PROBE,
+    dev_best_layers,
     probe_rows,
     view_layers,
     view_name,
@@ -91,108 +98,256 @@ def majority_baselines(table: pd.DataFrame) -> pd.DataFrame:
 
 
 class ItemBank:
-    """Per-item test correctness (seed 0) of every probe, with the bootstrap that scored it."""
+    """Per-item correctness (seed 0) of every probe on the test split, and of every probe on its
+    own language's dev split (what choices read), with the bootstrap that scored them."""
 
     def __init__(self, files: Sequence[stats.ItemFile], bootstrap: stats.Bootstrap):
         self.bootstrap = bootstrap
         self.items = {}
         for item_file in files:
             for score in item_file.scores:
-                if score.split == "test" and score.seed == 0:
-                    key = (item_file.model, item_file.step, score.task, score.train_lang,
-                           score.test_lang)  # fmt: skip
+                own = score.train_lang == score.test_lang
+                if score.seed == 0 and (score.split == "test" or (score.split == "dev" and own)):
+                    key = (score.split, item_file.model, item_file.step, score.task,
+                           score.train_lang, score.test_lang)  # fmt: skip
                     self.items[key] = score
         self._weights = {}
+        self._stability = {}
 
-    def weights(self, test_lang: str, n_units: int) -> np.ndarray:
-        if (test_lang, n_units) not in self._weights:
-            where = f"{test_lang} (test split)"
-            self._weights[test_lang, n_units] = self.bootstrap.weights(
-                n_units, test_lang, "test", where
-            )
-        return self._weights[test_lang, n_units]
+    def weights(self, lang: str, n_units: int, split: str = "test") -> np.ndarray:
+        if (split, lang, n_units) not in self._weights:
+            where = f"{lang} ({split} split)"
+            weights = self.bootstrap.weights(n_units, lang, split, where)
+            self._weights[split, lang, n_units] = weights
+        return self._weights[split, lang, n_units]
 
-    def get(self, model, step, task, train_lang, test_lang) -> stats.ItemScores:
-        key = (model, int(step), task, train_lang, test_lang)
+    def has(self, split, model, step, task, train_lang, test_lang) -> bool:
+        return (split, model, int(step), task, train_lang, test_lang) in self.items
+
+    def get(self, model, step, task, train_lang, test_lang, split="test") -> stats.ItemScores:
+        key = (split, model, int(step), task, train_lang, test_lang)
         if key not in self.items:
             raise InputError(
-                f"no per-item test scores of the {task} probe {train_lang} -> {test_lang} of "
+                f"no per-item {split} scores of the {task} probe {train_lang} -> {test_lang} of "
                 f"{model} step {step} (an --items file of score-probe is missing)"
             )
         return self.items[key]
 
-    def resampled(self, model, task, train_lang, test_lang, columns) -> tuple:
-        """Scores of ``columns`` [(step, layer), ...] of one pair: (point (K,), resampled
-        (resamples, K)); all on the same test set, so columns are paired."""
+    def unit_sums(self, model, task, train_lang, test_lang, columns, split="test"):
+        """Per-unit correct items and items of ``columns`` [(step, layer), ...] of one pair on
+        one split, (units, K) each, and the number of units (the same set at every step)."""
         sums, counts = [], []
         n_units = None
         for step, layer in columns:
-            score = self.get(model, step, task, train_lang, test_lang)
+            score = self.get(model, step, task, train_lang, test_lang, split)
             row = int(np.flatnonzero(score.layers == layer)[0])
-            correct = stats.unit_sums(score.correct[row], score.units, score.n_units)
-            sums.append(correct)
+            sums.append(stats.unit_sums(score.correct[row], score.units, score.n_units))
             counts.append(np.bincount(score.units, minlength=score.n_units).astype(np.float64))
             if n_units not in (None, score.n_units):
                 raise InputError(
-                    f"{model} {task} {train_lang} -> {test_lang}: steps scored on test sets of "
-                    f"different sizes ({n_units} and {score.n_units} sentences)"
+                    f"{model} {task} {train_lang} -> {test_lang}: steps scored on {split} sets "
+                    f"of different sizes ({n_units} and {score.n_units} sentences)"
                 )
             n_units = score.n_units
-        sums, counts = np.stack(sums, axis=1), np.stack(counts, axis=1)
+        return np.stack(sums, axis=1), np.stack(counts, axis=1), n_units
+
+    def resampled(self, model, task, train_lang, test_lang, columns, split="test") -> tuple:
+        """Scores of ``columns`` [(step, layer), ...] of one pair: (point (K,), resampled
+        (resamples, K)); all on the same evaluation set, so columns are paired."""
+        sums, counts, n_units = self.unit_sums(model, task, train_lang, test_lang, columns, split)
         point = sums.sum(axis=0) / counts.sum(axis=0)
-        weights = self.weights(test_lang, n_units)
+        weights = self.weights(test_lang, n_units, split)
         return point, stats.resampled_ratios(weights, sums, counts)
 
+    def p_values(self, tests: list[tuple], resamples: int) -> np.ndarray:
+        """The one-sided paired p-value of each test ``(model, task, train, test, a, b)``: "the
+        test score at column a = (step, layer) is above the one at b". Evaluated test set by
+        test set, each with one matrix of ``resamples`` resamples read once for all its tests
+        (its first rows are the intervals' own draw: a verdict reads more resamples than an
+        interval, so that the resampling seed does not decide it)."""
+        p = np.full(len(tests), np.nan)
+        by_set: dict[tuple, list] = {}
+        for i, (model, task, train, test, a, b) in enumerate(tests):
+            sums, counts, n_units = self.unit_sums(model, task, train, test, [a, b])
+            by_set.setdefault((test, n_units), []).append((i, sums, counts))
+        for (test, n_units), group in by_set.items():
+            weights = stats.resample_counts(n_units, resamples, self.bootstrap.key(test, "test"))
+            sums = np.concatenate([sums for _, sums, _ in group], axis=1)
+            counts = np.concatenate([counts for _, _, counts in group], axis=1)
+            ratios = stats.resampled_ratios(weights, sums, counts)  # (resamples, 2 x tests)
+            for k, (i, _, _) in enumerate(group):
+                p[i] = stats.one_sided_p(ratios[:, 2 * k] - ratios[:, 2 * k + 1])
+        return p
 
-def verdict(same: bool, low: float, high: float, labels: tuple[str, str, str]) -> str:
-    """(same-or-better, within noise, worse) from a difference's interval (``same``: no
-    difference by construction)."""
-    if same or high < 0:
-        return labels[0]
-    return labels[2] if low > 0 else labels[1]
+    def dev_stability(self, model, task, lang, columns, chosen: int, prefer_last: bool) -> float:
+        """How often the option ``chosen`` of ``columns`` [(step, layer), ...] has the highest
+        dev accuracy across the dev split's resamples (ties as the choice broke them); NaN
+        without per-item dev scores (a run scored before they were kept)."""
+        key = (model, task, lang, tuple(columns), chosen, prefer_last)
+        if key not in self._stability:  # every transfer curve of a training language shares it
+            if not all(self.has("dev", model, step, task, lang, lang) for step, _ in columns):
+                self._stability[key] = float("nan")
+            else:
+                _, resampled = self.resampled(model, task, lang, lang, columns, split="dev")
+                self._stability[key] = stats.choice_stability(resampled, chosen, prefer_last)
+        return self._stability[key]
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """How verdicts are reached: a one-sided paired bootstrap p-value per test (``resamples``
+    resamples), Benjamini-Hochberg adjusted over its family (one analysis table of one model),
+    a discovery at false discovery rate ``fdr``; languages whose test words are too often
+    unknown to the tokenizer (``unreadable``: language -> share) get no verdict."""
+
+    fdr: float
+    resamples: int
+    unreadable: dict = field(default_factory=dict)
+
+    def readable(self, *languages: str) -> str | None:
+        """None, or why a verdict on these languages would not be interpretable."""
+        for lang in languages:
+            if lang in self.unreadable:
+                return (
+                    f"not interpretable ({100 * self.unreadable[lang]:.0f}% of {lang} test "
+                    "words hold the unknown token)"
+                )
+        return None
+
+    def reasons(self, frame: pd.DataFrame, *columns: str) -> list[str | None]:
+        """Per row, why its verdict would not be interpretable (None: it is), from the
+        languages in ``columns``."""
+        return [self.readable(*languages) for languages in frame[list(columns)].itertuples(False)]
+
+    def decide(self, frame: pd.DataFrame, bank: ItemBank, tests, testable, decide):
+        """Adds ``p_value``, ``p_adjusted`` (per model) and ``verdict`` to ``frame``: rows not
+        ``testable`` get ``decide(row, None)``; the others ``decide(row, adjusted p)``."""
+        frame = frame.copy()
+        frame["p_value"] = np.nan
+        rows = np.flatnonzero(np.asarray(testable, dtype=bool))
+        if rows.size:
+            frame.loc[frame.index[rows], "p_value"] = bank.p_values(
+                [tests[i] for i in rows], self.resamples
+            )
+        frame["p_adjusted"] = np.nan
+        for _, family in frame.groupby("model", sort=False):
+            adjusted = stats.benjamini_hochberg(family["p_value"].to_numpy())
+            frame.loc[family.index, "p_adjusted"] = adjusted
+        frame["verdict"] = [
+            decide(row, None if np.isnan(row.p_adjusted) else row.p_adjusted)
+            for row in frame.itertuples()
+        ]
+        return frame
+
+    def label(self, p_adjusted: float | None, same: bool, high: float, labels) -> str:
+        """(same-or-better, within noise, worse): worse when the adjusted p-value is at most
+        the false discovery rate; same-or-better by construction or when the difference's
+        interval lies below 0."""
+        if p_adjusted is not None and p_adjusted <= self.fdr:
+            return labels[2]
+        return labels[0] if same or high < 0 else labels[1]
+
+
+UNREADABLE = "not interpretable"
+
+
+def unreadable_languages(table: pd.DataFrame, max_share: float) -> dict[str, float]:
+    """Languages whose test words hold the unknown token more often than ``max_share`` (the
+    tokenizer rows of score-probe), language -> share."""
+    rows = table[
+        (table["task"] == "tokenizer") & (table["metric"] == UNKNOWN_METRIC)
+        & (table["split"] == "test")
+    ]  # fmt: skip
+    shares = rows.groupby("test_lang")["value"].max()
+    return {lang: float(share) for lang, share in shares.items() if share > max_share}
+
+
+UNKNOWN_METRIC = "unk_word_share"
 
 
 # ---------------------------------------------------------------- final-layer gap
 
 
 GAP_VERDICTS = ("last layer is best", "within noise", "last layer behind")
+# The gap compares the last layer with the best *transformer* layer (layer 1 and up): a model
+# whose output layer falls behind its input embeddings is not the paper's finding (knowledge
+# moving from the last transformer layer to lower ones). The embedding layer is reported beside.
+LOWEST_TRANSFORMER_LAYER = 1
 
 
-def final_layer_gap(table: pd.DataFrame, bank: ItemBank) -> pd.DataFrame:
-    """Per model, task, language (in-language) and step: dev-chosen best layer vs last layer."""
-    scores = view_scores(table, ["best", "last"])
+def final_layer_gap(table: pd.DataFrame, bank: ItemBank, verdicts: Verdicts) -> pd.DataFrame:
+    """Per model, task, language (in-language) and step: the dev-chosen best transformer layer
+    vs the last layer, the embedding layer beside them."""
+    scores = probe_rows(table)
     own = scores[scores["train_lang"] == scores["test_lang"]]
-    best = own[own["view"] == "best"].drop(columns="view")
-    last = own[own["view"] == "last"].drop(columns=["view", "n"])
     keys = [*PAIR, "step"]
-    pairs = best.merge(last, on=keys, suffixes=("_best", "_last"))
-    rows = []
+    best = views_at(own, dev_best_layers(table, LOWEST_TRANSFORMER_LAYER))
+    last = views_at(own, own.groupby("model")["layer"].max().rename("layer").reset_index())
+    embedding = own[own["layer"] == 0][[*keys, "value", "ci_low", "ci_high"]].rename(
+        columns={"value": "embedding_value", "ci_low": "embedding_ci_low",
+                 "ci_high": "embedding_ci_high"}
+    )  # fmt: skip
+    pairs = best.merge(last.drop(columns="n"), on=keys, suffixes=("_best", "_last"))
+    pairs = pairs.merge(embedding, on=keys, how="left").sort_values(keys, kind="stable")
+    rows, tests = [], []
     for row in pairs.itertuples(index=False):
-        _, resampled = bank.resampled(
-            row.model, row.task, row.train_lang, row.test_lang,
-            [(row.step, row.layer_best), (row.step, row.layer_last)],
-        )  # fmt: skip
+        columns = [(row.step, row.layer_best), (row.step, row.layer_last)]
+        _, resampled = bank.resampled(row.model, row.task, row.train_lang, row.test_lang, columns)
         low, high = bank.bootstrap.interval(resampled[:, 0] - resampled[:, 1])
-        gap = row.value_best - row.value_last
+        transformer = [(row.step, layer) for layer in range(LOWEST_TRANSFORMER_LAYER,
+                                                            row.layer_last + 1)]  # fmt: skip
+        stability = bank.dev_stability(
+            row.model, row.task, row.train_lang, transformer,
+            row.layer_best - LOWEST_TRANSFORMER_LAYER, prefer_last=False,
+        )  # fmt: skip
+        tests.append((row.model, row.task, row.train_lang, row.test_lang, *columns))
         rows.append(
             {
                 "model": row.model, "task": row.task, "lang": row.train_lang, "step": row.step,
-                "best_layer": row.layer_best, "best_score": row.value_best,
-                "best_ci_low": row.ci_low_best, "best_ci_high": row.ci_high_best,
+                "best_layer": row.layer_best, "best_layer_stability": stability,
+                "best_score": row.value_best, "best_ci_low": row.ci_low_best,
+                "best_ci_high": row.ci_high_best,
                 "last_layer": row.layer_last, "last_score": row.value_last,
                 "last_ci_low": row.ci_low_last, "last_ci_high": row.ci_high_last,
-                "gap": gap, "ci_low": low, "ci_high": high,
-                "verdict": verdict(row.layer_best == row.layer_last, low, high, GAP_VERDICTS),
+                "embedding_score": row.embedding_value,
+                "embedding_ci_low": row.embedding_ci_low,
+                "embedding_ci_high": row.embedding_ci_high,
+                "gap": row.value_best - row.value_last, "ci_low": low, "ci_high": high,
             }
         )  # fmt: skip
-    return pd.DataFrame(rows, columns=GAP_COLUMNS)
+    frame = pd.DataFrame(rows, columns=GAP_COLUMNS[:-4])
+    same = (frame["best_layer"] == frame["last_layer"]).to_numpy()
+    why = verdicts.reasons(frame, "lang")
+    testable = ~same & np.array([reason is None for reason in why], dtype=bool)
+
+    def decide(row, p_adjusted):
+        reason = why[row.Index]
+        return reason or verdicts.label(p_adjusted, same[row.Index], row.ci_high, GAP_VERDICTS)
+
+    frame = verdicts.decide(frame, bank, tests, testable, decide)
+    return with_coverage(frame)[GAP_COLUMNS]
+
+
+def views_at(scores: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """The test scores of ``scores`` at the layer ``layers`` gives each probe (or model)."""
+    return layers.merge(scores, on=[c for c in layers.columns if c != "layer"] + ["layer"])
 
 
 GAP_COLUMNS = [
-    "model", "task", "lang", "step", "best_layer", "best_score", "best_ci_low", "best_ci_high",
-    "last_layer", "last_score", "last_ci_low", "last_ci_high", "gap", "ci_low", "ci_high",
-    "verdict",
+    "model", "task", "lang", "step", "best_layer", "best_layer_stability", "best_score",
+    "best_ci_low", "best_ci_high", "last_layer", "last_score", "last_ci_low", "last_ci_high",
+    "embedding_score", "embedding_ci_low", "embedding_ci_high", "gap", "ci_low", "ci_high",
+    "p_value", "p_adjusted", "verdict", "interval_covers",
 ]  # fmt: skip
+
+
+def with_coverage(frame: pd.DataFrame) -> pd.DataFrame:
+    """What each row's interval covers (tables.interval_covers: the resampled test sentences,
+    sentence pairs for XNLI, of one pretraining run)."""
+    return frame.assign(interval_covers=interval_covers(frame.assign(split="test")))
 
 
 # ---------------------------------------------------------------- degradation over checkpoints
@@ -223,6 +378,14 @@ def dev_best_step(curve: pd.DataFrame) -> int:
     return int(curve["step"].iloc[best])
 
 
+def best_step_stability(bank: ItemBank, curve: pd.DataFrame, best: int) -> float:
+    """How often the dev resamples choose the same best step (each step at its view's layer)."""
+    row = curve.iloc[0]
+    columns = list(zip(curve["step"], curve["layer"], strict=True))
+    chosen = int(np.flatnonzero(curve["step"].to_numpy() == best)[0])
+    return bank.dev_stability(row.model, row.task, row.train_lang, columns, chosen, True)
+
+
 def curves(table: pd.DataFrame, views: Sequence[str]):
     """Every (model, task, view, train, test) curve over steps, with each step's layer, test
     score and interval, and the training language's dev score at that layer."""
@@ -232,9 +395,11 @@ def curves(table: pd.DataFrame, views: Sequence[str]):
     return scores.groupby(["model", "task", "view", "train_lang", "test_lang"], sort=True)
 
 
-def degradation(table: pd.DataFrame, bank: ItemBank, views: Sequence[str]) -> pd.DataFrame:
+def degradation(
+    table: pd.DataFrame, bank: ItemBank, views: Sequence[str], verdicts: Verdicts
+) -> pd.DataFrame:
     """Best (chosen on dev) minus final step, per model, task, pair and view, with a verdict."""
-    rows = []
+    rows, tests = [], []
     for (model, task, view, train, test), curve in curves(table, views):
         curve = curve.sort_values("step")
         best = dev_best_step(curve)
@@ -243,10 +408,12 @@ def degradation(table: pd.DataFrame, bank: ItemBank, views: Sequence[str]) -> pd
         columns = [(best, by_step.loc[best, "layer"]), (final, by_step.loc[final, "layer"])]
         point, resampled = bank.resampled(model, task, train, test, columns)
         low, high = bank.bootstrap.interval(resampled[:, 0] - resampled[:, 1])
+        tests.append((model, task, train, test, *columns))
         rows.append(
             {
                 "model": model, "task": task, "view": view, "train_lang": train,
                 "test_lang": test, "kind": kind(train, test), "best_step": best,
+                "best_step_stability": best_step_stability(bank, curve, best),
                 "best_layer": columns[0][1], "best_score": point[0],
                 "best_ci_low": by_step.loc[best, "ci_low"],
                 "best_ci_high": by_step.loc[best, "ci_high"], "final_step": final,
@@ -254,16 +421,28 @@ def degradation(table: pd.DataFrame, bank: ItemBank, views: Sequence[str]) -> pd
                 "final_ci_low": by_step.loc[final, "ci_low"],
                 "final_ci_high": by_step.loc[final, "ci_high"],
                 "difference": point[0] - point[1], "ci_low": low, "ci_high": high,
-                "verdict": verdict(best == final, low, high, DEGRADATION_VERDICTS),
             }
         )  # fmt: skip
-    return pd.DataFrame(rows, columns=DEGRADATION_COLUMNS)
+    frame = pd.DataFrame(rows, columns=DEGRADATION_COLUMNS[:-4])
+    same = (frame["best_step"] == frame["final_step"]).to_numpy()
+    why = verdicts.reasons(frame, "train_lang", "test_lang")
+    testable = ~same & np.array([reason is None for reason in why], dtype=bool)
+
+    def decide(row, p_adjusted):
+        reason = why[row.Index]
+        return reason or verdicts.label(
+            p_adjusted, same[row.Index], row.ci_high, DEGRADATION_VERDICTS
+        )
+
+    frame = verdicts.decide(frame, bank, tests, testable, decide)
+    return with_coverage(frame)[DEGRADATION_COLUMNS]
 
 
 DEGRADATION_COLUMNS = [
-    "model", "task", "view", "train_lang", "test_lang", "kind", "best_step", "best_layer",
-    "best_score", "best_ci_low", "best_ci_high", "final_step", "final_layer", "final_score",
-    "final_ci_low", "final_ci_high", "difference", "ci_low", "ci_high", "verdict",
+    "model", "task", "view", "train_lang", "test_lang", "kind", "best_step",
+    "best_step_stability", "best_layer", "best_score", "best_ci_low", "best_ci_high",
+    "final_step", "final_layer", "final_score", "final_ci_low", "final_ci_high", "difference",
+    "ci_low", "ci_high", "p_value", "p_adjusted", "verdict", "interval_covers",
 ]  # fmt: skip
 
 
@@ -309,8 +488,10 @@ def gain_onset(steps: Sequence[int], scores, fraction: float, reference: int = -
 
     ``g(s) = (score(s) - score(steps[0])) / (score(steps[reference]) - score(steps[0]))``; the
     onset is where ``g`` first reaches ``fraction``, linearly interpolated in ``log(1 + step)``
-    between the checkpoint before and the one that reaches it. NaN where the gain to the reference
-    is not positive (nothing learned, so no onset).
+    between the checkpoint before and the one that reaches it. Nothing was measured between the
+    first two steps, so a curve that has reached ``fraction`` by ``steps[1]`` gets ``steps[1]``
+    itself (reached *by* that step, censored: :func:`by_first_step`), never a step between them.
+    NaN where the gain to the reference is not positive (nothing learned, so no onset).
     """
     steps = np.asarray(steps, dtype=float)
     scores = np.asarray(scores, dtype=float)
@@ -327,51 +508,103 @@ def gain_onset(steps: Sequence[int], scores, fraction: float, reference: int = -
     x = np.log1p(steps)
     g0 = np.take_along_axis(g, (first - 1)[..., None], axis=-1)[..., 0]
     g1 = np.take_along_axis(g, first[..., None], axis=-1)[..., 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         position = x[first - 1] + (fraction - g0) / (g1 - g0) * (x[first] - x[first - 1])
-    return np.where(valid, np.expm1(position), np.nan)
+        onset = np.where(first == 1, steps[1], np.expm1(position))
+    return np.where(valid, onset, np.nan)
 
 
-def onsets(table: pd.DataFrame, bank: ItemBank, views: Sequence[str], fraction: float):
-    """Raw and gain onsets of every curve (in-language and transfer), per view."""
-    rows = []
+def by_first_step(steps: Sequence[int], onset: float) -> bool:
+    """Whether an onset is censored: the curve had reached its fraction by the first measured
+    step after the start (the onset is that step, read "by step s")."""
+    return bool(len(steps) > 1 and onset == steps[1])
+
+
+# A choice made from dev scores (a layer, a step) is called unstable when fewer dev resamples than
+# this make it again (the findings summary counts them; the figures mark them).
+STABLE_SHARE = 0.9
+# An onset's interval needs nearly every resample to have an onset: otherwise it would be built
+# from the few resamples that have one.
+MIN_FINITE_SHARE = 0.95
+
+
+def onset_columns(name, steps, point, resampled, fraction, reference, bootstrap) -> dict:
+    """The gain onset of one curve to one reference step: its value, whether it is censored
+    ("by step s"), its interval and the share of resamples with an onset."""
+    if len(steps) < 2 or reference in (0, -len(steps)):
+        value = low = high = share = np.nan
+    else:
+        value = float(gain_onset(steps, point, fraction, reference))
+        samples = gain_onset(steps, resampled, fraction, reference)
+        share = float(np.isfinite(samples).mean())
+        low, high = bootstrap.interval(samples) if share >= MIN_FINITE_SHARE else (np.nan, np.nan)
+    return {
+        f"{name}_step": value, f"{name}_censored": by_first_step(steps, value),
+        f"{name}_ci_low": low, f"{name}_ci_high": high, f"{name}_finite_share": share,
+    }  # fmt: skip
+
+
+ONSETS = (("onset_gain", "final"), ("onset_best_gain", "best"))
+
+
+def onsets(
+    table: pd.DataFrame, bank: ItemBank, views: Sequence[str], fraction: float, verdicts: Verdicts
+) -> pd.DataFrame:
+    """Raw and gain onsets of every curve (in-language and transfer), per view; a curve has a
+    gain onset when its gain from the first to the last step is a discovery (``verdicts``)."""
+    rows, tests = [], []
     for (model, task, view, train, test), curve in curves(table, views):
         curve = curve.sort_values("step")
         steps = curve["step"].to_numpy()
         scores = curve["value"].to_numpy(dtype=float)
         best = dev_best_step(curve)
-        reference = int(np.flatnonzero(steps == best)[0])
         columns = list(zip(steps, curve["layer"], strict=True))
         point, resampled = bank.resampled(model, task, train, test, columns)
         gain_low, gain_high = bank.bootstrap.interval(resampled[:, -1] - resampled[:, 0])
-        learned = len(steps) > 1 and gain_low > 0
         row = {
             "model": model, "task": task, "view": view, "train_lang": train, "test_lang": test,
             "kind": kind(train, test),
             "onset_final_step": onset_step(steps, scores, fraction, "final"),
             "onset_best_step": onset_step(steps, scores, fraction, "best"),
+            "best_step": best, "best_step_stability": best_step_stability(bank, curve, best),
             "gain": point[-1] - point[0], "gain_ci_low": gain_low, "gain_ci_high": gain_high,
-            "status": "onset" if learned else "no onset",
         }  # fmt: skip
-        for name, ref in (("onset_gain", -1), ("onset_best_gain", reference)):
-            if learned and ref != 0:
-                low, high = bank.bootstrap.interval(gain_onset(steps, resampled, fraction, ref))
-                value = float(gain_onset(steps, point, fraction, ref))
-            else:
-                value = low = high = np.nan
-            row.update({f"{name}_step": value, f"{name}_ci_low": low, f"{name}_ci_high": high})
+        references = {"final": -1, "best": int(np.flatnonzero(steps == best)[0])}
+        for name, reference in ONSETS:
+            row.update(onset_columns(name, steps, point, resampled, fraction,
+                                     references[reference], bank.bootstrap))  # fmt: skip
+        tests.append((model, task, train, test, columns[-1], columns[0]))
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=ONSET_COLUMNS)
+    frame = pd.DataFrame(rows, columns=[c for c in ONSET_COLUMNS if c not in ONSET_DECIDED])
+    why = verdicts.reasons(frame, "train_lang", "test_lang")
+    several_steps = np.array([last[0] != first[0] for *_, last, first in tests], dtype=bool)
+    testable = np.array([reason is None for reason in why], dtype=bool) & several_steps
+
+    def decide(row, p_adjusted):
+        learned = p_adjusted is not None and p_adjusted <= verdicts.fdr
+        return why[row.Index] or ("onset" if learned else "no onset")
+
+    frame = verdicts.decide(frame, bank, tests, testable, decide)
+    frame = frame.rename(columns={"verdict": "status"})
+    without = frame["status"] != "onset"
+    for name, _ in ONSETS:  # no onset where nothing was measurably learned
+        frame.loc[without, [f"{name}_step", f"{name}_ci_low", f"{name}_ci_high"]] = np.nan
+        frame.loc[without, f"{name}_censored"] = False
     for column in ("onset_final_step", "onset_best_step"):
         frame[column] = frame[column].astype("Int64")
-    return frame
+    covered = frame.assign(split="test", ci_low=frame["gain_ci_low"],
+                           ci_high=frame["gain_ci_high"])  # fmt: skip
+    return frame.assign(interval_covers=interval_covers(covered))[ONSET_COLUMNS]
 
 
+ONSET_DECIDED = ("p_value", "p_adjusted", "status", "interval_covers")
 ONSET_COLUMNS = [
     "model", "task", "view", "train_lang", "test_lang", "kind", "onset_final_step",
-    "onset_best_step", "gain", "gain_ci_low", "gain_ci_high", "status", "onset_gain_step",
-    "onset_gain_ci_low", "onset_gain_ci_high", "onset_best_gain_step", "onset_best_gain_ci_low",
-    "onset_best_gain_ci_high",
+    "onset_best_step", "best_step", "best_step_stability", "gain", "gain_ci_low",
+    "gain_ci_high", "p_value", "p_adjusted", "status",
+    *[f"{name}_{part}" for name, _ in ONSETS
+      for part in ("step", "censored", "ci_low", "ci_high", "finite_share")],
+    "interval_covers",
 ]  # fmt: skip
 
 
@@ -381,13 +614,13 @@ ANALYSIS_TABLES = ("onset", "final_layer_gap", "degradation")
 
 
 def analyse(
-    table: pd.DataFrame, bank: ItemBank, views: Sequence[str], fraction: float
+    table: pd.DataFrame, bank: ItemBank, views: Sequence[str], fraction: float, verdicts: Verdicts
 ) -> dict[str, pd.DataFrame]:
     """The analysis tables, by file stem (:data:`ANALYSIS_TABLES`)."""
     return {
-        "onset": onsets(table, bank, views, fraction),
-        "final_layer_gap": final_layer_gap(table, bank),
-        "degradation": degradation(table, bank, views),
+        "onset": onsets(table, bank, views, fraction, verdicts),
+        "final_layer_gap": final_layer_gap(table, bank, verdicts),
+        "degradation": degradation(table, bank, views, verdicts),
     }
 
 
@@ -408,10 +641,29 @@ def main(command: str, argv: list[str]) -> None:
         required=True,
         help="where each table goes, named by its table: onset.csv, final_layer_gap.csv, ...",
     )
+    parser.add_argument(
+        "--fdr", type=float, required=True, help="false discovery rate of every verdict family"
+    )
+    parser.add_argument(
+        "--verdict-resamples", type=int, required=True, help="bootstrap resamples of a p-value"
+    )
+    parser.add_argument(
+        "--max-unknown-share",
+        type=float,
+        required=True,
+        help="a language whose test words hold the unknown token more often gets no verdict",
+    )
     stats.add_arguments(parser)
     args = parser.parse_args(argv)
     if not 0 < args.onset_fraction <= 1:
         raise InputError(f"--onset-fraction: {args.onset_fraction} is not in (0, 1]")
+    if not 0 < args.fdr < 1:
+        raise InputError(f"--fdr: {args.fdr} is not in (0, 1)")
+    if args.verdict_resamples < args.resamples:
+        raise InputError(
+            f"--verdict-resamples: {args.verdict_resamples} is fewer than --resamples "
+            f"{args.resamples} (a verdict's p-value reads at least the intervals' resamples)"
+        )
     outputs = {Path(path).stem: Path(path) for path in args.out}
     if sorted(outputs) != sorted(ANALYSIS_TABLES):
         raise InputError(f"--out: one .csv per table, named {', '.join(ANALYSIS_TABLES)}")
@@ -419,7 +671,11 @@ def main(command: str, argv: list[str]) -> None:
     bank = ItemBank(
         [stats.load_item_scores(path) for path in args.items], stats.from_arguments(args)
     )
-    tables = analyse(read_table(args.table), bank, views, args.onset_fraction)
+    table = read_table(args.table)
+    verdicts = Verdicts(
+        args.fdr, args.verdict_resamples, unreadable_languages(table, args.max_unknown_share)
+    )
+    tables = analyse(table, bank, views, args.onset_fraction, verdicts)
     for stem, frame in tables.items():
         save_table(outputs[stem], frame)
         print(f"{outputs[stem]}: {len(frame)} rows")

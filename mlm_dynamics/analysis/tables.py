@@ -41,6 +41,9 @@ COLUMNS = {
     "ci_high": "float64",
     "n": "int64",
 }
+# The tidy table adds what each row's interval resamples (:func:`interval_covers`): a score file
+# does not repeat it on every row.
+TABLE_COLUMNS = {**COLUMNS, "interval_covers": "str"}
 KEY = ["model", "step", "task", "layer", "train_lang", "test_lang", "split", "seed", "metric"]
 # sort order of the table: readable blocks, then the key
 SORT = ["model", "task", "metric", "split", "step", "train_lang", "test_lang", "layer", "seed"]
@@ -48,6 +51,18 @@ SORT = ["model", "task", "metric", "split", "step", "train_lang", "test_lang", "
 # majority label): one row per probe, seed and evaluation set, at this layer, as it reads none.
 BASELINE_METRIC = "majority_accuracy"
 BASELINE_LAYER = -1
+
+
+def interval_covers(table):
+    """What the interval of each row covers: the sentences (sentence pairs for XNLI and
+    SimAlign, held-out sentences for BPC) of its evaluation set, resampled; "none" where a row
+    has no interval. Nothing else: the run is one pretraining run, a probe's row is one fit (its
+    seeds >= 1 are rows of their own), a selectivity row one control-label draw."""
+    task = table["task"].astype(str)
+    pairs = task.eq("xnli") | task.str.startswith("simalign")
+    split = table["split"].astype(str).where(~task.eq("bpc"), "held-out")
+    covers = split + pairs.map({True: " sentence pairs", False: " sentences"})
+    return covers.where(table["ci_low"].notna() | table["ci_high"].notna(), "none")
 
 
 def tidy_frame(records):
@@ -105,13 +120,14 @@ def tidy_table(table, source: str = "table"):
     missing = [column for column in COLUMNS if column not in table.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
-    table = table[list(COLUMNS)].copy()
+    table = table[[column for column in TABLE_COLUMNS if column in table.columns]].copy()
     for column in ("train_lang", "test_lang"):
         table[column] = table[column].fillna("")
     try:
-        table = table.astype(COLUMNS)
+        table = table.astype({column: COLUMNS[column] for column in COLUMNS})
     except (TypeError, ValueError) as exc:
         raise InputError(f"{source}: a column has the wrong type ({exc})") from exc
+    table["interval_covers"] = interval_covers(table)
     return table.sort_values(SORT, kind="stable").reset_index(drop=True)
 
 
@@ -134,6 +150,7 @@ def collect(paths):
         files = " and ".join(dict.fromkeys(clash["source"]))
         raise InputError(f"{files}: the same row ({row}) is in more than one input")
     table = table.drop(columns="source")
+    table["interval_covers"] = interval_covers(table)
     return table.sort_values(SORT, kind="mergesort", ignore_index=True)
 
 
@@ -219,7 +236,7 @@ def main(command: str, argv: list[str]) -> None:
     args = parser.parse_args(argv)
     from mlm_dynamics.analysis.views import view_name
 
-    table = read_scores(args.table)
+    table = read_table(args.table)
     views = [view_name(view) for view in args.views]
     transfer_matrices(
         table, args.model, args.task, args.steps, args.languages, views, args.out_dir, args.table

@@ -54,10 +54,11 @@ def probe_rows(table: pd.DataFrame, metric: str = PROBE_METRIC, split: str = "te
     ]
 
 
-def dev_best_layers(table: pd.DataFrame) -> pd.DataFrame:
-    """Per probe (model, task, train_lang, step): the layer of highest in-language dev accuracy."""
+def dev_best_layers(table: pd.DataFrame, lowest: int = 0) -> pd.DataFrame:
+    """Per probe (model, task, train_lang, step): the layer (``lowest`` or above; 1 for the
+    transformer layers alone) of highest in-language dev accuracy, ties to the lower layer."""
     dev = probe_rows(table, split="dev")
-    dev = dev[dev["train_lang"] == dev["test_lang"]]
+    dev = dev[(dev["train_lang"] == dev["test_lang"]) & (dev["layer"] >= lowest)]
     ordered = dev.sort_values([*PROBE, "value", "layer"], ascending=[True] * 4 + [False, True])
     return ordered.groupby(PROBE, sort=True).head(1)[[*PROBE, "layer"]]
 
