@@ -5,12 +5,15 @@ writes one figure as PNG and PDF. The names (registered in ``figure_registry.FIG
 :data:`DRAW`):
 
 - ``in-language-curves``: test accuracy over steps, a row per layer view (``last`` first), a panel
-  per task, a line per language with its 95% bootstrap band, the majority-class baseline dashed.
+  per task (titled with task and view), a line per language with its 95% bootstrap band, the
+  majority-class baseline dashed.
 - ``layer-heatmaps``: test accuracy per layer x step, mean over languages, a panel per task.
 - ``final-layer-gap``: dev-chosen best layer minus last layer over steps, with bands.
 - ``onset``: gain onsets (with intervals) of in-language curves and transfer pairs, per view;
-  curves without a measurable gain are counted, not drawn at step 0.
-- ``selectivity``: accuracy minus control-task accuracy over steps, per view, with bands.
+  curves without a measurable gain are counted, not drawn at step 0; a panel without any onset
+  (a run of one step) says why.
+- ``selectivity``: accuracy minus control-task accuracy over steps, laid out as
+  ``in-language-curves``.
 - ``transfer-matrices-<task>``: train x test accuracy at selected steps, a row per view.
 - ``transfer-over-time-<task>``: every pair's accuracy over steps (first view), with bands.
 - ``bpc``: bits per character over steps per language, and against the pretraining share.
@@ -18,9 +21,12 @@ writes one figure as PNG and PDF. The names (registered in ``figure_registry.FIG
 
 Every figure function takes data frames and returns a matplotlib Figure, so a notebook can redraw
 any of them; ``save_figure`` writes the PNG and the PDF without timestamps (same bytes every run).
+A legend or title outside the panels grows the figure rather than squeezing them
+(:func:`figure_legend`, :func:`figure_title`); tests/test_figure_layout.py measures every figure.
 Scores are read at the layer views of :func:`mlm_dynamics.analysis.views.view_layers` (the
-same cells as the CSVs), test split, seed 0; bands and whiskers are 95% bootstrap intervals.
-Steps go on a symmetric-log axis, linear below the first non-zero step, so step 0 is shown.
+same cells as the CSVs), test split, seed 0; bands and whiskers are 95% bootstrap intervals
+(a curve of one step gets a whisker). Steps go on a symmetric-log axis, linear below the first
+non-zero step, so step 0 (the randomly initialised model) is shown where the run has it.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from mlm_dynamics.probing import registry
 TASK_ORDER = [*registry.TASKS, "xnli"]
 TASK_LABELS = {**{name: task.title for name, task in registry.TASKS.items()}, "xnli": "XNLI"}
 MAX_TRANSFER_PANELS = 6
+STABLE = findings.STABLE_SHARE
 PANEL_WIDTH = 2.6  # inches; a row of three fits a two-column page (7 in)
 PANEL_HEIGHT = 2.3
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
@@ -67,6 +74,8 @@ STYLE = {
 }
 HEATMAP = "viridis"
 PNG_DPI = 200
+MIN_MATRIX = 1.3  # inches: the narrowest transfer matrix (three languages)
+LEGEND_PAD = 0.1  # inches between the panels and a legend (or the title) outside them
 
 
 # ---------------------------------------------------------------- helpers
@@ -113,7 +122,8 @@ def step_label(step: float, _position=None) -> str:
 
 
 def step_axis(ax, steps: Sequence[int], axis: str = "x") -> None:
-    """A symmetric-log step axis: linear up to the first non-zero step, so step 0 shows as 0."""
+    """A symmetric-log step axis: linear up to the first non-zero step, so step 0 shows as 0
+    (a single step sits in the middle)."""
     steps = sorted({int(step) for step in steps})
     positive = [step for step in steps if step > 0] or [1]
     linthresh = positive[0]
@@ -123,6 +133,8 @@ def step_axis(ax, steps: Sequence[int], axis: str = "x") -> None:
         decades = range(int(np.ceil(np.log10(linthresh))), int(np.floor(np.log10(steps[-1]))) + 1)
         ticks = [0] + [10**k for k in decades]
     lower, upper = -0.15 * linthresh, max(steps[-1], linthresh) * 1.15
+    if len(steps) == 1:  # one checkpoint: in the middle, not at the right end of an empty axis
+        lower, upper = steps[0] - 0.5 * linthresh, steps[0] + 0.5 * linthresh
     target = ax.xaxis if axis == "x" else ax.yaxis
     if axis == "x":
         ax.set_xscale("symlog", linthresh=linthresh, linscale=0.6)
@@ -160,8 +172,36 @@ def outer_ylabels(axes) -> None:
             ax.set_ylabel("")
 
 
-def figure_legend(fig: Figure, handles, labels, title: str | None = None) -> None:
-    fig.legend(handles, labels, title=title, loc="outside right center")
+def figure_legend(fig: Figure, handles, labels, title: str | None = None, below: bool = False):
+    """A legend outside the panels, right of them (or ``below``), with the figure grown by its
+    size: constrained layout would otherwise take its room from the panels, down to nothing in a
+    one-column figure (and then not lay out the figure at all)."""
+    if below:
+        legend = fig.legend(handles, labels, title=title, loc="outside lower center",
+                            ncols=len(labels))  # fmt: skip
+    else:
+        legend = fig.legend(
+            handles, labels, title=title, loc="outside right center", alignment="left"
+        )
+    box = legend.get_window_extent(fig.canvas.get_renderer())
+    if below:
+        fig.set_figheight(fig.get_figheight() + box.height / fig.dpi + LEGEND_PAD)
+    else:
+        fig.set_figwidth(fig.get_figwidth() + box.width / fig.dpi + LEGEND_PAD)
+    return legend
+
+
+def figure_title(fig: Figure, text: str) -> None:
+    """The figure's title, the figure widened where the title is wider than the panels."""
+    title = fig.suptitle(text)
+    width = title.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 2 * LEGEND_PAD
+    fig.set_figwidth(max(fig.get_figwidth(), width))
+
+
+def empty_note(ax, text: str) -> None:
+    """Say inside an empty panel why it is empty."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8,
+            color="0.3")  # fmt: skip
 
 
 def language_handles(languages, colours, markers):
@@ -222,12 +262,15 @@ def select_steps(steps: Sequence[int], requested: Sequence[int] = ()) -> list[in
 
 
 def line_with_band(ax, x, y, low, high, colour, marker, **kwargs) -> None:
-    """A curve with its interval as a band (none where the interval is missing)."""
+    """A curve with its interval as a band (none where the interval is missing; a whisker
+    where the curve is one point)."""
     x, y = np.asarray(x), np.asarray(y, dtype=float)
     ax.plot(x, y, color=colour, marker=marker, markersize=3.5, linewidth=1.4, **kwargs)
     if low is not None:
         low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-        if np.isfinite(low).any():
+        if x.size == 1:  # one step: a band would have no width
+            ax.vlines(x, low, high, color=colour, alpha=0.6, linewidth=1.2)
+        elif np.isfinite(low).any():
             ax.fill_between(x, low, high, color=colour, alpha=0.18, linewidth=0)
 
 
@@ -245,10 +288,10 @@ def in_language_curves(
     views: Sequence[str] = (),
     languages: Sequence[str] = (),
     tasks: Sequence[str] = (),
-    metric_label: str = "accuracy",
+    metric_label: str = "test accuracy",
 ) -> Figure:
-    """In-language test scores over steps: a row per view, a panel per task, a line per language
-    with its interval band.
+    """In-language test scores over steps: a row per view, a panel per task (titled with its task
+    and view), a line per language with its interval band.
 
     ``scores`` has ``views.view_scores``'s columns; ``baselines`` has task, train_lang,
     test_lang, majority_accuracy (may be empty).
@@ -285,9 +328,11 @@ def in_language_curves(
                     alpha=0.8,
                 )
         step_axis(ax, rows["step"] if not rows.empty else [0])
-        ax.set_title(task_label(task))
+        if rows.empty:
+            empty_note(ax, f"no {task} scores\nat the {view_label(view)}")
+        ax.set_title(f"{task_label(task)}\n{view_label(view)}")
         ax.set_xlabel("pretraining step")
-        ax.set_ylabel(f"{metric_label}\n{view_label(view)}")
+        ax.set_ylabel(metric_label)
     outer_ylabels(axes)
     handles = language_handles(languages, colours, markers)
     labels = list(languages)
@@ -312,7 +357,7 @@ def layer_heatmaps(scores: pd.DataFrame, tasks: Sequence[str] = ()) -> Figure:
             index="layer", columns="step", values="value", aggfunc="mean"
         )
         grid = grid.sort_index(ascending=False)  # layer 0 (embeddings) at the bottom
-        draw_heatmap(ax, grid, fmt=".2f")
+        draw_heatmap(ax, grid, fmt=".2f", cbar_kws={"label": "test accuracy"})
         ax.set_title(task_label(task))
         ax.set_xlabel("pretraining step")
         ax.set_ylabel("layer (0 = embeddings)")
@@ -320,35 +365,71 @@ def layer_heatmaps(scores: pd.DataFrame, tasks: Sequence[str] = ()) -> Figure:
 
 
 def draw_heatmap(
-    ax, grid: pd.DataFrame, fmt: str, scale: float = 1.0, labels=None, **kwargs
+    ax,
+    grid: pd.DataFrame,
+    fmt: str,
+    scale: float = 1.0,
+    labels=None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    square: bool = False,
+    cbar: bool = True,
+    cbar_kws: dict | None = None,
 ) -> None:
-    """A heatmap of ``grid``, annotated with its values (or with ``labels``, same shape) when
-    small enough to read."""
-    annotate = grid.size <= 80
-    if annotate and labels is not None:
-        annotate, fmt = labels, ""
-    sns.heatmap(
-        grid * scale,
-        ax=ax,
-        cmap=HEATMAP,
-        annot=annotate,
-        fmt=fmt,
-        annot_kws={"fontsize": 6 if labels is None else 5},
-        linewidths=0.3,
-        linecolor="white",
-        **kwargs,
+    """A heatmap of ``grid`` (its first row on top, NaN cells left blank), annotated with its
+    values (or with ``labels``, same shape) when small enough to read, with a colour bar.
+
+    Drawn with pcolormesh: seaborn's heatmap redraws the whole figure once per panel.
+    """
+    values = np.ma.masked_invalid(grid.to_numpy(dtype=float) * scale)
+    mesh = ax.pcolormesh(
+        values, cmap=HEATMAP, vmin=vmin, vmax=vmax, edgecolors="white", linewidth=0.3
     )
-    if grid.columns.name == "step":
-        ax.set_xticklabels([step_label(step) for step in grid.columns], rotation=0)
-    ax.tick_params(axis="y", rotation=0)
+    rows, columns = values.shape
+    ax.set_xlim(0, columns)
+    ax.set_ylim(rows, 0)
+    steps = grid.columns.name == "step"
+    ax.set_xticks(
+        np.arange(columns) + 0.5, [step_label(c) if steps else str(c) for c in grid.columns]
+    )
+    ax.set_yticks(np.arange(rows) + 0.5, [str(i) for i in grid.index])
+    ax.tick_params(length=0)
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel(grid.columns.name or "")
+    ax.set_ylabel(grid.index.name or "")
+    if grid.size <= 80:
+        texts = labels if labels is not None else [[format(v, fmt) for v in row] for row in values]
+        for (r, c), value in np.ndenumerate(values.filled(np.nan)):
+            if np.isnan(value):
+                continue
+            ax.text(
+                c + 0.5, r + 0.5, texts[r][c], ha="center", va="center",
+                fontsize=6 if labels is None else 5, color=annotation_colour(mesh, value),
+            )  # fmt: skip
+    if square:
+        ax.set_aspect("equal")
+    if cbar:
+        bar = ax.figure.colorbar(mesh, ax=ax, **(cbar_kws or {}))
+        bar.outline.set_linewidth(0)
+
+
+def annotation_colour(mesh, value: float) -> str:
+    """Dark text on a light cell, white on a dark one (by relative luminance, as seaborn)."""
+    rgb = np.asarray(mesh.cmap(mesh.norm(value))[:3])
+    linear = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return ".15" if linear @ [0.2126, 0.7152, 0.0722] > 0.408 else "w"
 
 
 @styled
 def final_layer_gap(
     gaps: pd.DataFrame, languages: Sequence[str] = (), tasks: Sequence[str] = ()
 ) -> Figure:
-    """Best layer (chosen on dev) minus last layer over steps, a panel per task and a line per
-    language with its paired-bootstrap band. ``gaps`` has final_layer_gap.csv's columns."""
+    """Best transformer layer (chosen on dev) minus last layer over steps, a panel per task and a
+    line per language with its paired-bootstrap band; a hollow marker is a step whose layer
+    choice is unstable (made again by fewer than ``findings.STABLE_SHARE`` of the dev
+    resamples). ``gaps`` has final_layer_gap.csv's columns."""
     tasks = ordered(gaps["task"], tasks or TASK_ORDER)
     languages = ordered(gaps["lang"], languages)
     colours, markers = language_colours(languages), language_markers(languages)
@@ -362,16 +443,32 @@ def final_layer_gap(
                     ax, curve["step"], curve["gap"], curve["ci_low"], curve["ci_high"],
                     colours[lang], markers[lang],
                 )  # fmt: skip
+                mark_unstable(ax, curve, "best_layer_stability", "gap", colours[lang],
+                              markers[lang])  # fmt: skip
         ax.axhline(0, color="0.3", linewidth=0.8)
         step_axis(ax, rows["step"])
         ax.set_title(task_label(task))
         ax.set_xlabel("pretraining step")
-        ax.set_ylabel("best (dev) − last layer")
+        ax.set_ylabel("best transformer layer\n− last layer")
     outer_ylabels(axes)
-    figure_legend(
-        fig, language_handles(languages, colours, markers), languages, "language (band: 95% CI)"
-    )
+    handles = language_handles(languages, colours, markers)
+    labels = list(languages)
+    if "best_layer_stability" in gaps and (gaps["best_layer_stability"] < STABLE).any():
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white",
+                              linestyle=""))  # fmt: skip
+        labels.append(f"layer chosen by < {STABLE:.0%}\nof dev resamples")
+    figure_legend(fig, handles, labels, "language (band: 95% CI)")
     return fig
+
+
+def mark_unstable(ax, curve: pd.DataFrame, stability: str, value: str, colour, marker) -> None:
+    """Hollow markers over the points whose dev choice is unstable (``stability`` below
+    ``findings.STABLE_SHARE``; a table without the column marks none)."""
+    if stability not in curve:
+        return
+    unstable = curve[curve[stability] < STABLE]
+    ax.scatter(unstable["step"], unstable[value], marker=marker, s=14, facecolors="white",
+               edgecolors=[colour], linewidths=0.9, zorder=5)  # fmt: skip
 
 
 @styled
@@ -380,23 +477,33 @@ def onset(
     tasks: Sequence[str] = (),
     fraction: float | None = None,
     views: Sequence[str] = (),
+    steps: Sequence[int] = (),
 ) -> Figure:
     """Gain onsets per task, in-language curves vs transfer pairs, a panel per view.
 
     Every curve with an onset is a dot with its interval as a whisker; equal steps are spread
-    sideways (no random jitter) and a bar marks the median. Curves whose gain interval holds 0
-    (``status`` "no onset") are not drawn: their count is written under each group.
+    sideways (no random jitter) and a bar marks the median. Curves without an onset (no
+    ``onset_gain_step``: no measurable gain over the first step, or a run of one step) are not
+    drawn: their count is written under each group, and a panel without any dot says why.
+    ``steps``: the run's checkpoints, the step axis (else the onsets' range).
     """
     tasks = ordered(onsets["task"], tasks or TASK_ORDER)
     kinds = ordered(onsets["kind"], ["in-language", "transfer"])
     views = ordered(onsets["view"], views or ["last", "best"])
+    steps = sorted({int(step) for step in steps})
     palette = sns.color_palette("colorblind", 2)
     colours = {"in-language": palette[0], "transfer": palette[1]}
     fig, axes = panel_grid(
-        len(views), columns=1, sharey=True, width=min(7.0, 1.4 * len(tasks) + 1.5)
+        len(views), columns=1, sharey=True, width=min(7.0, 1.5 * len(tasks) + 1.5)
     )
     share = f"{fraction:.0%} of " if fraction else ""
+    start = f"step {step_label(steps[0])}" if steps else "the first step"
+    if len(steps) == 1:
+        why = f"one checkpoint (step {step_label(steps[0])}):\nno gain over time to place an onset"
+    else:
+        why = f"no curve gained measurably over {start}"
     for ax, view in zip(axes, views, strict=True):
+        centres, counts = [], []
         for t, task in enumerate(tasks):
             for k, kind in enumerate(kinds):
                 centre = t + (k - (len(kinds) - 1) / 2) * 0.38
@@ -404,13 +511,10 @@ def onset(
                     (onsets["task"] == task) & (onsets["kind"] == kind) & (onsets["view"] == view)
                 ]
                 learned = group.dropna(subset=["onset_gain_step"]).sort_values("onset_gain_step")
+                censored = learned.get("onset_gain_censored", pd.Series(False, learned.index))
                 missing = len(group) - len(learned)
-                if missing:
-                    ax.annotate(
-                        f"{missing}×\nnone", (centre, 0), xytext=(0, -22),
-                        textcoords="offset points", ha="center", va="top", fontsize=6,
-                        annotation_clip=False,
-                    )  # fmt: skip
+                centres.append(centre)
+                counts.append(f"{missing}× none" if missing else "")
                 if learned.empty:
                     continue
                 values = learned["onset_gain_step"].to_numpy(dtype=float)
@@ -419,19 +523,45 @@ def onset(
                     x, learned["onset_gain_ci_low"], learned["onset_gain_ci_high"],
                     color=colours.get(kind, "0.5"), linewidth=0.6, alpha=0.6, zorder=2,
                 )  # fmt: skip
-                ax.scatter(x, y, s=9, color=colours.get(kind, "0.5"), linewidths=0, zorder=3)
+                colour = colours.get(kind, "0.5")
+                # reached by the first measured step ("by step s"): hollow, as nothing was
+                # measured before it
+                by_first = censored.astype(bool).to_numpy()
+                ax.scatter(x[~by_first], y[~by_first], s=9, color=colour, linewidths=0, zorder=3)
+                ax.scatter(x[by_first], y[by_first], s=11, facecolors="white", edgecolors=[colour],
+                           linewidths=0.8, zorder=3)  # fmt: skip
                 ax.hlines(np.median(values), centre - 0.17, centre + 0.17, color="0.15", zorder=4)
-        ax.set_xticks(range(len(tasks)), tasks)
+        if not has_onset(onsets, view):
+            empty_note(ax, why)
+        ax.set_xticks(range(len(tasks)), [task_label(task) for task in tasks])
+        # the counts: a line of small labels under the task names, one per group
+        ax.set_xticks(centres, counts, minor=True)
+        major = ax.xaxis.get_major_ticks()[0]
+        pad = major.get_pad() + major.get_tick_padding() + 1.25 * major.label1.get_fontsize()
+        ax.tick_params(axis="x", which="minor", length=0, labelsize=6.5, pad=pad)
         ax.set_xlim(-0.6, len(tasks) - 0.4)
-        ax.set_title(f"{view_label(view)}: reaching {share}the gain over step 0")
+        reaching = f": reaching {share}the gain over {start}" if len(steps) != 1 else ""
+        ax.set_title(view_label(view) + reaching)
         ax.set_ylabel("onset step")
         ax.grid(axis="x", visible=False)
-    steps = pd.concat([onsets["onset_gain_ci_high"], onsets["onset_gain_step"]]).dropna()
-    step_axis(axes[0], [0, 1, *steps.astype(float).round().astype(int)], axis="y")
+    if not steps:
+        onset_steps = pd.concat([onsets["onset_gain_ci_high"], onsets["onset_gain_step"]]).dropna()
+        steps = [0, 1, *onset_steps.astype(float).round().astype(int)]
+    step_axis(axes[0], steps, axis="y")
     handles = [Line2D([], [], color=colours[k], marker="o", linestyle="") for k in kinds]
+    handles.append(Line2D([], [], color="0.15"))
+    labels = [*kinds, "median"]
+    if "onset_gain_censored" in onsets and onsets["onset_gain_censored"].astype(bool).any():
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white",
+                              linestyle=""))  # fmt: skip
+        labels.append("reached by the first\nmeasured step")
     # below the panels: on the right it would sit on the second panel's title
-    fig.legend(handles, kinds, loc="outside lower center", ncols=len(kinds))
+    figure_legend(fig, handles, labels, below=True)
     return fig
+
+
+def has_onset(onsets: pd.DataFrame, view: str) -> bool:
+    return bool(onsets.loc[onsets["view"] == view, "onset_gain_step"].notna().any())
 
 
 def dot_positions(values: np.ndarray, centre: float, width: float):
@@ -462,13 +592,11 @@ def transfer_matrices(
     rows = rows.assign(half_width=(rows["ci_high"] - rows["ci_low"]) / 2)
     views = ordered(rows["view"], views or ["last", "best"])
     languages = ordered(pd.concat([rows["train_lang"], rows["test_lang"]]), languages)
+    side = max(0.45 * len(languages), MIN_MATRIX)  # inches: a matrix and its two-line title
     fig, axes = plt.subplots(
         len(views),
         len(steps),
-        figsize=(
-            0.45 * len(languages) * len(steps) + 1.4,
-            (0.45 * len(languages) + 0.8) * len(views),
-        ),
+        figsize=(side * len(steps) + 1.4, (side + 1.0) * len(views)),
         squeeze=False,
         layout="constrained",
     )
@@ -493,13 +621,14 @@ def transfer_matrices(
                 cbar=i == len(steps) - 1,
                 cbar_kws={"label": "accuracy (%)", "shrink": 0.8},
             )  # fmt: skip
-            ax.set_title(f"step {step_label(step)}, {view_label(view)}", fontsize=8)
+            ax.set_title(f"step {step_label(step)}\n{view_label(view)}", fontsize=8)
             ax.set_xlabel("test language")
             ax.set_ylabel("train language" if i == 0 else "")
             if i:
                 ax.set_yticklabels([])
-    fig.suptitle(
-        f"{task_label(task)}: cross-lingual transfer (test accuracy, % ± half the 95% interval)"
+    figure_title(
+        fig,
+        f"{task_label(task)}: cross-lingual transfer\n(test accuracy, % ± half the 95% interval)",
     )
     return fig
 
@@ -538,9 +667,9 @@ def transfer_over_time(
         step_axis(ax, rows["step"])
         ax.set_title(f"trained on {train}")
         ax.set_xlabel("pretraining step")
-        ax.set_ylabel(f"accuracy ({view_label(view)})")
+        ax.set_ylabel(f"test accuracy\n({view_label(view)})")
     outer_ylabels(axes)
-    fig.suptitle(f"{task_label(task)}: transfer over pretraining (solid: in-language)")
+    figure_title(fig, f"{task_label(task)}: transfer over pretraining (solid: in-language)")
     figure_legend(
         fig, language_handles(languages, colours, markers), languages, "test language (95% CI)"
     )
@@ -551,8 +680,8 @@ def transfer_over_time(
 def bpc(
     table: pd.DataFrame, languages: Sequence[str] = (), shares: dict[str, float] | None = None
 ) -> Figure:
-    """Bits per character over steps per language; with ``shares``, step 0 and final BPC against
-    each language's share of the pretraining data."""
+    """Bits per character over steps per language; with ``shares``, the first and final step's
+    BPC against each language's share of the pretraining data."""
     rows = table[(table["task"] == "bpc") & (table["metric"] == "bpc")]
     curves = rows[["test_lang", "step", "value", "ci_low", "ci_high"]]
     languages = ordered(curves["test_lang"], languages)
@@ -572,16 +701,29 @@ def bpc(
     if shares:
         ax = axes[1]
         first, final = curves["step"].min(), curves["step"].max()
+        seen: list[float] = []
         for lang, share in shares.items():
+            left = seen.count(share) % 2  # same share as another: its name on the other side
+            seen.append(share)
             curve = curves[curves["test_lang"] == lang].set_index("step")["value"]
             start, end = curve.get(first, np.nan), curve.get(final, np.nan)
-            ax.plot([share, share], [start, end], color=colours[lang], linewidth=1, alpha=0.6)
-            ax.scatter([share], [start], facecolors="none", edgecolors=[colours[lang]], s=18)
+            if first != final:
+                ax.plot([share, share], [start, end], color=colours[lang], linewidth=1, alpha=0.6)
+                ax.scatter([share], [start], facecolors="none", edgecolors=[colours[lang]], s=18)
             ax.scatter([share], [end], color=colours[lang], marker=markers[lang], s=18)
-            ax.annotate(lang, (share, end), xytext=(3, -3), textcoords="offset points", fontsize=7)
+            ax.annotate(
+                lang, (share, end), xytext=(-4 if left else 4, -3), textcoords="offset points",
+                ha="right" if left else "left", fontsize=7,
+            )  # fmt: skip
         ax.set_xlabel("share of pretraining data")
-        ax.set_title(f"step {step_label(first)} (open) → {step_label(final)} (filled)")
-    figure_legend(fig, language_handles(languages, colours, markers), languages, "language")
+        ax.set_title(
+            f"step {step_label(first)} (open) → {step_label(final)} (filled)"
+            if first != final
+            else f"step {step_label(final)}"
+        )
+    figure_legend(
+        fig, language_handles(languages, colours, markers), languages, "language (band: 95% CI)"
+    )
     return fig
 
 
@@ -595,11 +737,11 @@ def alignment_f1(table: pd.DataFrame) -> Figure:
         grid = rows[rows["task"] == method].pivot_table(
             index="layer", columns="step", values="value", aggfunc="mean"
         )
-        draw_heatmap(ax, grid.sort_index(ascending=False), fmt=".2f")
+        draw_heatmap(ax, grid.sort_index(ascending=False), fmt=".2f", cbar_kws={"label": "F1"})
         ax.set_title(method.removeprefix("simalign-"))
         ax.set_xlabel("pretraining step")
         ax.set_ylabel("layer (0 = embeddings)")
-    fig.suptitle("word alignment F1 (mean over target languages)")
+    figure_title(fig, "word alignment F1 (mean over target languages)")
     return fig
 
 
@@ -657,10 +799,12 @@ DRAW: dict[str, Callable[[PlotInputs, str | None], Figure]] = {
     "final-layer-gap": lambda i, _: final_layer_gap(
         i.analysis_table("final_layer_gap"), i.languages, i.tasks
     ),
-    "onset": lambda i, _: onset(i.analysis_table("onset"), i.tasks, i.onset_fraction, i.views),
+    "onset": lambda i, _: onset(
+        i.analysis_table("onset"), i.tasks, i.onset_fraction, i.views, probe_rows(i.table)["step"]
+    ),
     "selectivity": lambda i, _: in_language_curves(
         view_scores(i.table, i.views, findings.SELECTIVITY_METRIC), pd.DataFrame(),
-        i.views, i.languages, i.tasks, metric_label="selectivity (accuracy − control)",
+        i.views, i.languages, i.tasks, metric_label="selectivity\n(accuracy − control)",
     ),
     "transfer-matrices": lambda i, task: transfer_matrices(
         i.cells, task, _transfer_steps(i, task), i.views, i.languages

@@ -10,6 +10,7 @@ scores carry real sampling noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from mlm_dynamics import stats
-from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
+from mlm_dynamics.analysis.findings import ANALYSIS_TABLES, Verdicts
 from mlm_dynamics.analysis.tables import BASELINE_LAYER, BASELINE_METRIC, tidy_frame
+from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.probing import cli as probe_cli
 
 STEPS = [0, 100, 200, 400]
@@ -28,9 +30,13 @@ LAYERS = 5  # embeddings + 4 transformer layers
 SENTENCES = 60
 WORDS = 8  # items per sentence
 BOOTSTRAP = stats.Bootstrap(resamples=200, confidence=0.95, seed=0, min_sentences=30)
+# verdicts at the schema's false discovery rate, on five times the intervals' resamples
+VERDICTS = Verdicts(fdr=schema_default("statistics.fdr"), resamples=1000)
+MAX_UNKNOWN_SHARE = schema_default("analysis.max_unknown_share")
 CEILING = {"pos": 0.92, "arc": 0.75, "deprel": 0.8, "xnli": 0.6}
 FLOOR = {"pos": 0.3, "arc": 0.2, "deprel": 0.25, "xnli": 0.34}
 MAJORITY = {"pos": 0.18, "arc": 0.5, "deprel": 0.15, "xnli": 0.33}
+CONTROL_TASKS = ("pos", "deprel")
 
 
 def layer_accuracy(task, i, j, step, layer, transfer):
@@ -78,7 +84,7 @@ class Run:
                     task, train, test, split, 0, np.array(layers), correct, self.units, SENTENCES
                 )  # fmt: skip
             )
-            if controls and train == test and task in ("pos", "deprel"):
+            if train == test and task in controls:
                 control = self.rng.random(correct.shape) < 0.5 * p[:, None] + 0.1
                 self.score(common, layers, control, "control_accuracy")
                 self.score(common, layers, correct.astype(float) - control, "selectivity")
@@ -98,10 +104,15 @@ def synthetic_run(
     bpc: bool = True,
     xnli: bool = True,
     simalign: bool = True,
-    controls: bool = True,
+    controls: bool | Sequence[str] = True,
 ) -> tuple[pd.DataFrame, list[stats.ItemFile]]:
-    """(tidy table, item files) of a synthetic run."""
+    """(tidy table, item files) of a synthetic run.
+
+    ``controls``: the tasks with control-task (selectivity) rows; True is pos and deprel.
+    """
     run = Run(model)
+    if isinstance(controls, bool):
+        controls = CONTROL_TASKS if controls else ()
     probe_tasks = [(task, languages) for task in tasks]
     if xnli:
         probe_tasks.append(("xnli", languages[:3]))
@@ -153,4 +164,6 @@ def write_run(root: Path, **kwargs) -> tuple[Path, list[Path]]:
 def analyse_arguments(table: Path, items: list[Path], out_dir: Path, fraction=0.95) -> list[str]:
     return ["analyse", "--table", str(table), "--items", *map(str, items), "--views", "last",
             "best", "--onset-fraction", str(fraction), *bootstrap_arguments(),
+            "--fdr", str(VERDICTS.fdr), "--verdict-resamples", str(VERDICTS.resamples),
+            "--max-unknown-share", str(MAX_UNKNOWN_SHARE),
             "--out", *(str(out_dir / f"{table}.csv") for table in ANALYSIS_TABLES)]  # fmt: skip

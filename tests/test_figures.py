@@ -153,9 +153,9 @@ def test_step_labels_and_axis():
 
 
 def test_crowded_step_labels_are_hidden_not_overlapped(tmp_path):
-    """The findings preset's checkpoints (0, 250, 500, 1k, 2k, 4k) in a four-panel transfer
-    figure: 250 and 500 would touch; the saved figure shows no two labels touching."""
-    steps = [0, 250, 500, 1000, 2000, 4000]
+    """The findings preset's checkpoints (0, 250, 500, 1k, 2k, 4k) and a step 300 in a four-panel
+    transfer figure: 250 and 300 would touch; the saved figure shows no two labels touching."""
+    steps = [0, 250, 300, 500, 1000, 2000, 4000]
     languages = ["en", "de", "fr", "es"]
     cells = pd.DataFrame(
         {"task": "pos", "view": "last", "train_lang": train, "test_lang": test, "step": step,
@@ -167,7 +167,7 @@ def test_crowded_step_labels_are_hidden_not_overlapped(tmp_path):
     renderer = fig.canvas.get_renderer()
     labels = fig.axes[0].get_xticklabels()
     extents = [label.get_window_extent(renderer) for label in labels]
-    gap = 2 * fig.dpi / 72  # two points: closer, "250" and "500" read as "250500"
+    gap = 2 * fig.dpi / 72  # two points: closer, "250" and "300" read as "250300"
     assert any(b.x0 - a.x1 < gap for a, b in itertools.pairwise(extents))  # crowded as drawn
     figures.save_figure(fig, tmp_path / "f.png", tmp_path / "f.pdf")
     for ax in (ax for ax in fig.axes if ax.get_visible()):  # the four panels
@@ -187,15 +187,14 @@ def test_figure_functions_return_figures_for_a_notebook():
     table = tables.tidy_table(synthetic_table(xnli=False, simalign=False))
     scores = views.view_scores(table, ["last", "best"])
     fig = figures.in_language_curves(scores, findings.majority_baselines(table))
-    assert [ax.get_title() for ax in fig.axes[:3]] == [
-        "POS tagging",
-        "arc prediction",
-        "arc classification",
+    # a row per view: each panel's title names its task and view, the row's y axis its score
+    assert [ax.get_title() for ax in fig.axes[:4]] == [
+        "POS tagging\nlast layer",
+        "arc prediction\nlast layer",
+        "arc classification\nlast layer",
+        "POS tagging\nbest layer (dev)",
     ]
-    assert [fig.axes[i].get_ylabel() for i in (0, 3)] == [
-        "accuracy\nlast layer",
-        "accuracy\nbest layer (dev)",
-    ]
+    assert [fig.axes[i].get_ylabel() for i in (0, 1, 3)] == ["test accuracy", "", "test accuracy"]
     # the bands are the rows' intervals: one PolyCollection per language and panel
     bands = [c for c in fig.axes[0].collections if type(c).__name__ == "FillBetweenPolyCollection"]
     assert len(bands) == len(LANGUAGES)
