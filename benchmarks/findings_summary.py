@@ -192,6 +192,28 @@ def method_line(results: Path) -> str:
     )
 
 
+def choices_and_coverage(table: pd.DataFrame) -> list[str]:
+    """What the verdicts stand on: how stable the dev-chosen L2 values are and how many sit on
+    an edge of the grid, and how often each language's test words hold the unknown token."""
+    lines = []
+    l2 = table[(table.split == "dev") & (table.seed == 0)]
+    edge, stability = l2[l2.metric == "l2_on_grid_edge"], l2[l2.metric == "l2_stability"]
+    if not edge.empty:
+        stable = int((stability.value >= STABLE).sum())
+        lines.append(
+            f"- L2 choices (every task, language, step and layer): {int(edge.value.sum())} of "
+            f"{len(edge)} on an edge of the grid; made again by at least {100 * STABLE:.0f}% of "
+            f"the dev resamples: {stable} of {len(stability)}"
+        )
+    unknown = table[(table.task == "tokenizer") & (table.metric == findings.UNKNOWN_METRIC)
+                    & (table.split == "test")]  # fmt: skip
+    if not unknown.empty:
+        shares = unknown.groupby("test_lang").value.max().sort_index()
+        cells = ", ".join(f"{lang} {100 * share:.1f}%" for lang, share in shares.items())
+        lines.append(f"- test words holding the tokenizer's unknown token: {cells}")
+    return lines
+
+
 def summary(results: Path) -> str:
     onset = pd.read_csv(results / "analysis/onset.csv")
     onset = onset[onset.view == VIEW]
@@ -203,6 +225,9 @@ def summary(results: Path) -> str:
         ("(c) the last layer falls behind the best transformer layer", last_layer(gap)),
     ):
         out += [f"**{title}: {'shown' if shown else 'not shown'}**", *lines, ""]
+    beside = choices_and_coverage(tables.read_table(results / "tables/probing.parquet"))
+    if beside:
+        out += ["**What the verdicts stand on**", *beside, ""]
     return "\n".join(out).rstrip("\n")
 
 
