@@ -12,26 +12,33 @@ every scoring job drew for the same test set, so a difference of two scores on i
 layer, best minus final step, final minus step 0) is bootstrapped paired, item by item, from the
 per-item correctness that ``score-probe`` stores (no refit).
 
-``analyse`` writes three CSV tables:
+``analyse`` writes three CSV tables. A verdict is a test (:class:`Verdicts`): its one-sided
+paired bootstrap p-value, Benjamini-Hochberg adjusted over its table's rows of one model, is a
+discovery at the false discovery rate; every row carries ``p_value`` and ``p_adjusted``, and
+``interval_covers`` (what its interval resamples: the test sentences of one pretraining run).
 
 - ``final_layer_gap.csv``: per model, task, language (in-language) and step, the dev-chosen best
-  layer and the last layer, their test scores, ``gap`` = best - last with its interval and a
-  verdict: ``last layer is best`` (the same layer), ``within noise`` (the interval holds 0, or is
-  below it), ``last layer behind`` (the interval is above 0).
+  *transformer* layer (layer 1 and up) and the last layer, their test scores, the embedding
+  layer's beside, ``gap`` = best - last with its interval and a verdict: ``last layer is best``
+  (the same layer), ``last layer behind`` (a discovery), else ``within noise``; and how often
+  the dev resamples choose the same layer (``best_layer_stability``).
 - ``degradation.csv``: per model, task, (train, test) pair and view, the best step (chosen on the
   training language's dev at the view's layer; ties go to the later step, so a plateau is not
   "degraded") against the final step: ``difference`` = best - final with its interval and a
-  verdict: ``final is best`` (the same step, or an interval below 0), ``within noise`` (holds 0),
-  ``degraded`` (above 0).
+  verdict: ``final is best`` (the same step), ``degraded`` (a discovery), else ``within
+  noise``; and ``best_step_stability``.
 - ``onset.csv``: per model, task, pair and view, when the curve is learned. Beside the raw onset
   (the first step whose score reaches ``fraction`` of the final and of the highest score, as
   before), the onset of the normalised gain ``g(s) = (s - s_0) / (s_ref - s_0)`` with the final
   step (``onset_gain_step``) and the dev-chosen best step (``onset_best_gain_step``) as
   references: the point where ``g`` first reaches ``fraction``, linearly interpolated in
   ``log(1 + step)`` between the two checkpoints around it (:func:`gain_onset`), recomputed on every
-  resample for its interval. A curve whose total gain ``s_final - s_0`` has an interval that holds
-  0 has ``status`` "no onset" and no onset step: it did not measurably learn, which is not the
-  same as learning at step 0.
+  resample for its interval. A curve that has reached ``fraction`` by the first measured step
+  after the start is censored there ("by step s", ``onset_gain_censored``): nothing before it
+  was measured. A curve whose total gain ``s_final - s_0`` is not a discovery has ``status`` "no
+  onset" and no onset step: it did not measurably learn, which is not the same as learning at
+  step 0. A language whose test words hold the tokenizer's unknown token too often gets "not
+  interpretable" in place of every verdict and status.
 """
 
 from __future__ import annotations
@@ -242,13 +249,13 @@ class Verdicts:
         ]
         return frame
 
-    def label(self, p_adjusted: float | None, same: bool, high: float, labels) -> str:
-        """(same-or-better, within noise, worse): worse when the adjusted p-value is at most
-        the false discovery rate; same-or-better by construction or when the difference's
-        interval lies below 0."""
+    def label(self, p_adjusted: float | None, same: bool, labels) -> str:
+        """(the same, within noise, worse): worse when the adjusted p-value is at most the false
+        discovery rate; the same by construction (the same layer or step); else within noise
+        (a difference in the other direction is not a claim this table makes)."""
         if p_adjusted is not None and p_adjusted <= self.fdr:
             return labels[2]
-        return labels[0] if same or high < 0 else labels[1]
+        return labels[0] if same else labels[1]
 
 
 UNREADABLE = "not interpretable"
@@ -325,7 +332,7 @@ def final_layer_gap(table: pd.DataFrame, bank: ItemBank, verdicts: Verdicts) -> 
 
     def decide(row, p_adjusted):
         reason = why[row.Index]
-        return reason or verdicts.label(p_adjusted, same[row.Index], row.ci_high, GAP_VERDICTS)
+        return reason or verdicts.label(p_adjusted, same[row.Index], GAP_VERDICTS)
 
     frame = verdicts.decide(frame, bank, tests, testable, decide)
     return with_coverage(frame)[GAP_COLUMNS]
@@ -430,9 +437,7 @@ def degradation(
 
     def decide(row, p_adjusted):
         reason = why[row.Index]
-        return reason or verdicts.label(
-            p_adjusted, same[row.Index], row.ci_high, DEGRADATION_VERDICTS
-        )
+        return reason or verdicts.label(p_adjusted, same[row.Index], DEGRADATION_VERDICTS)
 
     frame = verdicts.decide(frame, bank, tests, testable, decide)
     return with_coverage(frame)[DEGRADATION_COLUMNS]
