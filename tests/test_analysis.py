@@ -299,3 +299,13 @@ def test_another_bootstrap_seed_changes_no_verdict_of_the_reference_run(referenc
         assert not first["ci_low" if stem != "onset" else "gain_ci_low"].equals(
             second["ci_low" if stem != "onset" else "gain_ci_low"]
         )  # the draw did change
+    # onsets only where measured: nothing strictly between step 0 and the first step after it,
+    # and no interval around a missing onset
+    onset = verdicts[0]["onset"]
+    first_step = sorted(config["models"]["tiny-xlmr"]["steps"])[1]
+    for name in ("onset_gain", "onset_best_gain"):
+        values = onset[[f"{name}_step", f"{name}_ci_low", f"{name}_ci_high"]].to_numpy(float)
+        assert not ((values > 0) & (values < first_step)).any()
+        missing = np.isnan(values[:, 0])
+        assert np.isnan(values[missing, 1:]).all()
+        assert (onset.loc[onset[f"{name}_censored"], f"{name}_step"] == first_step).all()

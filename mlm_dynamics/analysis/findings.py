@@ -528,8 +528,8 @@ def by_first_step(steps: Sequence[int], onset: float) -> bool:
 # A choice made from dev scores (a layer, a step) is called unstable when fewer dev resamples than
 # this make it again (the findings summary counts them; the figures mark them).
 STABLE_SHARE = 0.9
-# An onset's interval needs nearly every resample to have an onset: otherwise it would be built
-# from the few resamples that have one.
+# An onset's interval needs an onset and nearly every resample to have one: otherwise it would be
+# built from the few resamples that have one.
 MIN_FINITE_SHARE = 0.95
 
 
@@ -542,7 +542,9 @@ def onset_columns(name, steps, point, resampled, fraction, reference, bootstrap)
         value = float(gain_onset(steps, point, fraction, reference))
         samples = gain_onset(steps, resampled, fraction, reference)
         share = float(np.isfinite(samples).mean())
-        low, high = bootstrap.interval(samples) if share >= MIN_FINITE_SHARE else (np.nan, np.nan)
+        low = high = np.nan  # no interval around a missing onset, nor from a few resamples
+        if np.isfinite(value) and share >= MIN_FINITE_SHARE:
+            low, high = bootstrap.interval(samples)
     return {
         f"{name}_step": value, f"{name}_censored": by_first_step(steps, value),
         f"{name}_ci_low": low, f"{name}_ci_high": high, f"{name}_finite_share": share,
