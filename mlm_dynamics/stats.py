@@ -45,13 +45,22 @@ def check_units(n_units: int, min_units: int, where: str) -> None:
 
 def resample_counts(n_units: int, resamples: int, key: str) -> np.ndarray:
     """(resamples, n_units) float64: how often each unit is drawn in each resample."""
+    return np.concatenate(list(resample_count_chunks(n_units, resamples, key, resamples)))
+
+
+def resample_count_chunks(n_units: int, resamples: int, key: str, chunk: int = 10_000):
+    """``resample_counts`` in blocks of at most ``chunk`` resamples, drawn from the same stream
+    (the blocks, stacked, are ``resample_counts(n_units, resamples, key)``): many resamples in
+    bounded memory."""
     if n_units < 1 or resamples < 1:
         raise ValueError("a bootstrap needs at least one unit and one resample")
     rng = np.random.default_rng(stable_seed(key))
-    draws = rng.integers(n_units, size=(resamples, n_units))
-    flat = draws + n_units * np.arange(resamples)[:, None]
-    counts = np.bincount(flat.ravel(), minlength=resamples * n_units)
-    return counts.reshape(resamples, n_units).astype(np.float64)
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        draws = rng.integers(n_units, size=(size, n_units))
+        flat = draws + n_units * np.arange(size)[:, None]
+        counts = np.bincount(flat.ravel(), minlength=size * n_units)
+        yield counts.reshape(size, n_units).astype(np.float64)
 
 
 def resampled_ratios(weights: np.ndarray, numerators: np.ndarray, denominators: np.ndarray):
