@@ -259,6 +259,18 @@ class Verdicts:
         ]
         return frame
 
+    def differences(self, frame, bank, tests, same, labels, *languages) -> pd.DataFrame:
+        """The verdicts of a table of paired differences (best minus last layer, best minus
+        final step): ``labels[0]`` where ``same`` (no difference by construction), "not
+        interpretable" for an unreadable language in ``languages``, else tested (``label``)."""
+        why = self.reasons(frame, *languages)
+        testable = ~same & np.array([reason is None for reason in why], dtype=bool)
+
+        def decide(row, p_adjusted):
+            return why[row.Index] or self.label(p_adjusted, same[row.Index], labels)
+
+        return self.decide(frame, bank, tests, testable, decide)
+
     @staticmethod
     def adjust(frame: pd.DataFrame) -> None:
         """``p_adjusted``: Benjamini-Hochberg over each model's rows (one family)."""
@@ -347,14 +359,7 @@ def final_layer_gap(table: pd.DataFrame, bank: ItemBank, verdicts: Verdicts) -> 
         )  # fmt: skip
     frame = pd.DataFrame(rows, columns=GAP_COLUMNS[:-4])
     same = (frame["best_layer"] == frame["last_layer"]).to_numpy()
-    why = verdicts.reasons(frame, "lang")
-    testable = ~same & np.array([reason is None for reason in why], dtype=bool)
-
-    def decide(row, p_adjusted):
-        reason = why[row.Index]
-        return reason or verdicts.label(p_adjusted, same[row.Index], GAP_VERDICTS)
-
-    frame = verdicts.decide(frame, bank, tests, testable, decide)
+    frame = verdicts.differences(frame, bank, tests, same, GAP_VERDICTS, "lang")
     return with_coverage(frame)[GAP_COLUMNS]
 
 
@@ -452,14 +457,9 @@ def degradation(
         )  # fmt: skip
     frame = pd.DataFrame(rows, columns=DEGRADATION_COLUMNS[:-4])
     same = (frame["best_step"] == frame["final_step"]).to_numpy()
-    why = verdicts.reasons(frame, "train_lang", "test_lang")
-    testable = ~same & np.array([reason is None for reason in why], dtype=bool)
-
-    def decide(row, p_adjusted):
-        reason = why[row.Index]
-        return reason or verdicts.label(p_adjusted, same[row.Index], DEGRADATION_VERDICTS)
-
-    frame = verdicts.decide(frame, bank, tests, testable, decide)
+    frame = verdicts.differences(
+        frame, bank, tests, same, DEGRADATION_VERDICTS, "train_lang", "test_lang"
+    )
     return with_coverage(frame)[DEGRADATION_COLUMNS]
 
 
