@@ -123,6 +123,12 @@ def with_files(make: Callable[[Path], None], change: Callable[[dict, Path], None
 
 CONFIG_CASES = [
     ConfigCase(
+        "verdict-resamples-below-resamples",
+        lambda c, bad: c.setdefault("statistics", {}).update(resamples=2000, verdict_resamples=500),
+        "error: config: statistics.verdict_resamples: 500 is fewer than statistics.resamples "
+        "(2000): a verdict reads at least the intervals' resamples",
+    ),
+    ConfigCase(
         "unknown-top-level-key",
         lambda c, bad: c.update(seeds=3),
         "error: config: (top level): Additional properties are not allowed "
