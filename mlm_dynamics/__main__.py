@@ -22,7 +22,7 @@ COMMANDS = {
     "extract-activations": "mlm_dynamics.activations.extract",
     "train-probe": "mlm_dynamics.probing.cli",
     "score-probe": "mlm_dynamics.probing.cli",
-    "collect-table": "mlm_dynamics.analysis.tables",
+    "collect-table": "mlm_dynamics.analysis.collect",
     "transfer-matrices": "mlm_dynamics.analysis.tables",
     "analyse": "mlm_dynamics.analysis.findings",
     "plot": "mlm_dynamics.figures",

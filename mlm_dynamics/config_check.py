@@ -23,6 +23,7 @@ import yaml
 
 from mlm_dynamics import layout
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.sources import runs
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -241,40 +242,50 @@ def check_models(config: dict) -> None:
         for needed in NEEDED_KEYS.get(source, []):
             if not spec.get(needed):
                 raise config_error(f"{key}.{needed}", f"needed by source {source!r}")
-        if source == "local":
-            check_local_model(name, spec)
-        if source == "fairseq" and "://" not in spec["url"] and spec["steps"] != "discover":
+        runs.check_seed_templates(name, spec)
+    for run, spec in runs.expand(config["models"]).items():
+        if spec["source"] == "local":
+            check_local_run(run, spec)
+        if spec["source"] == "fairseq" and "://" not in spec["url"] and spec["steps"] != "discover":
             for step in spec["steps"]:
-                path = spec["url"].format(step=step)
+                path = runs.locate(spec["url"], step, f"models.{spec['model']}.url")
                 if not os.path.isfile(path):
-                    raise config_error(f"{key}.url", f"step {step}: no such file {path}")
+                    where = f"{of_seed(spec)}step {step}: no such file {path}"
+                    raise config_error(f"models.{spec['model']}.url", where)
 
 
-def check_local_model(name: str, spec: dict) -> None:
-    key = f"models.{name}"
+def of_seed(spec: dict) -> str:
+    """``seed N, `` for a run of a model with seeds (error messages name the seed), else ''."""
+    return "" if spec["seed"] is None else f"seed {spec['seed']}, "
+
+
+def check_local_run(run: str, spec: dict) -> None:
+    key = f"models.{spec['model']}"
     if not (spec.get("path") or spec.get("glob")):
         raise config_error(key, "source 'local' needs 'path' or 'glob'")
     tokenizer = spec.get("tokenizer")
     if tokenizer and not os.path.isdir(tokenizer):
-        raise config_error(f"{key}.tokenizer", f"no such directory {tokenizer}")
+        raise config_error(f"{key}.tokenizer", f"{of_seed(spec)}no such directory {tokenizer}")
     if spec["steps"] == "discover":
         return
     if spec.get("path"):
-        if "{step}" not in spec["path"] and len(spec["steps"]) > 1:
+        if "{step" not in spec["path"] and len(spec["steps"]) > 1:
             raise config_error(
                 f"{key}.path",
                 f"{spec['path']!r} has no {{step}}, so all {len(spec['steps'])} steps would "
                 "read the same checkpoint",
             )
     for step in spec["steps"]:
-        path = layout.checkpoint_dir(name, spec, step)
+        path = layout.checkpoint_dir(run, spec, step)
         if not os.path.isdir(path):
             where = "path" if spec.get("path") else "glob"
-            raise config_error(f"{key}.{where}", f"step {step}: no checkpoint directory {path}")
+            raise config_error(
+                f"{key}.{where}", f"{of_seed(spec)}step {step}: no checkpoint directory {path}"
+            )
         if spec.get("complete") == "marker" and not os.path.isfile(f"{path}/{CHECKPOINT_DONE}"):
             raise config_error(
                 f"{key}.complete",
-                f"step {step}: {path} has no {CHECKPOINT_DONE} (still being written?)",
+                f"{of_seed(spec)}step {step}: {path} has no {CHECKPOINT_DONE} (being written?)",
             )
 
 

@@ -2,13 +2,17 @@
 
 A rule names its output and its ``log:``/``benchmark:`` with these patterns (its inputs with
 ``rules.X.output``); the plan fills them for targets and inputs; scripts and tests that read a
-run import them. Wildcards: model, step, lang, task, table, figure, suffix. What lies inside
-an activation cache directory is ``activations.store``'s; everything here is plain strings.
+run import them. Wildcards: model, step, lang, task, table, figure, suffix. In the files of one
+checkpoint (a run x step), ``model`` is the run's name (``sources.runs.run_name``: the model's
+own name, or ``{model}/seed{seed}`` for one pretraining seed of a model with ``seeds``). What
+lies inside an activation cache directory is ``activations.store``'s; the rest is strings.
 """
 
 from __future__ import annotations
 
 import string
+
+from mlm_dynamics.sources.runs import locate
 
 # ---------------------------------------------------------------- results
 CHECKPOINT = "results/checkpoints/{model}/{step}"
@@ -81,13 +85,14 @@ def benchmark(rule: str) -> str:
     return BENCHMARK.format(rule=rule, job=job)
 
 
-def checkpoint_dir(model: str, spec: dict, step: int) -> str:
-    """The Hugging Face-format directory of one model x step: a ``local`` model's own (its
-    ``path`` template, else its ``glob`` with the step for '*'), else the one made here."""
+def checkpoint_dir(run: str, spec: dict, step: int) -> str:
+    """The Hugging Face-format directory of one run x step (``sources.runs``: ``spec`` the run's,
+    its seed filled in): a ``local`` model's own (its ``path`` template, else its ``glob`` with
+    the step for '*'), else the one made here."""
     if spec["source"] == "local":
-        template = spec.get("path") or spec["glob"].replace("*", "{step}")
-        return template.format(step=step)
-    return CHECKPOINT.format(model=model, step=step)
+        key = f"models.{spec.get('model', run)}.{'path' if spec.get('path') else 'glob'}"
+        return locate(spec.get("path") or spec["glob"].replace("*", "{step}"), step, key)
+    return CHECKPOINT.format(model=run, step=step)
 
 
 def item_scores(scores_path: str) -> str:
@@ -96,7 +101,7 @@ def item_scores(scores_path: str) -> str:
 
 
 def per_checkpoint(pattern: str, steps: dict[str, list[int]], languages: list[str]) -> list[str]:
-    """``pattern`` for every model x step (``steps``: model -> its steps) x language."""
+    """``pattern`` for every run x step (``steps``: run -> its steps) x language."""
     return [
         pattern.format(model=model, step=step, lang=lang)
         for model, model_steps in steps.items()

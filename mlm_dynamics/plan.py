@@ -22,6 +22,7 @@ from pathlib import Path
 from mlm_dynamics import config_check, figure_registry, layout
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.sources import runs
 from mlm_dynamics.sources.discover import model_steps
 
 SPLITS = ("train", "dev", "test")
@@ -49,18 +50,36 @@ class Plan:
     def __init__(self, config: dict):
         self.config = config
         self.models = config["models"]
-        self._steps = {model: model_steps(model, spec) for model, spec in self.models.items()}
+        # every pretraining run (sources.runs): each per-checkpoint job is one run x step
+        self.runs = runs.expand(self.models)
+        self._steps = {run: model_steps(spec["model"], spec) for run, spec in self.runs.items()}
+        self._check_seed_steps()
         self._check_transfer_steps()
 
     # ------------------------------------------------------------ models and steps
 
+    def _check_seed_steps(self) -> None:
+        """The seeds of a model are compared step by step: each must have every step of the
+        first (a discovered series that lacks one is refused, naming the seed)."""
+        for model in self.models:
+            first, *others = self.model_runs(model)
+            for run in others:
+                missing = sorted(set(self._steps[first]) ^ set(self._steps[run]))
+                if missing:
+                    seed = self.runs[run]["seed"]
+                    raise InputError(
+                        f"config: models.{model}.glob: seed {seed}: step {missing[0]} is found "
+                        f"for one seed of the model but not for another (seeds are compared "
+                        "step by step)"
+                    )
+
     def _check_transfer_steps(self) -> None:
-        for model, steps in self._steps.items():
+        for run, steps in self._steps.items():
             for i, step in enumerate(self.config["analysis"]["transfer_steps"]):
                 if step not in steps:
                     raise InputError(
                         f"config: analysis.transfer_steps[{i}]: step {step} is not a step of "
-                        f"models.{model}"
+                        f"models.{self.runs[run]['model']}"
                     )
 
     def notices(self) -> list[str]:
@@ -75,13 +94,18 @@ class Plan:
             said.append("SimAlign: task off: no sentence pairs configured (simalign.pairs)")
         return said
 
-    def steps(self, model: str) -> list[int]:
-        """The configured (or discovered) steps of a model, ascending."""
-        return self._steps[model]
+    def steps(self, run: str) -> list[int]:
+        """The configured (or discovered) steps of a run (or of a model: its runs share them),
+        ascending."""
+        return self._steps[run] if run in self._steps else self._steps[self.model_runs(run)[0]]
+
+    def model_runs(self, model: str) -> list[str]:
+        """The runs of a model: one per seed, or the model itself."""
+        return [runs.run_name(model, seed) for seed in runs.model_seeds(self.models[model])]
 
     @property
     def steps_by_model(self) -> dict[str, list[int]]:
-        """Every model's steps (``steps``), for the scheduler's requests."""
+        """Every run's steps (``steps``), for the scheduler's requests."""
         return dict(self._steps)
 
     def earlier_steps(self, wildcards) -> list[int]:
@@ -92,9 +116,14 @@ class Plan:
         names = [name for name, spec in self.models.items() if spec["source"] in sources]
         return "|".join(re.escape(name) for name in names) if names else "(?!)"
 
-    def checkpoint_dir(self, model: str, step: int) -> str:
-        """The Hugging Face-format directory of one model x step, whatever its source."""
-        return layout.checkpoint_dir(model, self.models[model], step)
+    def run_pattern(self, *sources: str) -> str:
+        """A wildcard constraint matching exactly the runs of these sources (never if none)."""
+        names = [name for name, spec in self.runs.items() if spec["source"] in sources]
+        return "|".join(re.escape(name) for name in names) if names else "(?!)"
+
+    def checkpoint_dir(self, run: str, step: int) -> str:
+        """The Hugging Face-format directory of one run x step, whatever its source."""
+        return layout.checkpoint_dir(run, self.runs[run], step)
 
     def checkpoint(self, wildcards) -> str:
         return self.checkpoint_dir(wildcards.model, int(wildcards.step))
@@ -112,13 +141,13 @@ class Plan:
         )
 
     def layers(self, wildcards) -> int:
-        return self.models[wildcards.model]["layers"]
+        return self.runs[wildcards.model]["layers"]
 
     def tokenizer_option(self, wildcards) -> str:
         """--tokenizer of the commands that load a checkpoint (with a trailing space): the
         models.<name>.tokenizer when the checkpoints come without one (fairseq checkpoints carry
         the converted tokenizer)."""
-        spec = self.models[wildcards.model]
+        spec = self.runs[wildcards.model]
         if spec["source"] in ("local", "hub") and spec.get("tokenizer"):
             return options(tokenizer=spec["tokenizer"]) + " "
         return ""
@@ -129,25 +158,24 @@ class Plan:
     # ------------------------------------------------------------ checkpoint sources, UD release
 
     def fetch_checkpoint_arguments(self, wildcards) -> str:
-        """fetch-checkpoint's options of one model x step ({step} filled into the templates);
-        adding steps to a model never changes the command of a step already fetched."""
-        spec = self.models[wildcards.model]
+        """fetch-checkpoint's options of one run x step (the step filled into the templates);
+        adding steps or seeds to a model never changes the command of a step already fetched."""
+        spec = self.runs[wildcards.model]
         step = int(wildcards.step)
-        if spec["source"] == "hub":
-            located = {"repo": spec["repo"], "revision": spec["revision"]}
-        else:
-            located = {"url": spec["url"], "tokenizer": spec["tokenizer"]}
-        located = {key: value.format(step=step) for key, value in located.items()}
+        keys = ("repo", "revision") if spec["source"] == "hub" else ("url", "tokenizer")
+        located = {
+            key: runs.locate(spec[key], step, f"models.{spec['model']}.{key}") for key in keys
+        }
         pins = spec.get("sha256", {})
         sha256 = pins.get(step, pins.get(str(step))) or None
         return options(**located, source=spec["source"], layers=spec["layers"], sha256=sha256)
 
     def fetch_checkpoint_inputs(self, wildcards) -> list[str]:
         """A fairseq file given as a local path is an input (a replaced file re-runs the step)."""
-        spec = self.models[wildcards.model]
+        spec = self.runs[wildcards.model]
         if spec["source"] != "fairseq" or "://" in spec["url"]:
             return []
-        return [spec["url"].format(step=int(wildcards.step))]
+        return [runs.locate(spec["url"], int(wildcards.step), f"models.{spec['model']}.url")]
 
     def ud_release_dirs(self) -> list[str]:
         release = self.config["ud_release"]
@@ -163,8 +191,8 @@ class Plan:
 
     def pretrain_inputs(self, wildcards) -> dict[str, str]:
         """The tokenizer, the texts, and the checkpoint of the previous configured step."""
-        inputs = {
-            "tokenizer": layout.TOKENIZER.format(model=wildcards.model),
+        inputs = {  # the seeds of a model share its tokenizer
+            "tokenizer": layout.TOKENIZER.format(model=self.runs[wildcards.model]["model"]),
             "texts": self.config["pretrain"]["texts"],
         }
         earlier = self.earlier_steps(wildcards)
@@ -173,11 +201,15 @@ class Plan:
         return inputs
 
     def pretrain_arguments(self, wildcards) -> str:
-        """pretrain's options: the model's settings, the previous checkpoint to resume from."""
+        """pretrain's options: the model's settings (its run's seed, when it has seeds), the
+        previous checkpoint to resume from."""
         settings = dict(self.config["pretrain"])
         for key in ("texts", "vocab_size", "threads"):  # inputs and job settings, not the model's
             settings.pop(key)
-        settings["layers"] = self.models[wildcards.model]["layers"]
+        run = self.runs[wildcards.model]
+        settings["layers"] = run["layers"]
+        if run["seed"] is not None:
+            settings["seed"] = run["seed"]
         earlier = self.earlier_steps(wildcards)
         resume = self.checkpoint_dir(wildcards.model, earlier[-1]) if earlier else None
         return options(resume=resume, **dict(sorted(settings.items())))
@@ -259,10 +291,12 @@ class Plan:
             for lang in self.probe_train_languages(wildcards.lang)
         ]
 
-    def probe_score_tables(self) -> list[str]:
+    def probe_score_tables(self, steps: dict[str, list[int]] | None = None) -> list[str]:
+        """score_probe's tables of every run (or of ``steps``: run -> steps)."""
         if not self.config["probing"]["tasks"]:
             return []
-        return layout.per_checkpoint(layout.SCORES, self._steps, self.ud_languages())
+        steps = self._steps if steps is None else steps
+        return layout.per_checkpoint(layout.SCORES, steps, self.ud_languages())
 
     def statistics_arguments(self) -> str:
         """The bootstrap options of every scoring command (mlm_dynamics.stats.add_arguments)."""
@@ -354,13 +388,19 @@ class Plan:
             + layout.per_checkpoint(layout.SIMALIGN, self._steps, self.simalign_languages())
         )
 
-    def item_score_files(self) -> list[str]:
-        """Every per-item correctness file the findings bootstrap: UD probes' and XNLI's."""
-        return [
-            layout.item_scores(path)
-            for path in self.probe_score_tables()
-            + layout.per_checkpoint(layout.XNLI_SCORES, self._steps, self.xnli_languages())
-        ]
+    def item_score_files(self, seeded: bool = False) -> list[str]:
+        """Every per-item correctness file the findings bootstrap: UD probes' and XNLI's (with
+        ``seeded``, those of the runs of models with seeds, which the table's rows of those
+        models as a whole resample)."""
+        steps = {
+            run: run_steps
+            for run, run_steps in self._steps.items()
+            if not seeded or self.runs[run]["seed"] is not None
+        }
+        paths = self.probe_score_tables(steps) + layout.per_checkpoint(
+            layout.XNLI_SCORES, steps, self.xnli_languages()
+        )
+        return [layout.item_scores(path) for path in paths]
 
     def probe_transfer_tasks(self) -> list[str]:
         """UD tasks with cross-lingual pairs (two transfer languages or more)."""
@@ -459,10 +499,10 @@ class Plan:
     def embedded_checkpoints(self) -> list[str]:
         """Every checkpoint pretrained here: each records the environment that trained it."""
         return [
-            layout.CHECKPOINT.format(model=model, step=step)
-            for model, spec in self.models.items()
+            layout.CHECKPOINT.format(model=run, step=step)
+            for run, spec in self.runs.items()
             if spec["source"] == "embedded"
-            for step in self.steps(model)
+            for step in self.steps(run)
         ]
 
     def fingerprint_arguments(self, wildcards) -> str:

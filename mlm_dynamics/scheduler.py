@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlm_dynamics import layout
 from mlm_dynamics.probing import registry
+from mlm_dynamics.sources import runs
 
 SPLITS = ("train", "dev", "test")
 # Words per UD sentence, generously: sentence caps times this bound a language's word count.
@@ -38,7 +39,7 @@ class Requests:
         """``steps``: each model's steps (the plan's); ``in_job``: this process runs jobs inside
         a scheduler job (a SLURM group job's own Snakemake), see ``retries_in_job``."""
         self.config = config
-        self.models = config["models"]
+        self.models = runs.expand(config["models"])  # by run: each job is one run x step
         self.steps = steps
         self.in_job = in_job
 

@@ -48,7 +48,11 @@ def resample_counts(n_units: int, resamples: int, key: str) -> np.ndarray:
     return np.concatenate(list(resample_count_chunks(n_units, resamples, key, resamples)))
 
 
-def resample_count_chunks(n_units: int, resamples: int, key: str, chunk: int = 10_000):
+# Resamples drawn at once where many are read (a verdict's p-value): bounded memory.
+RESAMPLE_CHUNK = 10_000
+
+
+def resample_count_chunks(n_units: int, resamples: int, key: str, chunk: int = RESAMPLE_CHUNK):
     """``resample_counts`` in blocks of at most ``chunk`` resamples, drawn from the same stream
     (the blocks, stacked, are ``resample_counts(n_units, resamples, key)``): many resamples in
     bounded memory."""

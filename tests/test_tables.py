@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_tables import bootstrap_arguments
 from test_probing_tasks import make_sentences, write_cache, write_treebank
 
-from mlm_dynamics.analysis import findings, tables
+from mlm_dynamics.analysis import collect, findings, tables
 from mlm_dynamics.analysis.views import view_layers
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.probing import cli as probe_cli
@@ -184,14 +185,17 @@ def test_no_choice_reads_the_test_split(workspace, tmp_path):
     pd.testing.assert_frame_equal(view_layers(first, views), view_layers(second, views))
 
 
+def collect_table(*arguments: str) -> None:
+    collect.main("collect-table", [*arguments, *bootstrap_arguments()])
+
+
 def test_collect_table_is_byte_for_byte_reproducible(workspace, tmp_path):
     inputs = score_files(workspace)
     outputs = []
     for run, order in (("a", inputs), ("b", inputs[::-1])):
         out = tmp_path / run
-        tables.main(
-            "collect-table",
-            ["--inputs", *order, "--out", str(out / "t.parquet"), "--csv", str(out / "t.csv")],
+        collect_table(
+            "--inputs", *order, "--out", str(out / "t.parquet"), "--csv", str(out / "t.csv")
         )
         outputs.append(((out / "t.parquet").read_bytes(), (out / "t.csv").read_bytes()))
     assert outputs[0] == outputs[1]
@@ -208,9 +212,7 @@ def test_collect_table_refuses_a_row_twice(workspace, tmp_path):
 
 
 def test_transfer_matrices_read_each_cell_at_its_training_languages_dev_layer(workspace, tmp_path):
-    tables.main(
-        "collect-table", ["--inputs", *score_files(workspace), "--out", str(tmp_path / "t.parquet")]
-    )
+    collect_table("--inputs", *score_files(workspace), "--out", str(tmp_path / "t.parquet"))
     out = tmp_path / "transfer"
     tables.main(
         "transfer-matrices",
@@ -241,9 +243,7 @@ def test_transfer_matrices_read_each_cell_at_its_training_languages_dev_layer(wo
 
 
 def test_transfer_matrices_refuse_a_missing_step(workspace, tmp_path):
-    tables.main(
-        "collect-table", ["--inputs", *score_files(workspace), "--out", str(tmp_path / "t.parquet")]
-    )
+    collect_table("--inputs", *score_files(workspace), "--out", str(tmp_path / "t.parquet"))
     with pytest.raises(InputError, match="at step 8"):
         tables.main(
             "transfer-matrices",

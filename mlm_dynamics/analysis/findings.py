@@ -12,10 +12,16 @@ every scoring job drew for the same test set, so a difference of two scores on i
 layer, best minus final step, final minus step 0) is bootstrapped paired, item by item, from the
 per-item correctness that ``score-probe`` stores (no refit).
 
+A model with pretraining seeds (``models.<name>.seeds``) is read as a whole: every score is the
+mean over its seeds, every choice is made on the seeds' mean dev scores, and every interval,
+onset and p-value resamples the seeds and then the sentences (:mod:`mlm_dynamics.analysis.items`,
+the Multi-Bootstrap), so it is for the training procedure, not for one run.
+
 ``analyse`` writes three CSV tables. A verdict is a test (:class:`Verdicts`): its one-sided
 paired bootstrap p-value, Benjamini-Hochberg adjusted over its table's rows of one model, is a
 discovery at the false discovery rate; every row carries ``p_value`` and ``p_adjusted``, and
-``interval_covers`` (what its interval resamples: the test sentences of one pretraining run).
+``interval_covers`` (what its interval resamples: the test sentences, and the pretraining seeds
+of a model with several).
 
 - ``final_layer_gap.csv``: per model, task, language (in-language) and step, the dev-chosen best
   *transformer* layer (layer 1 and up) and the last layer, their test scores, the embedding
@@ -53,6 +59,8 @@ import numpy as np
 import pandas as pd
 
 from mlm_dynamics import stats
+from mlm_dynamics.analysis.items import ItemBank
+from mlm_dynamics.analysis.seeds import seeds_covers
 from mlm_dynamics.analysis.tables import (
     BASELINE_LAYER,
     BASELINE_METRIC,
@@ -99,110 +107,6 @@ def majority_baselines(table: pd.DataFrame) -> pd.DataFrame:
     ]
     grouped = rows.groupby(PAIR, sort=True)["value"].mean()
     return grouped.rename("majority_accuracy").reset_index()
-
-
-# ---------------------------------------------------------------- paired statistics
-
-
-class ItemBank:
-    """Per-item correctness (seed 0) of every probe on the test split, and of every probe on its
-    own language's dev split (what choices read), with the bootstrap that scored them."""
-
-    def __init__(self, files: Sequence[stats.ItemFile], bootstrap: stats.Bootstrap):
-        self.bootstrap = bootstrap
-        self.items = {}
-        for item_file in files:
-            for score in item_file.scores:
-                own = score.train_lang == score.test_lang
-                if score.seed == 0 and (score.split == "test" or (score.split == "dev" and own)):
-                    key = (score.split, item_file.model, item_file.step, score.task,
-                           score.train_lang, score.test_lang)  # fmt: skip
-                    self.items[key] = score
-        self._weights = {}
-        self._stability = {}
-
-    def weights(self, lang: str, n_units: int, split: str = "test") -> np.ndarray:
-        if (split, lang, n_units) not in self._weights:
-            where = f"{lang} ({split} split)"
-            weights = self.bootstrap.weights(n_units, lang, split, where)
-            self._weights[split, lang, n_units] = weights
-        return self._weights[split, lang, n_units]
-
-    def has(self, split, model, step, task, train_lang, test_lang) -> bool:
-        return (split, model, int(step), task, train_lang, test_lang) in self.items
-
-    def get(self, model, step, task, train_lang, test_lang, split="test") -> stats.ItemScores:
-        key = (split, model, int(step), task, train_lang, test_lang)
-        if key not in self.items:
-            raise InputError(
-                f"no per-item {split} scores of the {task} probe {train_lang} -> {test_lang} of "
-                f"{model} step {step} (an --items file of score-probe is missing)"
-            )
-        return self.items[key]
-
-    def unit_sums(self, model, task, train_lang, test_lang, columns, split="test"):
-        """Per-unit correct items and items of ``columns`` [(step, layer), ...] of one pair on
-        one split, (units, K) each, and the number of units (the same set at every step)."""
-        sums, counts = [], []
-        n_units = None
-        for step, layer in columns:
-            score = self.get(model, step, task, train_lang, test_lang, split)
-            row = int(np.flatnonzero(score.layers == layer)[0])
-            sums.append(stats.unit_sums(score.correct[row], score.units, score.n_units))
-            counts.append(np.bincount(score.units, minlength=score.n_units).astype(np.float64))
-            if n_units not in (None, score.n_units):
-                raise InputError(
-                    f"{model} {task} {train_lang} -> {test_lang}: steps scored on {split} sets "
-                    f"of different sizes ({n_units} and {score.n_units} sentences)"
-                )
-            n_units = score.n_units
-        return np.stack(sums, axis=1), np.stack(counts, axis=1), n_units
-
-    def resampled(self, model, task, train_lang, test_lang, columns, split="test") -> tuple:
-        """Scores of ``columns`` [(step, layer), ...] of one pair: (point (K,), resampled
-        (resamples, K)); all on the same evaluation set, so columns are paired."""
-        sums, counts, n_units = self.unit_sums(model, task, train_lang, test_lang, columns, split)
-        point = sums.sum(axis=0) / counts.sum(axis=0)
-        weights = self.weights(test_lang, n_units, split)
-        return point, stats.resampled_ratios(weights, sums, counts)
-
-    def p_values(self, tests: list[tuple], resamples: int) -> np.ndarray:
-        """The one-sided paired p-value of each test ``(model, task, train, test, a, b)``: "the
-        test score at column a = (step, layer) is above the one at b". Evaluated test set by
-        test set, each with one matrix of ``resamples`` resamples read once for all its tests
-        (its first rows are the intervals' own draw: a verdict reads more resamples than an
-        interval, so that the resampling seed does not decide it)."""
-        p = np.full(len(tests), np.nan)
-        by_set: dict[tuple, list] = {}
-        for i, (model, task, train, test, a, b) in enumerate(tests):
-            sums, counts, n_units = self.unit_sums(model, task, train, test, [a, b])
-            by_set.setdefault((test, n_units), []).append((i, sums, counts))
-        for (test, n_units), group in by_set.items():
-            sums = np.concatenate([sums for _, sums, _ in group], axis=1)
-            counts = np.concatenate([counts for _, _, counts in group], axis=1)
-            at_most_zero, finite = np.zeros(len(group)), np.zeros(len(group))
-            key = self.bootstrap.key(test, "test")
-            for weights in stats.resample_count_chunks(n_units, resamples, key):
-                ratios = stats.resampled_ratios(weights, sums, counts)  # (chunk, 2 x tests)
-                differences = ratios[:, 0::2] - ratios[:, 1::2]
-                at_most_zero += (differences <= 0).sum(axis=0)
-                finite += np.isfinite(differences).sum(axis=0)
-            for k, (i, _, _) in enumerate(group):
-                p[i] = (1 + at_most_zero[k]) / (1 + finite[k]) if finite[k] else np.nan
-        return p
-
-    def dev_stability(self, model, task, lang, columns, chosen: int, prefer_last: bool) -> float:
-        """How often the option ``chosen`` of ``columns`` [(step, layer), ...] has the highest
-        dev accuracy across the dev split's resamples (ties as the choice broke them); NaN
-        without per-item dev scores (a run scored before they were kept)."""
-        key = (model, task, lang, tuple(columns), chosen, prefer_last)
-        if key not in self._stability:  # every transfer curve of a training language shares it
-            if not all(self.has("dev", model, step, task, lang, lang) for step, _ in columns):
-                self._stability[key] = float("nan")
-            else:
-                _, resampled = self.resampled(model, task, lang, lang, columns, split="dev")
-                self._stability[key] = stats.choice_stability(resampled, chosen, prefer_last)
-        return self._stability[key]
 
 
 # ---------------------------------------------------------------- verdicts
@@ -360,7 +264,7 @@ def final_layer_gap(table: pd.DataFrame, bank: ItemBank, verdicts: Verdicts) -> 
     frame = pd.DataFrame(rows, columns=GAP_COLUMNS[:-4])
     same = (frame["best_layer"] == frame["last_layer"]).to_numpy()
     frame = verdicts.differences(frame, bank, tests, same, GAP_VERDICTS, "lang")
-    return with_coverage(frame)[GAP_COLUMNS]
+    return with_coverage(frame, bank)[GAP_COLUMNS]
 
 
 def views_at(scores: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
@@ -376,10 +280,17 @@ GAP_COLUMNS = [
 ]  # fmt: skip
 
 
-def with_coverage(frame: pd.DataFrame) -> pd.DataFrame:
+def with_coverage(frame: pd.DataFrame, bank: ItemBank, covered=None) -> pd.DataFrame:
     """What each row's interval covers (tables.interval_covers: the resampled test sentences,
-    sentence pairs for XNLI, of one pretraining run)."""
-    return frame.assign(interval_covers=interval_covers(frame.assign(split="test")))
+    sentence pairs for XNLI; ``covered`` the rows to read it from, if not ``frame``), and the
+    pretraining seeds of a model with several."""
+    covers = interval_covers(frame.assign(split="test") if covered is None else covered)
+    seeds = frame["model"].map(bank.seed_count)
+    covers = [
+        seeds_covers(text, count) if count > 1 and text != "none" else text
+        for text, count in zip(covers, seeds, strict=True)
+    ]
+    return frame.assign(interval_covers=covers)
 
 
 # ---------------------------------------------------------------- degradation over checkpoints
@@ -460,7 +371,7 @@ def degradation(
     frame = verdicts.differences(
         frame, bank, tests, same, DEGRADATION_VERDICTS, "train_lang", "test_lang"
     )
-    return with_coverage(frame)[DEGRADATION_COLUMNS]
+    return with_coverage(frame, bank)[DEGRADATION_COLUMNS]
 
 
 DEGRADATION_COLUMNS = [
@@ -621,7 +532,7 @@ def onsets(
         frame[column] = frame[column].astype("Int64")
     covered = frame.assign(split="test", ci_low=frame["gain_ci_low"],
                            ci_high=frame["gain_ci_high"])  # fmt: skip
-    return frame.assign(interval_covers=interval_covers(covered))[ONSET_COLUMNS]
+    return with_coverage(frame, bank, covered)[ONSET_COLUMNS]
 
 
 ONSET_DECIDED = ("p_value", "p_adjusted", "status", "interval_covers")

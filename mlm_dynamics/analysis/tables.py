@@ -41,12 +41,27 @@ COLUMNS = {
     "ci_high": "float64",
     "n": "int64",
 }
-# The tidy table adds what each row's interval resamples (:func:`interval_covers`): a score file
-# does not repeat it on every row.
-TABLE_COLUMNS = {**COLUMNS, "interval_covers": "str"}
-KEY = ["model", "step", "task", "layer", "train_lang", "test_lang", "split", "seed", "metric"]
+# The tidy table splits a score file's model (a run's name, sources.runs.run_name) into the model
+# and the pretraining seed of the run (``pretrain_seed``), and adds what each row's interval
+# resamples (:func:`interval_covers`): a score file does not repeat it on every row.
+TABLE_COLUMNS = {
+    "model": "str", "pretrain_seed": "int64", **{c: t for c, t in COLUMNS.items() if c != "model"},
+    "interval_covers": "str",
+}  # fmt: skip
+# The pretrain_seed of the rows of a model as a whole: its one run's scores (a model without
+# seeds), or the mean over its seeds (analysis.seeds), whose intervals resample seeds too. The
+# analyses, transfer matrices and figures read these rows (read_table); a model with seeds also
+# has one row per seed (pretrain_seed >= 0), each the score of one run.
+WHOLE_MODEL = -1
+KEY = [
+    "model", "pretrain_seed", "step", "task", "layer", "train_lang", "test_lang", "split",
+    "seed", "metric",
+]  # fmt: skip
 # sort order of the table: readable blocks, then the key
-SORT = ["model", "task", "metric", "split", "step", "train_lang", "test_lang", "layer", "seed"]
+SORT = [
+    "model", "pretrain_seed", "task", "metric", "split", "step", "train_lang", "test_lang",
+    "layer", "seed",
+]  # fmt: skip
 # The majority-class baseline of a probe (the accuracy of always answering its training split's
 # majority label): one row per probe, seed and evaluation set, at this layer, as it reads none.
 BASELINE_METRIC = "majority_accuracy"
@@ -54,10 +69,11 @@ BASELINE_LAYER = -1
 
 
 def interval_covers(table):
-    """What the interval of each row covers: the sentences (sentence pairs for XNLI and
-    SimAlign, held-out sentences for BPC) of its evaluation set, resampled; "none" where a row
-    has no interval. Nothing else: the run is one pretraining run, a probe's row is one fit (its
-    seeds >= 1 are rows of their own), a selectivity row one control-label draw."""
+    """What the interval of each row of one pretraining run covers: the sentences (sentence
+    pairs for XNLI and SimAlign, held-out sentences for BPC) of its evaluation set, resampled;
+    "none" where a row has no interval. Nothing else: a probe's row is one fit (its seeds >= 1
+    are rows of their own), a selectivity row one control-label draw. The rows of a model with
+    seeds say more (analysis.seeds)."""
     task = table["task"].astype(str)
     pairs = task.eq("xnli") | task.str.startswith("simalign")
     split = table["split"].astype(str).where(~task.eq("bpc"), "held-out")
@@ -98,9 +114,10 @@ def read_scores(path):
         raise InputError(f"{path}: a column has the wrong type ({exc})") from None
 
 
-def read_table(path):
+def read_table(path, runs: bool = False):
     """The tidy table (.parquet, or the .csv beside it), checked for its columns and sorted so
-    that every result is reproducible."""
+    that every result is reproducible: the rows of each model as a whole (``WHOLE_MODEL``), and
+    with ``runs`` also the rows of each seed of a model with seeds."""
     import pandas as pd
 
     path = Path(path)
@@ -112,7 +129,10 @@ def read_table(path):
             table = pd.read_csv(path, keep_default_na=False, na_values=na)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the table ({exc})") from exc
-    return tidy_table(table, source=str(path))
+    table = tidy_table(table, source=str(path))
+    if runs:
+        return table
+    return table[table["pretrain_seed"] == WHOLE_MODEL].reset_index(drop=True)
 
 
 def tidy_table(table, source: str = "table"):
@@ -123,17 +143,24 @@ def tidy_table(table, source: str = "table"):
     table = table[[column for column in TABLE_COLUMNS if column in table.columns]].copy()
     for column in ("train_lang", "test_lang"):
         table[column] = table[column].fillna("")
+    if "pretrain_seed" not in table:  # a table of runs without seeds
+        table.insert(1, "pretrain_seed", WHOLE_MODEL)
+    if "interval_covers" not in table:
+        table["interval_covers"] = interval_covers(table)
     try:
-        table = table.astype({column: COLUMNS[column] for column in COLUMNS})
+        table = table.astype({column: TABLE_COLUMNS[column] for column in TABLE_COLUMNS})
     except (TypeError, ValueError) as exc:
         raise InputError(f"{source}: a column has the wrong type ({exc})") from exc
-    table["interval_covers"] = interval_covers(table)
     return table.sort_values(SORT, kind="stable").reset_index(drop=True)
 
 
 def collect(paths):
-    """The rows of every score file, concatenated and sorted; a key twice is an error."""
+    """The rows of every score file, concatenated and sorted, each run's model split into model
+    and ``pretrain_seed`` (the rows of a model with seeds as a whole are ``analysis.seeds``'). A
+    key twice is an error."""
     import pandas as pd
+
+    from mlm_dynamics.sources.runs import split_run
 
     frames = []
     for path in paths:
@@ -143,6 +170,9 @@ def collect(paths):
     if not frames:
         raise InputError("collect-table: no --inputs")
     table = pd.concat(frames, ignore_index=True)
+    models, seeds = zip(*(split_run(name) for name in table["model"]), strict=True)
+    table["model"] = list(models)
+    table.insert(1, "pretrain_seed", [WHOLE_MODEL if seed is None else seed for seed in seeds])
     duplicated = table.duplicated(KEY, keep=False)
     if duplicated.any():
         clash = table[duplicated].sort_values(KEY).head(2)
@@ -151,7 +181,12 @@ def collect(paths):
         raise InputError(f"{files}: the same row ({row}) is in more than one input")
     table = table.drop(columns="source")
     table["interval_covers"] = interval_covers(table)
-    return table.sort_values(SORT, kind="mergesort", ignore_index=True)
+    return sorted_table(table)
+
+
+def sorted_table(table):
+    """The table's columns, types and row order."""
+    return table.astype(TABLE_COLUMNS).sort_values(SORT, kind="mergesort", ignore_index=True)
 
 
 def save_outputs(table, parquet, csv) -> None:
@@ -215,16 +250,6 @@ def transfer_matrices(table, model, task, steps, languages, views, out_dir, sour
 
 def main(command: str, argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}")
-    if command == "collect-table":
-        parser.description = "Concatenate per-job score tables into the tidy table."
-        parser.add_argument("--inputs", nargs="+", required=True, help="score .parquet files")
-        parser.add_argument("--out", required=True, help="the table, .parquet")
-        parser.add_argument("--csv", help="the same table as .csv")
-        args = parser.parse_args(argv)
-        table = collect(args.inputs)
-        save_outputs(table, args.out, args.csv)
-        print(f"{len(table)} rows from {len(args.inputs)} files -> {args.out}")
-        return
     parser.description = "Train x test language matrices of one model and task, per step."
     parser.add_argument("--table", required=True, help="the tidy table, .parquet")
     parser.add_argument("--model", required=True)

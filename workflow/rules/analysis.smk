@@ -5,7 +5,8 @@
 
 rule collect_table:
     input:
-        plan.score_tables(),
+        scores=plan.score_tables(),
+        item_scores=plan.item_score_files(seeded=True),
     output:
         table=layout.TABLE,
         csv=layout.TABLE_CSV,
@@ -14,9 +15,11 @@ rule collect_table:
     localrule: True
     conda:
         env("core")
+    params:
+        stats=plan.statistics_arguments(),
     shell:
-        "python -m mlm_dynamics --log {log} collect-table --inputs {input}"
-        " --out {output.table} --csv {output.csv}"
+        "python -m mlm_dynamics --log {log} collect-table --inputs {input.scores}"
+        " --items {input.item_scores} {params.stats} --out {output.table} --csv {output.csv}"
 
 
 rule environment:

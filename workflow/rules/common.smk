@@ -33,8 +33,9 @@ for notice in plan.notices():
     print(notice, file=sys.stderr)
 
 
+# A model, or one run of it (sources.runs.run_name: a pretraining seed is a directory level).
 wildcard_constraints:
-    model=r"[^/]+",
+    model=r"[^/]+(?:/seed\d+)?",
     step=r"\d+",
     lang=r"[^/.]+",
     layer=r"\d\d",

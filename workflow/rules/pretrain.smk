@@ -33,7 +33,7 @@ rule pretrain:
     benchmark:
         layout.benchmark("pretrain")
     wildcard_constraints:
-        model=plan.model_pattern("embedded"),
+        model=plan.run_pattern("embedded"),
     # the checkpoints are a chain: starting each as soon as it can shortens the whole run
     priority: 10
     conda:

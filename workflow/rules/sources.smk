@@ -14,7 +14,7 @@ rule fetch_checkpoint:
     log:
         layout.log("fetch_checkpoint"),
     wildcard_constraints:
-        model=plan.model_pattern("hub", "fairseq"),
+        model=plan.run_pattern("hub", "fairseq"),
     localrule: True
     conda:
         env("core")
@@ -62,7 +62,7 @@ rule check_checkpoint:
     benchmark:
         layout.benchmark("check_checkpoint")
     wildcard_constraints:
-        model=plan.model_pattern("hub", "fairseq", "local"),
+        model=plan.run_pattern("hub", "fairseq", "local"),
     retries: request.retries_in_job
     conda:
         env("core")
