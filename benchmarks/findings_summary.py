@@ -19,8 +19,9 @@ every choice (layer, L2, the reference step of an onset) was made on dev by the 
 how often the dev resamples make the same choice is said beside it. An onset reached by the
 first measured step is "by step s" (nothing was measured before it). A language whose test
 words hold the tokenizer's unknown token too often is "not interpretable" and left out of every
-count. Intervals cover the test sentences of one pretraining run. Each finding ends in "shown"
-or "not shown" with the numbers it was read from.
+count. Intervals cover the test sentences, and the pretraining seeds of a model with several (then
+every score is the mean over the seeds, and every verdict reads both levels). Each finding ends
+in "shown" or "not shown" with the numbers it was read from.
 """
 
 from __future__ import annotations
@@ -177,18 +178,20 @@ def final_scores(results: Path) -> pd.DataFrame:
     return final.merge(baselines, on=["task", "train_lang", "test_lang"], how="left")
 
 
-def method_line(results: Path) -> str:
-    """How the verdicts were reached and what the intervals cover (the run's own settings)."""
+def method_line(results: Path, covers: list[str]) -> str:
+    """How the verdicts were reached and what the intervals cover (the run's own settings and
+    the analysis tables' ``interval_covers``)."""
     path = results / Path(ENVIRONMENT).relative_to("results")
     settings = json.loads(path.read_text()).get("statistics", {}) if path.is_file() else {}
     fdr = settings.get("fdr")
     rate = f"{fdr:g}" if fdr is not None else "statistics.fdr"
     level = f"{100 * settings.get('confidence', 0.95):g}%"
+    resampled = " / ".join(covers) if covers else "nothing"
+    one_run = "" if any("pretraining seeds" in text for text in covers) else ", one pretraining run"
     return (
         f"Verdicts: one-sided paired bootstrap p-values, Benjamini-Hochberg adjusted per table "
         f"and model, a discovery at false discovery rate {rate}; intervals: {level} bootstrap "
-        "over the test sentences of one pretraining run (not probe refits, control draws or "
-        "pretraining seeds)."
+        f"over {resampled}{one_run} (not probe refits or control draws)."
     )
 
 
@@ -196,17 +199,20 @@ def choices_and_coverage(table: pd.DataFrame) -> list[str]:
     """What the verdicts stand on: how stable the dev-chosen L2 values are and how many sit on
     an edge of the grid, and how often each language's test words hold the unknown token."""
     lines = []
-    l2 = table[(table.split == "dev") & (table.seed == 0)]
+    seeded = table[table.pretrain_seed != tables.WHOLE_MODEL]
+    runs = table[~table.model.isin(seeded.model)]  # a model without seeds: its one run's rows
+    runs = pd.concat([runs, seeded])  # a model with seeds: each seed's (choices are per run)
+    l2 = runs[(runs.split == "dev") & (runs.seed == 0)]
     edge, stability = l2[l2.metric == "l2_on_grid_edge"], l2[l2.metric == "l2_stability"]
     if not edge.empty:
         stable = int((stability.value >= STABLE).sum())
         lines.append(
-            f"- L2 choices (every task, language, step and layer): {int(edge.value.sum())} of "
+            f"- L2 choices (every run, task, language, step and layer): {int(edge.value.sum())} of "
             f"{len(edge)} on an edge of the grid; made again by at least {100 * STABLE:.0f}% of "
             f"the dev resamples: {stable} of {len(stability)}"
         )
-    unknown = table[(table.task == "tokenizer") & (table.metric == findings.UNKNOWN_METRIC)
-                    & (table.split == "test")]  # fmt: skip
+    unknown = runs[(runs.task == "tokenizer") & (runs.metric == findings.UNKNOWN_METRIC)
+                   & (runs.split == "test")]  # fmt: skip
     if not unknown.empty:
         shares = unknown.groupby("test_lang").value.max().sort_index()
         cells = ", ".join(f"{lang} {100 * share:.1f}%" for lang, share in shares.items())
@@ -218,14 +224,15 @@ def summary(results: Path) -> str:
     onset = pd.read_csv(results / "analysis/onset.csv")
     onset = onset[onset.view == VIEW]
     gap = pd.read_csv(results / "analysis/final_layer_gap.csv")
-    out = [method_line(results), ""]
+    covers = sorted(set(onset.interval_covers) | set(gap.interval_covers) - {"none"})
+    out = [method_line(results, covers), ""]
     for title, (lines, shown) in (
         ("(a) in-language gains, in-language before cross-lingual", in_language(onset)),
         ("(b) transfer learned, at different times", transfer(onset, final_scores(results))),
         ("(c) the last layer falls behind the best transformer layer", last_layer(gap)),
     ):
         out += [f"**{title}: {'shown' if shown else 'not shown'}**", *lines, ""]
-    beside = choices_and_coverage(tables.read_table(results / "tables/probing.parquet"))
+    beside = choices_and_coverage(tables.read_table(results / "tables/probing.parquet", runs=True))
     if beside:
         out += ["**What the verdicts stand on**", *beside, ""]
     return "\n".join(out).rstrip("\n")

@@ -473,6 +473,17 @@ class Plan:
             pretrain_share=shares,
         )
 
+    def band_covers(self, wildcards) -> str:
+        """What a figure's bands cover, for its caption: the test sentences of one run, or the
+        seeds and then the sentences of a model with seeds (analysis.seeds)."""
+        seeds = len(self.model_runs(wildcards.model))
+        if seeds == 1:
+            return "test sentences of one pretraining run"
+        return (
+            f"the model's {seeds} pretraining seeds and then the test sentences (the "
+            "Multi-Bootstrap; each line is the mean over the seeds)"
+        )
+
     # ------------------------------------------------------------ targets
 
     def findings_tables(self) -> list[str]:

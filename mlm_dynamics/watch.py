@@ -31,6 +31,7 @@ from pathlib import Path
 from mlm_dynamics import config_check
 from mlm_dynamics.config_check import CHECKPOINT_DONE
 from mlm_dynamics.errors import InputError
+from mlm_dynamics.sources import runs
 from mlm_dynamics.sources.discover import discover_steps
 
 SNAKEFILE = Path(__file__).resolve().parents[1] / "Snakefile"
@@ -155,6 +156,16 @@ def followed_models(config: dict, names: list[str] | None) -> dict[str, dict]:
     return {name: followable[name] for name in dict.fromkeys(names)}
 
 
+def steps_every_seed_has(found: dict[str, list[int]], followed: dict[str, dict]) -> dict:
+    """Each run's complete steps, kept only where every seed of its model has them (the
+    workflow compares seeds step by step, so a step waits for its last seed)."""
+    by_model: dict[str, set[int]] = {}
+    for run, steps in found.items():
+        model = followed[run]["model"]
+        by_model[model] = by_model.get(model, set(steps)) & set(steps)
+    return {run: sorted(by_model[followed[run]["model"]]) for run in found}
+
+
 # ---------------------------------------------------------------- signals
 
 
@@ -235,7 +246,8 @@ def main(command: str, argv: list[str]) -> int:
     args.snakefile = os.path.abspath(args.snakefile)
     os.chdir(directory)  # relative paths in the config are the working directory's, as for jobs
     config = read_config(configfiles or ["config.yaml"], args.config)
-    models = followed_models(config, args.model)
+    # a model with seeds is followed run by run (its glob holds {seed})
+    models = runs.expand(followed_models(config, args.model))
     transfer_steps = config["analysis"]["transfer_steps"]
     argv = snakemake_argv(args, directory, configfiles, passed)
 
@@ -257,6 +269,7 @@ def main(command: str, argv: list[str]) -> int:
                 for step in sorted(set(incomplete) - announced[name]):
                     say(f"models.{name}: step {step} is being written (no {CHECKPOINT_DONE} yet)")
                 announced[name] |= set(incomplete)
+            found = steps_every_seed_has(found, models)
             new = {name: sorted(set(found[name]) - set(probed[name])) for name in models}
             missing = [step for step in transfer_steps if any(step not in found[m] for m in models)]
             if any(new.values()) and all(found.values()) and not missing:

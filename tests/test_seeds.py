@@ -326,3 +326,11 @@ def planned_jobs(output: str) -> list[tuple[str, str | None]]:
         model = re.search(r"wildcards: .*?model=([^,\n]+)", block)
         jobs.append((rule.group(1), model.group(1) if model else None))
     return jobs
+
+
+def test_watch_waits_for_a_step_until_every_seed_has_it():
+    from mlm_dynamics.watch import steps_every_seed_has
+
+    followed = runs.expand({"own": {"source": "local", "glob": "w/{seed}/*", "seeds": [0, 1]}})
+    found = {"own/seed0": [100, 200], "own/seed1": [100]}
+    assert steps_every_seed_has(found, followed) == {"own/seed0": [100], "own/seed1": [100]}

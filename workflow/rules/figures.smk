@@ -40,6 +40,7 @@ for figure in FIGURES:
         params:
             figure=figure.name_for,
             options=plan.plot_arguments,
+            covers=plan.band_covers,  # for the caption
         shell:
             "python -m mlm_dynamics --log {log} plot --table {input.table} --findings {input.findings}"
             " --figure {params.figure} {params.options} --png {output.png} --pdf {output.pdf}"
