@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import os
 import re
 from pathlib import Path
@@ -53,9 +54,14 @@ class _StrictLoader(yaml.SafeLoader):
     """A SafeLoader that refuses a mapping key given twice."""
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
     first_line: dict = {}
     for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG:  # `<<: *base`: its keys may be overridden here
+            continue
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if key in first_line:
@@ -83,7 +89,11 @@ def load_yaml(path: str | os.PathLike) -> object:
     loader = _StrictLoader(text)
     loader.name = str(path)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_expanded_size(node, path)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -93,6 +103,43 @@ def load_yaml(path: str | os.PathLike) -> object:
         raise InputError(f"{path}: YAML syntax error: {exc}") from None
     finally:
         loader.dispose()
+
+
+# A config holds a few thousand values; aliases that expand to more are a mistake (or an "alias
+# bomb": nested aliases grow exponentially and would hang every later step that walks them).
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def check_expanded_size(root: yaml.Node, path) -> None:
+    """Refuse a document whose aliases expand to more than MAX_EXPANDED_NODES values, counted on
+    the composed graph (an alias is the node it names, so this costs one visit per node)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a recursive alias counts once (PyYAML refuses it later)
+        children = node.value if isinstance(node.value, list) else []
+        total = 1
+        for child in children:
+            total += sum(size(part) for part in child) if isinstance(child, tuple) else size(child)
+        sizes[id(node)] = min(total, MAX_EXPANDED_NODES + 1)
+        return sizes[id(node)]
+
+    if size(root) > MAX_EXPANDED_NODES:
+        node = root  # name the smallest node that is too big on its own
+        while True:
+            children = [part for child in node.value if isinstance(node.value, list)
+                        for part in (child if isinstance(child, tuple) else (child,))]  # fmt: skip
+            bigger = [child for child in children if sizes[id(child)] > MAX_EXPANDED_NODES]
+            if not bigger:
+                break
+            node = bigger[0]
+        line = node.start_mark.line + 1
+        raise InputError(
+            f"{path}:{line}: its aliases expand to more than {MAX_EXPANDED_NODES:,} values (nested "
+            "aliases, each repeating the one before: a config holds a few thousand)"
+        )
 
 
 def check_config_files(paths: list[str | os.PathLike]) -> None:
@@ -148,12 +195,27 @@ def validated(config: dict) -> dict:
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    check_finite(config)  # a schema's bounds compare NaN as neither below nor above
     try:
         validate(config, str(SCHEMA), set_default=True)
     except WorkflowError:
         raise schema_error(config) from None
     check_config(config)
     return config
+
+
+def check_finite(value, key: str = "") -> None:
+    """Every number of the config is finite: NaN passes any range check, and no setting means
+    infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        spelled = ".nan" if math.isnan(value) else f"{'-' if value < 0 else ''}.inf"
+        raise config_error(key or "(top level)", f"{spelled} is not a finite number")
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_finite(item, f"{key}[{i}]")
 
 
 def schema_error(config: dict) -> InputError:
@@ -339,11 +401,24 @@ def check_statistics(config: dict) -> None:
         )
 
 
+def check_views(config: dict) -> None:
+    """A fixed layer view exists in every model (layers 0, the embeddings, to ``layers``)."""
+    for i, view in enumerate(config["analysis"]["views"]):
+        layer = int(view) if isinstance(view, int) or str(view).isdigit() else None
+        for name, spec in config["models"].items():
+            if layer is not None and layer > spec["layers"]:
+                raise config_error(
+                    f"analysis.views[{i}]",
+                    f"layer {layer} is deeper than models.{name} (layers 0-{spec['layers']})",
+                )
+
+
 def check_config(config: dict) -> None:
     """Everything the schema cannot check, before any job runs; the first mistake raises."""
     check_names(config)
     check_languages(config)
     check_models(config)
+    check_views(config)
     check_tasks(config)
     check_probing_tasks(config)
     check_statistics(config)
