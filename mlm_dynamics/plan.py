@@ -44,6 +44,23 @@ def options(**values) -> str:
     return " ".join(parts)
 
 
+# What a job reads of a folder given on disk: a checkpoint's weights, config and tokenizer files;
+# a treebank's CoNLL-U files (a README or notes beside them re-plan nothing).
+CHECKPOINT_FILES = (".json", ".safetensors", ".bin", ".model", ".txt")
+TREEBANK_FILES = (".conllu", ".conllu.gz")
+
+
+def files_in(folder: str, suffixes: tuple[str, ...]) -> list[str]:
+    """The files directly in a folder whose names end in ``suffixes`` (sorted; none if the
+    folder is not there yet)."""
+    try:
+        entries = os.scandir(folder)
+    except OSError:
+        return []
+    with entries:
+        return sorted(e.path for e in entries if e.is_file() and e.name.endswith(suffixes))
+
+
 class Plan:
     """Everything the rules of one config need; see the module docstring."""
 
@@ -140,6 +157,17 @@ class Plan:
             ]
         )
 
+    def checkpoint_files(self, wildcards) -> list[str]:
+        """The files of a checkpoint given on disk (a ``local`` step directory, a configured
+        tokenizer directory): inputs of every job that reads it, so that a file replaced in
+        place (which leaves the directory's mtime alone) re-plans them. Checkpoints made here
+        are outputs, re-made only by their rules."""
+        spec = self.runs[wildcards.model]
+        folders = [self.checkpoint(wildcards)] if spec["source"] == "local" else []
+        if spec["source"] in ("local", "hub") and spec.get("tokenizer"):
+            folders.append(spec["tokenizer"])
+        return [path for folder in folders for path in files_in(folder, CHECKPOINT_FILES)]
+
     def layers(self, wildcards) -> int:
         return self.runs[wildcards.model]["layers"]
 
@@ -222,13 +250,26 @@ class Plan:
 
     def treebank_dir(self, wildcards) -> str:
         """A language's treebank (a folder of the UD release is fetch_ud_release's output)."""
+        return (
+            self._release_folder(wildcards) or self.config["languages"][wildcards.lang]["treebank"]
+        )
+
+    def _release_folder(self, wildcards) -> str | None:
+        """The UD release folder fetch_ud_release makes for a language's treebank, if it does."""
         path = self.config["languages"][wildcards.lang]["treebank"]
         release = self.config["ud_release"]
         folder = config_check.ud_release_folder(self.config, path)
         made = os.path.join(os.path.normpath(release["directory"]), folder or "")
         if folder in release["treebanks"] and os.path.normpath(path) == made:
             return made
-        return path
+        return None
+
+    def treebank_files(self, wildcards) -> list[str]:
+        """The files of a language's treebank directory given on disk (see checkpoint_files);
+        none for a folder of the UD release, which fetch_ud_release makes."""
+        if self._release_folder(wildcards):
+            return []
+        return files_in(self.config["languages"][wildcards.lang]["treebank"], TREEBANK_FILES)
 
     def prepare_treebank_arguments(self) -> str:
         treebanks = self.config["treebanks"]

@@ -12,11 +12,17 @@ writes::
 
 Every sentence is checked in one pass before it is kept, since the conllu parser accepts broken
 trees that would only fail later, far from their line: UTF-8 (a BOM and CRLF or CR line ends are
-accepted), 10 columns, word ids 1..n with well-placed multiword ranges and empty nodes, a FORM, a UD
-UPOS tag and universal relation, and a tree (heads in range, one root with relation root, no
-cycle). Every problem is ``FILE:LINE: what is wrong``. Encoding and column problems mean the file
-is not CoNLL-U and always stop; a bad tree stops too, unless ``--on-bad-sentence skip`` drops it,
-with a line on stderr, and counts it per split in "skipped".
+accepted), 10 columns, word ids 1..n with well-placed multiword ranges and empty nodes, a FORM
+without control characters, a UD UPOS tag and universal relation, and a tree (heads in range, one
+root with relation root, no cycle). Every problem is ``FILE:LINE: what is wrong``. Encoding and
+column problems mean the file is not CoNLL-U and always stop; a bad tree stops too, unless
+``--on-bad-sentence skip`` drops it, with a line on stderr, and counts it per split in "skipped".
+
+The files are then checked as a set, which always stops: no ``sent_id`` given twice, in one file
+or across the split files (sentences without one are fine), and a test file that shares at most
+``MAX_SHARED_SHARE`` of its sentences of ``MIN_SHARED_WORDS`` or more words with the train file or
+the dev file. These compare whole files, before any carving or cap: a train split carved from the
+dev file is compared through that file, and the result does not depend on the seed.
 
 The dev split is what every choice made from scores reads (a layer, the L2 strength); test is only
 reported. A treebank without a dev file gets one carved from its train file: a seeded
@@ -67,6 +73,26 @@ EMPTY_NODE_ID = re.compile(r"([0-9]+)\.([0-9]+)")
 HEAD = re.compile(r"-?[0-9]+")  # a negative head is an integer, refused as out of range
 SUBTYPE = re.compile(r"[a-z]+")  # the UD validator's language-specific subtype, one level
 NO_ROOT = "no root (no word has head 0)"
+# C0 controls, DEL and C1 controls: invisible, never part of a word (a tab or line end cannot be
+# inside a FORM at all: they split columns and lines), a sign of a broken conversion or encoding.
+# No FORM in the eleven treebanks of ../shared/ud or in resources/ud has one.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Sentences shared between test and the train or dev file. Identity is the FORM sequence; shorter
+# sentences than MIN_SHARED_WORDS are left out, since greetings, headlines and "Thank you ." recur
+# in any text (English-EWT: 73 of its 2077 test sentences are in its dev file, all but one of
+# them shorter than 5 words), and so are sentences whose FORMs are all "_" (withheld by their
+# license; the UD overlap tool skips them too). Measured on the real treebanks (ko-GSD's test
+# has a block of news sentences copied in its dev file):
+#   ../shared/ud (test vs dev file):  ko-GSD 24 of 857 (2.8%), de-GSD 6 of 926 (0.6%),
+#     fr, es, id-GSD 1 each (0.2%), en-EWT and fi-TDT 1 each (0.1%), the other four none;
+#   resources/ud (test vs train, vs dev): ko-GSD 6 of 268 (2.2%) and 2 (0.7%), de-GSD 2 of 288
+#     (0.7%) and none, the other five none.
+# A full release's train file is several times its dev file and may share proportionally more
+# (not measured here: ../shared/ud has no train files; ko-GSD's train is 4.6 times its dev file,
+# about 13% if its copies spread like the dev file's), so the limit stays well above what real
+# treebanks share, and far below what a copied split shares (100%).
+MIN_SHARED_WORDS = 5
+MAX_SHARED_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -223,6 +249,11 @@ class Tree:
             raise BadSentence(number, f"word id {token_id} out of sequence (expected {expected})")
         if not form:
             raise BadSentence(number, "empty FORM (expected the word form, '_' for none)")
+        control = CONTROL_CHARACTER.search(form)
+        if control:
+            raise BadSentence(
+                number, f"FORM {form!r} holds control character U+{ord(control[0]):04X}"
+            )
         if upos not in UPOS_TAGS:
             raise BadSentence(number, f"UPOS {upos!r} is not a UD part-of-speech tag")
         if not HEAD.fullmatch(head):
@@ -332,6 +363,15 @@ def comment_sent_id(line: str) -> str:
     return value.strip() if equals and key.strip() == "sent_id" else ""
 
 
+def block_sent_id(block: list[tuple[int, str]]) -> tuple[int, str] | None:
+    """(line, value) of the sentence's ``sent_id`` comment (the last, if several); None if none."""
+    found = None
+    for number, line in block:
+        if line.startswith("#") and comment_sent_id(line):
+            found = (number, comment_sent_id(line))
+    return found
+
+
 def columns_of(line: str, number: int, path: Path) -> list[str]:
     """The 10 columns of a token line; any other count means the file is not CoNLL-U: stop."""
     columns = line.split("\t")
@@ -347,10 +387,11 @@ def parse_block(
 ) -> Sentence | None:
     """One sentence. ``stop`` raises at its first problem (file order); when skipping, its later
     lines are still column-counted, since a broken line stops the run either way."""
-    tree, sentence_id, problem = Tree(), "", None
+    tree, problem = Tree(), None
+    given = block_sent_id(block)
+    sentence_id = given[1] if given else ""
     for number, line in block:
         if line.startswith("#"):
-            sentence_id = comment_sent_id(line) or sentence_id
             continue
         columns = columns_of(line, number, path)
         if problem is None:
@@ -366,15 +407,29 @@ def parse_block(
 
 
 def parse_conllu(
-    text: str, path: Path, split: str, on_bad_sentence: str = "stop"
+    text: str,
+    path: Path,
+    split: str,
+    on_bad_sentence: str = "stop",
+    sent_ids: dict[str, int] | None = None,
 ) -> tuple[list[Sentence], list[str]]:
-    """(sentences, skip lines): one pass; a bad tree stops the run or is dropped with a line."""
+    """(sentences, skip lines): one pass; a bad tree stops the run or is dropped with a line.
+
+    A ``sent_id`` given twice always stops (a dropped sentence's counts too). ``sent_ids``, an
+    empty dict, gets every ``sent_id`` with its line, for comparing split files."""
     if on_bad_sentence not in ON_BAD_SENTENCE:
         raise ValueError(f"on_bad_sentence: {on_bad_sentence!r} is not one of {ON_BAD_SENTENCE}")
     stop = on_bad_sentence == "stop"
     sentences, skipped = [], []
+    seen = {} if sent_ids is None else sent_ids
     # blocks are numbered as before (comment-only ones too): a sentence keeps its fallback id
     for index, block in enumerate(sentence_blocks(text), start=1):
+        given = block_sent_id(block)
+        if given:
+            number, sent_id = given
+            if sent_id in seen:
+                raise InputError(repeated_sent_id(text, path, sent_id, seen[sent_id], number))
+            seen[sent_id] = number
         try:
             sentence = parse_block(block, path, f"{split}-{index}", stop)
         except BadSentence as exc:
@@ -387,12 +442,25 @@ def parse_conllu(
     return sentences, skipped
 
 
+def repeated_sent_id(text: str, path: Path, sent_id: str, first: int, number: int) -> str:
+    """The message for a ``sent_id`` met again at line ``number``, with how often the file has it
+    (counted only now: the error is rare, the count is one more pass)."""
+    given = (block_sent_id(block) for block in sentence_blocks(text))
+    count = sum(1 for found in given if found and found[1] == sent_id)
+    times = "twice" if count == 2 else f"{count} times"
+    return f"{path}:{number}: sent_id {sent_id!r} given {times} (first at line {first})"
+
+
 def read_checked(
-    path: str | Path, split: str, on_bad_sentence: str = "stop"
+    path: str | Path,
+    split: str,
+    on_bad_sentence: str = "stop",
+    sent_ids: dict[str, int] | None = None,
 ) -> tuple[list[Sentence], list[str]]:
-    """(sentences, skip lines) of one CoNLL-U file, syntactic words only, in file order."""
+    """(sentences, skip lines) of one CoNLL-U file, syntactic words only, in file order;
+    ``sent_ids`` as :func:`parse_conllu` fills it."""
     path = Path(path)
-    return parse_conllu(read_text(path), path, split, on_bad_sentence)
+    return parse_conllu(read_text(path), path, split, on_bad_sentence, sent_ids)
 
 
 def read_conllu(path: str | Path, split: str) -> list[Sentence]:
@@ -442,6 +510,53 @@ def carve(
     )
 
 
+# ---------------------------------------------------------------- the split files as a set
+
+
+def sentence_key(sentence: Sentence) -> tuple[str, ...] | None:
+    """What makes two sentences the same for the overlap check: their FORMs (a tuple: a FORM may
+    hold a space); None for one too short to count or with every FORM "_"."""
+    if len(sentence.words) < MIN_SHARED_WORDS or all(form == "_" for form in sentence.words):
+        return None
+    return sentence.words
+
+
+def check_shared_sentences(read: dict[str, list[Sentence]], files: dict[str, Path | None]) -> None:
+    """The test file may share at most ``MAX_SHARED_SHARE`` of its sentences (those that count,
+    see :func:`sentence_key`) with the train file, and with the dev file."""
+    test = [key for key in map(sentence_key, read["test"]) if key is not None]
+    if not test:
+        return
+    for split in ("train", "dev"):
+        if files[split] is None:
+            continue
+        keys = set(map(sentence_key, read[split]))
+        shared = sum(key in keys for key in test)
+        if shared > MAX_SHARED_SHARE * len(test):
+            raise InputError(
+                f"{files['test']}: {shared} of {len(test)} test sentences of {MIN_SHARED_WORDS} "
+                f"or more words ({shared / len(test):.1%}) also in {files[split]} (more than "
+                f"{MAX_SHARED_SHARE:.0%}: sentences copied between splits?)"
+            )
+
+
+def check_split_sent_ids(
+    sent_ids: dict[str, dict[str, int]], files: dict[str, Path | None]
+) -> None:
+    """No ``sent_id`` in two split files; the later file (train, dev, test) is the one named."""
+    splits = [split for split in SPLITS if split in sent_ids]
+    for i, later in enumerate(splits):
+        for earlier in splits[:i]:
+            shared = sent_ids[later].keys() & sent_ids[earlier].keys()
+            if shared:
+                first = min(shared, key=sent_ids[later].__getitem__)
+                both = f"{len(shared)} sent_id{'s' if len(shared) > 1 else ''} in both files"
+                raise InputError(
+                    f"{files[later]}:{sent_ids[later][first]}: sent_id {first!r} also given in "
+                    f"{files[earlier]}:{sent_ids[earlier][first]} ({both})"
+                )
+
+
 @dataclass(frozen=True)
 class Skipped:
     """What skipping dropped from one split's file: its summary line and the prepared count."""
@@ -469,15 +584,18 @@ def prepare_counted(
     if missing:
         wanted = " and ".join(f"*-ud-{split}.conllu[.gz]" for split in missing)
         raise InputError(f"{treebank_dir}: no {wanted} in the treebank directory")
-    read, skipped = {}, {}
+    read, skipped, sent_ids = {}, {}, {}
     for split, path in files.items():
         if path is not None:
-            read[split], lines = read_checked(path, split, on_bad_sentence)
+            sent_ids[split] = {}
+            read[split], lines = read_checked(path, split, on_bad_sentence, sent_ids[split])
             skipped[split] = Skipped(len(read[split]) + len(lines), tuple(lines))
     for split, sentences in read.items():
         if not sentences:
             dropped = f" ({len(skipped[split].lines)} skipped)" if skipped[split].lines else ""
             raise InputError(f"{files[split]}: no sentences with words{dropped}")
+    check_shared_sentences(read, files)
+    check_split_sent_ids(sent_ids, files)
     if files["dev"] is None:
         read["train"], read["dev"] = carve_dev(
             read["train"], dev_fraction, seed, min_sentences, files["train"]

@@ -10,6 +10,7 @@ traceback, and that every file the previous run had computed is byte-identical a
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import shutil
@@ -26,6 +27,7 @@ from test_treebanks import BAD_CONLLU_CASES
 from workflow_run import REPO, reduced_config
 
 from mlm_dynamics.__main__ import main as cli
+from mlm_dynamics.config_check import load_yaml
 
 # ---------------------------------------------------------------- the previous run
 
@@ -294,6 +296,53 @@ CONFIG_CASES = [
         ),
         "error: config: simalign.pairs.ru.source: no such file {bad}/en-ru.en",
     ),
+    ConfigCase(
+        "confidence-nan",
+        lambda c, bad: c.setdefault("statistics", {}).update(confidence=float("nan")),
+        "error: config: statistics.confidence: .nan is not a finite number",
+    ),
+    ConfigCase(
+        "l2-infinite",
+        lambda c, bad: c["probing"].update(l2=[0.01, float("inf")]),
+        "error: config: probing.l2[1]: .inf is not a finite number",
+    ),
+    ConfigCase(
+        "view-deeper-than-the-model",
+        lambda c, bad: set_in(c, "analysis.views", ["last", 99]),
+        "error: config: analysis.views[1]: layer 99 is deeper than models.tiny-xlmr (layers 0-2)",
+    ),
+    ConfigCase(
+        "unknown-placeholder-in-a-local-path",
+        with_files(
+            local_steps(20),
+            add_model("run", source="local", path="{bad}/{{model}}/{{step}}", steps=[20]),
+        ),
+        "error: config: models.run.path: unknown field {{model}} in '{bad}/{{model}}/{{step}}' "
+        "({{step}}, {{step_k}}, {{seed}})",
+    ),
+    ConfigCase(
+        "unclosed-placeholder-in-a-revision",
+        add_model("hub", source="hub", repo="org/m", revision="step{{step", steps=[1000]),
+        "error: config: models.hub.revision: 'step{{step' is not a template (expected '}}' before "
+        "end of string)",
+    ),
+    ConfigCase(
+        "seed-placeholder-without-seeds",
+        add_model("hub", source="hub", repo="org/m-seed{{seed}}", steps=[1000]),
+        "error: config: models.hub.repo: {{seed}} in 'org/m-seed{{seed}}' but the model lists no "
+        "seeds (models.hub.seeds)",
+    ),
+    ConfigCase(
+        "seeds-without-a-seed-placeholder",
+        add_model("hub", source="hub", repo="org/m", seeds=[0, 1], steps=[1000]),
+        "error: config: models.hub.repo: 2 seeds but no {{seed}} in repo or revision, so every "
+        "seed would read the same checkpoints",
+    ),
+    ConfigCase(
+        "duplicate-seeds",
+        add_model("hub", source="hub", repo="org/m-{{seed}}", seeds=[1, 1], steps=[1000]),
+        "error: config: models.hub.seeds: [1, 1] has non-unique elements",
+    ),
 ]
 
 
@@ -327,6 +376,7 @@ def test_a_config_mistake_is_one_line_naming_the_key(tmp_path, case):
 # config_check error, and the one common.smk raises itself.
 ON_THE_TERMINAL = ["unknown-task", "missing-treebank", "language-code-with-a-dot"]
 ON_THE_TERMINAL += ["local-path-without-step", "transfer-step-not-a-step"]
+ON_THE_TERMINAL += ["confidence-nan", "view-deeper-than-the-model"]
 
 
 @pytest.mark.e2e
@@ -404,7 +454,28 @@ CHECK_CONFIG_CASES = [
         ":3: duplicate key 'en' (first given at line 2; YAML would silently keep the last)",
     ),
     ("not-a-mapping", "- en\n- fr\n", ":1: a config file is a mapping of keys, not a list"),
+    (
+        "alias-bomb",  # 8 levels of 10: 10^8 values from 90 lines, refused at the first level
+        # that is too big on its own (a5, line 7), in well under a second
+        "junk:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)),
+        ":7: its aliases expand to more than 1,000,000 values (nested aliases, each repeating "
+        "the one before: a config holds a few thousand)",
+    ),
 ]
+
+
+def test_a_yaml_merge_key_is_read_as_yaml_means_it(tmp_path):
+    """`<<: *base` merges base's keys; keys beside it override them (no duplicate-key error)."""
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "bpc: &bpc {enabled: false, max_sentences: 30}\n"
+        "xnli:\n  <<: {enabled: false, max_train: 50}\n  max_train: 100\n"
+    )
+    assert load_yaml(path) == {
+        "bpc": {"enabled": False, "max_sentences": 30},
+        "xnli": {"enabled": False, "max_train": 100},
+    }
 
 
 @pytest.mark.parametrize(
@@ -633,3 +704,156 @@ def test_a_configured_tokenizer_reaches_every_command_that_loads_the_checkpoint(
     for command in ("check-checkpoint", "extract-activations", "bpc"):
         uses = [c for c in loading if re.search(rf"mlm_dynamics --log \S+ {command} ", c)]
         assert uses and all(f"--tokenizer {tokenizer}" in c for c in uses), command
+
+
+# ================================================================ checks a real dataset needs
+# Weights that are not finite (check-checkpoint), and treebank files that are each valid but not
+# as a set or not as text: a control character in a FORM, a sent_id given twice (in one file or
+# in two split files), test sentences copied from train or dev. Each is one line naming the
+# file(s), as the cases above.
+
+from test_checkpoint_check import NON_FINITE_CASES  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("name", "breaks", "expected"), NON_FINITE_CASES, ids=[case[0] for case in NON_FINITE_CASES]
+)
+def test_a_weight_that_is_not_finite_is_one_line_naming_file_and_tensor(
+    tiny_checkpoint, tmp_path, capfd, name, breaks, expected
+):
+    checkpoint = tmp_path / "run" / "200"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    out = tmp_path / "results"
+    out.mkdir()
+    record = out / "200.json"
+    record.write_text("{}")  # the record of an earlier check of this step
+    before = digests(out)
+    extra = breaks(checkpoint)
+    argv = ["check-checkpoint", "--checkpoint", str(checkpoint), "--model", "run"]
+    argv += ["--step", "200", *extra, "--out", str(record)]
+    capfd.readouterr()
+    status = cli(["--log", str(tmp_path / "check.log"), *argv])
+    terminal = capfd.readouterr()
+    assert status == 2
+    assert terminal.err.splitlines() == [f"error: {expected.format(dir=checkpoint)}"]
+    assert "Traceback" not in (tmp_path / "check.log").read_text()
+    assert_nothing_lost(before, out)
+
+
+def conllu_tree(forms: list[str], sent_id: str | None = None) -> str:
+    """A valid tree (word 1 the root, the others its dependents) and its blank line."""
+    lines = [f"# sent_id = {sent_id}"] if sent_id else []
+    for i, form in enumerate(forms, start=1):
+        head, relation = (0, "root") if i == 1 else (1, "dep")
+        lines.append(f"{i}\t{form}\t_\tX\t_\t_\t{head}\t{relation}\t_\t_")
+    return "\n".join(lines) + "\n\n"
+
+
+def long_sentences(prefix: str, n: int) -> str:
+    """``n`` distinct sentences of 6 words: long enough to count as copied between splits."""
+    return "".join(
+        conllu_tree([f"{prefix}{i}", "is", "a", "sentence", "of", "six"]) for i in range(n)
+    )
+
+
+# (case id, {split: file content, None: no such file; a split left out: a valid one-word tree},
+# the one line after "error: ", with {train}, {dev} and {test} for the split files)
+DATASET_CASES = [
+    (
+        "control-character-nul",
+        {"train": conllu_tree(["Hi"]) + conllu_tree(["Hi", "the\x00re"])},
+        "{train}:4: FORM 'the\\x00re' holds control character U+0000",
+    ),
+    (
+        "control-character-escape",
+        {"test": conllu_tree(["\x1b[31mred"])},
+        "{test}:1: FORM '\\x1b[31mred' holds control character U+001B",
+    ),
+    (
+        "control-character-c1",
+        {"dev": conllu_tree(["a", "b"], "d1") + conllu_tree(["caf\x85"])},
+        "{dev}:5: FORM 'caf\\x85' holds control character U+0085",
+    ),
+    (
+        "sent-id-twice-in-a-file",
+        {"train": "".join(conllu_tree(["a", "b"], i) for i in ("x-1", "x-17", "x-2", "x-17"))},
+        "{train}:13: sent_id 'x-17' given twice (first at line 5)",
+    ),
+    (
+        "sent-id-in-two-files",
+        {
+            "train": conllu_tree(["a", "b"], "s1") + conllu_tree(["c", "d"], "s2"),
+            "test": conllu_tree(["e", "f"], "t1") + conllu_tree(["g", "h"], "s2"),
+        },
+        "{test}:5: sent_id 's2' also given in {train}:5 (1 sent_id in both files)",
+    ),
+    (
+        "test-copied-from-train",
+        {
+            "train": long_sentences("train", 10) + long_sentences("test", 3),
+            "test": long_sentences("test", 10),
+        },
+        "{test}: 3 of 10 test sentences of 5 or more words (30.0%) also in {train} (more than "
+        "20%: sentences copied between splits?)",
+    ),
+    (
+        "test-copied-from-the-dev-file-train-is-carved-from",
+        {"train": None, "dev": long_sentences("s", 10), "test": long_sentences("s", 8)},
+        "{test}: 8 of 8 test sentences of 5 or more words (100.0%) also in {dev} (more than "
+        "20%: sentences copied between splits?)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "files", "expected"), DATASET_CASES, ids=[case[0] for case in DATASET_CASES]
+)
+def test_a_treebank_a_real_dataset_check_refuses_is_one_line_naming_its_files(
+    tmp_path, capfd, name, files, expected
+):
+    out = tmp_path / "results"
+    good = treebank_with(BAD_CONLLU_CASES_GOOD_TREE, tmp_path / "good")
+    assert cli(["--log", str(tmp_path / "good.log"), *prepare_argv(good, out)]) == 0
+    before = digests(out)
+    capfd.readouterr()
+    treebank = tmp_path / "bad"
+    treebank.mkdir()
+    paths = {split: treebank / f"xx-ud-{split}.conllu" for split in ("train", "dev", "test")}
+    for split, path in paths.items():
+        text = files.get(split, BAD_CONLLU_CASES_GOOD_TREE)
+        if text is not None:
+            path.write_text(text, encoding="utf-8")
+    status = cli(["--log", str(tmp_path / "bad.log"), *prepare_argv(treebank, out)])
+    terminal = capfd.readouterr()
+    assert status == 2
+    assert terminal.err.splitlines() == [f"error: {expected.format(**paths)}"]
+    assert "Traceback" not in (tmp_path / "bad.log").read_text()
+    assert digests(out) == before  # nothing lost, nothing new
+
+
+@pytest.mark.e2e
+def test_a_treebank_file_changed_in_place_re_plans_what_reads_it(finished, tmp_path):
+    """cp over a CoNLL-U file (or a script rewriting it) leaves the folder's mtime alone: the
+    file itself is the input, so its dependents are planned again."""
+    work = tmp_path / "run"
+    shutil.copytree(finished, work, symlinks=True)
+    treebank = work / "UD_English-EWT"
+    shutil.copytree(REPO / "resources/ud/UD_English-EWT", treebank)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["languages"]["en"]["treebank"] = str(treebank)
+    touched = run_snakemake(work, config, "--touch")  # the outputs stand for the copy
+    assert touched.returncode == 0, touched.stderr[-2000:]
+    assert "Nothing to be done" in run_snakemake(work, config, "-n").stdout
+    before = digests(work / "results")
+    test = treebank / "en_ewt-ud-test.conllu.gz"
+    folder_mtime = treebank.stat().st_mtime_ns
+    text = gzip.decompress(test.read_bytes()).decode().replace("\tNOUN\t", "\tPROPN\t", 50)
+    with test.open("r+b") as handle:  # rewritten in place: the folder's entries stay
+        handle.write(gzip.compress(text.encode()))
+        handle.truncate()
+    assert treebank.stat().st_mtime_ns == folder_mtime
+    planned = run_snakemake(work, config, "-n")
+    assert planned.returncode == 0
+    assert f"Updated input files: {test}" in planned.stdout
+    assert re.search(r"prepare_treebank\s+1\b", planned.stdout)
+    assert_nothing_lost(before, work / "results")

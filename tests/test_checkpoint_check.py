@@ -296,6 +296,64 @@ BAD_CHECKPOINT_CASES = [
 DIRECT_LOADER_DIFFERS = {"no-directory", "no-config", "no-tokenizer", "no-vocabulary"}
 
 
+# ---------------------------------------------------------------- weights that are not finite
+
+NAN, INF = float("nan"), float("inf")
+QUERY = "roberta.encoder.layer.1.attention.self.query.weight"  # 32 x 32 in the tiny checkpoint
+
+
+def set_values(changes: dict[str, dict[int, float]], pytorch: bool = False):
+    """Give tensors non-finite values ({tensor: {flat position: value}}); ``pytorch`` saves the
+    weights as ``pytorch_model.bin`` instead of ``model.safetensors``."""
+
+    def breaks(directory: Path) -> list[str]:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        path = directory / "model.safetensors"
+        tensors = load_file(path)
+        for name, values in changes.items():
+            flat = tensors[name].view(-1)
+            for position, value in values.items():
+                flat[position] = value
+        if pytorch:
+            path.unlink()
+            torch.save(tensors, directory / "pytorch_model.bin")
+        else:
+            save_file(tensors, path, metadata={"format": "pt"})
+        return []
+
+    return breaks
+
+
+# The same format as BAD_CHECKPOINT_CASES; only check-checkpoint reads every tensor, so these
+# are not cases for the direct loaders.
+NON_FINITE_CASES = [
+    (
+        "nan-weight",
+        set_values({QUERY: {0: NAN, 5: NAN, 1023: NAN}}),
+        PREFIX + f"{{dir}}/model.safetensors: tensor {QUERY} holds NaN (3 of 1024 values)",
+    ),
+    (
+        "infinite-weight",
+        set_values({"roberta.embeddings.word_embeddings.weight": {7: INF, 8: -INF}}),
+        PREFIX + "{dir}/model.safetensors: tensor roberta.embeddings.word_embeddings.weight "
+        "holds infinity (2 of 64000 values)",
+    ),
+    (
+        "the-first-of-two-tensors",  # in the file's order (safetensors: by name)
+        set_values({QUERY: {0: NAN}, "lm_head.dense.weight": {1: NAN, 2: NAN, 3: -INF}}),
+        PREFIX + "{dir}/model.safetensors: tensor lm_head.dense.weight holds NaN and infinity "
+        "(2 and 1 of 1024 values)",
+    ),
+    (
+        "pytorch-nan-weight",
+        set_values({QUERY: {3: NAN}}, pytorch=True),
+        PREFIX + f"{{dir}}/pytorch_model.bin: tensor {QUERY} holds NaN (1 of 1024 values)",
+    ),
+]
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -335,6 +393,46 @@ def test_a_broken_checkpoint_is_one_line(copy, tmp_path, capfd, break_checkpoint
     assert run_check(copy, out, *extra) == 2
     assert_one_error_line(capfd, expected(message_format, copy))
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "break_checkpoint, message_format",
+    [case[1:] for case in NON_FINITE_CASES],
+    ids=[case[0] for case in NON_FINITE_CASES],
+)
+def test_a_weight_that_is_not_finite_is_one_line_naming_file_and_tensor(
+    copy, tmp_path, capfd, break_checkpoint, message_format
+):
+    break_checkpoint(copy)
+    capfd.readouterr()
+    out = tmp_path / "check.json"
+    assert run_check(copy, out) == 2
+    assert_one_error_line(capfd, expected(message_format, copy))
+    assert not out.exists()
+
+
+def test_non_finite_counts_in_every_float_dtype_and_skips_integers():
+    import torch
+
+    from mlm_dynamics.sources import checks
+
+    values = torch.tensor([1.0, NAN, INF, -INF, NAN, 0.5])
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64):
+        assert checks.non_finite(values.to(dtype)) == (2, 2), dtype
+    assert checks.non_finite(torch.ones(3, 4)) == (0, 0)
+    assert checks.non_finite(torch.arange(5)) == (0, 0)  # integer buffers (position ids)
+    assert checks.non_finite(torch.ones(2, dtype=torch.bool)) == (0, 0)
+
+
+def test_a_tensor_is_checked_piece_by_piece(monkeypatch):
+    import torch
+
+    from mlm_dynamics.sources import checks
+
+    monkeypatch.setattr(checks, "FINITE_CHUNK", 4)
+    values = torch.zeros(3, 5)
+    values[0, 1], values[2, 4] = NAN, INF  # in the first and the last of 4 pieces
+    assert checks.non_finite(values) == (1, 1)
 
 
 def test_a_good_checkpoint_gets_its_record(tiny_checkpoint, tmp_path, capfd):

@@ -12,16 +12,24 @@ import pytest
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.treebanks import (
+    MAX_SHARED_SHARE,
+    MIN_SHARED_WORDS,
+    SPLITS,
     Sentence,
     carve_dev,
+    check_shared_sentences,
+    check_split_sent_ids,
     load_prepared,
     prepare,
     read_checked,
     read_conllu,
+    sentence_key,
+    split_file,
     subsample,
 )
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_UD = REPO.parent / "shared" / "ud"  # real UD treebanks (dev and test): see its README
 # Excerpts of ten CC BY-SA 4.0 treebanks of ../shared/ud, in the repository (tests/fixtures/ud).
 UD_EXCERPTS = Path(__file__).resolve().parent / "fixtures" / "ud"
 BUNDLED = [
@@ -302,7 +310,8 @@ def test_cli_skips_bad_sentences_with_a_line_each_and_records_the_counts(tmp_pat
     no_root = "\n".join([W1, word(2, "lese", "VERB", 3, "ccomp"), obj()])
     train = "\n\n".join([SENTENCE_1, no_root, SENTENCE_2, no_root]) + "\n\n"
     directory = write_treebank(tmp_path / "tb", train=train, test=SENTENCE_2 + "\n\n")
-    (directory / "xx_toy-ud-dev.conllu").write_text(SENTENCE_1 + "\n\n", encoding="utf-8")
+    dev = SENTENCE_1.replace("sent_id = s1", "sent_id = d1")  # a sent_id is in one split only
+    (directory / "xx_toy-ud-dev.conllu").write_text(dev + "\n\n", encoding="utf-8")
     out = tmp_path / "out"
     argv = ["prepare-treebank", "--treebank", str(directory), "--language", "xx"]
     argv += ["--max-train", "10", "--max-dev", "10", "--max-test", "10", "--dev-fraction", "0.2"]
@@ -485,7 +494,8 @@ def test_dev_is_carved_from_train_when_the_treebank_has_none(tmp_path):
 def test_a_treebank_dev_file_is_used_and_small_sets_are_refused(tmp_path):
     blocks = [f"# sent_id = t{i}\n" + word(1, f"w{i}", "NOUN", 0, "root") for i in range(40)]
     text = "\n\n".join(blocks) + "\n\n"
-    directory = write_treebank(tmp_path / "tb", train=text, test=text)
+    test = text.replace("sent_id = t", "sent_id = e")  # one-word sentences: not "shared"
+    directory = write_treebank(tmp_path / "tb", train=text, test=test)
     dev = text.replace("sent_id = t", "sent_id = d")
     (directory / "xx_toy-ud-dev.conllu").write_text(dev, encoding="utf-8")
     splits = prepare(directory, {"train": 40, "dev": 35, "test": 40}, seed=0, min_sentences=30)
@@ -505,7 +515,8 @@ def test_a_dev_and_test_sample_trains_on_most_of_its_dev(tmp_path):
     directory = tmp_path / "UD_Toy"
     directory.mkdir()
     for split in ("dev", "test"):
-        (directory / f"xx_toy-ud-{split}.conllu").write_text("\n\n".join(blocks) + "\n\n")
+        text = "\n\n".join(blocks) + "\n\n"  # one-word sentences: not "shared"
+        (directory / f"xx_toy-ud-{split}.conllu").write_text(text.replace("= d", f"= {split}"))
     caps = {"train": 100, "dev": 100, "test": 100}
     splits = prepare(directory, caps, seed=0, dev_fraction=0.2, min_sentences=5)
     assert (len(splits["train"]), len(splits["dev"]), len(splits["test"])) == (40, 10, 50)
@@ -566,17 +577,192 @@ def test_cli_on_bundled_treebank_writes_the_documented_files(tmp_path):
 
 
 def test_full_release_layout_with_plain_and_gzipped_files(tmp_path):
-    """A release-like directory (train, dev, test; one gzipped, one plain) of a real treebank
-    (the Finnish-TDT excerpt: 46 dev and 52 test trees, empty nodes among them)."""
+    """A release-like directory (train, dev, test; gzipped and plain) of a real treebank (the
+    Finnish-TDT excerpt: its 46 dev trees make train and dev, 26 and 20; 52 test trees; empty
+    nodes among them)."""
     source = UD_EXCERPTS / "UD_Finnish-TDT"
     directory = tmp_path / "UD_Finnish-TDT"
     directory.mkdir()
-    (directory / "fi_tdt-ud-train.conllu.gz").symlink_to(source / "fi_tdt-ud-dev.conllu.gz")
-    (directory / "fi_tdt-ud-dev.conllu.gz").symlink_to(source / "fi_tdt-ud-dev.conllu.gz")
+    with gzip.open(source / "fi_tdt-ud-dev.conllu.gz", "rt", encoding="utf-8") as f:
+        blocks = f.read().strip("\n").split("\n\n")
+    for split, part in (("train", blocks[:26]), ("dev", blocks[26:])):
+        text = "\n\n".join(part) + "\n\n"
+        (directory / f"fi_tdt-ud-{split}.conllu.gz").write_bytes(gzip.compress(text.encode()))
     with gzip.open(source / "fi_tdt-ud-test.conllu.gz", "rb") as f:
         (directory / "fi_tdt-ud-test.conllu").write_bytes(f.read())
-    splits = prepare(directory, {"train": 40, "dev": 20, "test": 5000}, seed=13)
-    assert [len(splits[split]) for split in ("train", "dev", "test")] == [40, 20, 52]
+    splits = prepare(directory, {"train": 20, "dev": 10, "test": 5000}, seed=13)
+    assert [len(splits[split]) for split in ("train", "dev", "test")] == [20, 10, 52]
     all_test = read_conllu(directory / "fi_tdt-ud-test.conllu", "test")
     assert splits["test"] == all_test  # under the cap: all kept, in file order
     assert {"NOUN", "VERB", "PUNCT"} <= {t for s in splits["train"] for t in s.upos}
+
+
+# ---------------------------------------------------------------- checks a real dataset needs
+
+
+def tree(forms: list[str], sent_id: str | None = None) -> str:
+    """A valid sentence block (first word the root, the others its dependents), blank line after."""
+    lines = [f"# sent_id = {sent_id}"] if sent_id else []
+    for i, form in enumerate(forms, start=1):
+        lines.append(word(i, form, "X", 0 if i == 1 else 1, "root" if i == 1 else "dep"))
+    return "\n".join(lines) + "\n\n"
+
+
+def long_tree(n: int, sent_id: str | None = None, prefix: str = "w") -> str:
+    """A sentence of MIN_SHARED_WORDS words, told apart by ``n``: long enough to count as shared."""
+    return tree([f"{prefix}{n}"] + [f"x{i}" for i in range(MIN_SHARED_WORDS - 1)], sent_id)
+
+
+def treebank(directory: Path, **splits: str) -> Path:
+    """A treebank directory with the given split files (plain CoNLL-U)."""
+    directory.mkdir(parents=True)
+    for split, text in splits.items():
+        (directory / f"xx_toy-ud-{split}.conllu").write_text(text, encoding="utf-8")
+    return directory
+
+
+@pytest.mark.parametrize(
+    "character", ["\x00", "\x07", "\x0b", "\x1b", "\x1f", "\x7f", "\x85", "\x9f"]
+)
+def test_a_control_character_in_a_form_is_refused_naming_the_line(tmp_path, character):
+    form = f"le{character}se"
+    text = tree(["Ich", "Bücher"]) + tree(["Ich", form], sent_id="s2")
+    path = write_case(tmp_path / "xx-ud-train.conllu", text)
+    with pytest.raises(InputError) as caught:
+        read_conllu(path, "train")
+    code = f"U+{ord(character):04X}"
+    assert str(caught.value) == f"{path}:6: FORM {form!r} holds control character {code}"
+    sentences, skipped = read_checked(path, "train", "skip")  # a bad sentence: skip drops it
+    assert len(sentences) == 1
+    assert skipped == [f"{path}:6: skipped sentence: FORM {form!r} holds control character {code}"]
+
+
+def test_forms_with_other_unusual_characters_are_kept(tmp_path):
+    forms = ["a b", "\u00a0", "\u200b", "ü", "\u2028x", "\ufeff", "😀"]  # spaces, emoji, ...
+    path = write_case(tmp_path / "xx-ud-train.conllu", tree(forms))
+    assert read_conllu(path, "train")[0].words == tuple(forms)
+
+
+def test_a_sent_id_given_twice_in_a_file_names_both_lines_and_stops_even_when_skipping(tmp_path):
+    blocks = [tree(["a", "b"], "x-1"), tree(["c", "d"], "x-17"), tree(["e", "f"], "x-2")]
+    blocks += [tree(["g", "h"], "x-17"), tree(["i", "j"]), tree(["k", "l"], "x-17")]
+    path = write_case(tmp_path / "xx-ud-dev.conllu", "".join(blocks))
+    message = f"{path}:13: sent_id 'x-17' given 3 times (first at line 5)"
+    for mode in ("stop", "skip"):
+        with pytest.raises(InputError) as caught:
+            read_checked(path, "dev", mode)
+        assert str(caught.value) == message
+    write_case(path, "".join(blocks[:4]))
+    with pytest.raises(InputError, match=re.escape("sent_id 'x-17' given twice (first at line 5)")):
+        read_conllu(path, "dev")
+    # sentences without a sent_id are fine, and a comment-only sent_id-less block too
+    write_case(path, "# newdoc\n\n" + tree(["a", "b"]) + tree(["a", "b"]) + tree(["c", "d"], "1"))
+    assert [s.id for s in read_conllu(path, "dev")] == ["dev-2", "dev-3", "1"]
+
+
+def test_a_sent_id_in_two_split_files_names_both(tmp_path):
+    directory = treebank(
+        tmp_path / "tb",
+        train=tree(["a", "b"], "s1") + tree(["c", "d"], "s2") + tree(["e", "f"], "s3"),
+        dev=tree(["g", "h"], "d1") + tree(["i", "j"], "d2"),
+        test=tree(["k", "l"], "t1") + tree(["m", "n"], "s3") + tree(["o", "p"], "s1"),
+    )
+    with pytest.raises(InputError) as caught:
+        prepare(directory, CAPS, seed=0)
+    assert str(caught.value) == (
+        f"{directory / 'xx_toy-ud-test.conllu'}:5: sent_id 's3' also given in "
+        f"{directory / 'xx_toy-ud-train.conllu'}:9 (2 sent_ids in both files)"
+    )
+    (directory / "xx_toy-ud-test.conllu").write_text(tree(["k", "l"], "t1") + tree(["m", "n"]))
+    (directory / "xx_toy-ud-dev.conllu").write_text(tree(["g", "h"], "d1") + tree(["i", "j"], "s2"))
+    with pytest.raises(InputError) as caught:
+        prepare(directory, CAPS, seed=0)
+    assert str(caught.value) == (
+        f"{directory / 'xx_toy-ud-dev.conllu'}:5: sent_id 's2' also given in "
+        f"{directory / 'xx_toy-ud-train.conllu'}:5 (1 sent_id in both files)"
+    )
+
+
+def test_a_test_file_may_share_a_few_sentences_with_train_and_dev_but_not_more(tmp_path):
+    """Of 5 test sentences that count, one shared is 20% (the limit: kept); more is refused,
+    a sentence repeated in test counting each time."""
+    assert MAX_SHARED_SHARE == 0.2  # the cases below are built for it
+    train = "".join(long_tree(n, prefix="train") for n in range(8))
+    dev = "".join(long_tree(n, prefix="dev") for n in range(3))
+    short = tree(["Thank", "you", "."]) * 3  # repeated short sentences never count
+    hidden = tree(["_"] * MIN_SHARED_WORDS) * 3  # nor do sentences whose FORMs are withheld
+    test = "".join(long_tree(n, prefix="test") for n in range(4)) + short + hidden
+    directory = treebank(
+        tmp_path / "tb",
+        train=train + short + hidden,
+        dev=dev + short + hidden,
+        test=test + long_tree(0, prefix="train"),
+    )
+    caps = {"train": 100, "dev": 100, "test": 100}
+    assert [len(s) for s in prepare(directory, caps, seed=0).values()] == [14, 9, 11]
+    test_file = directory / "xx_toy-ud-test.conllu"
+    test_file.write_text(test + long_tree(0, prefix="dev") + long_tree(7, prefix="train") * 2)
+    with pytest.raises(InputError) as caught:
+        prepare(directory, caps, seed=0)
+    assert str(caught.value) == (
+        f"{test_file}: 2 of 7 test sentences of 5 or more words (28.6%) also in "
+        f"{directory / 'xx_toy-ud-train.conllu'} (more than 20%: sentences copied between splits?)"
+    )
+    test_file.write_text(test + long_tree(1, prefix="dev") + long_tree(2, prefix="dev"))
+    with pytest.raises(InputError) as caught:
+        prepare(directory, caps, seed=0)
+    assert str(caught.value).startswith(
+        f"{test_file}: 2 of 6 test sentences of 5 or more words (33.3%) also in "
+        f"{directory / 'xx_toy-ud-dev.conllu'} (more than 20%"
+    )
+
+
+def test_a_test_file_copied_from_the_dev_file_a_train_split_is_carved_from_is_refused(tmp_path):
+    dev = "".join(long_tree(n) for n in range(10))
+    directory = treebank(tmp_path / "UD_Toy", dev=dev, test=dev)
+    with pytest.raises(InputError) as caught:
+        prepare(directory, CAPS, seed=0, dev_fraction=0.2)
+    assert str(caught.value) == (
+        f"{directory / 'xx_toy-ud-test.conllu'}: 10 of 10 test sentences of 5 or more words "
+        f"(100.0%) also in {directory / 'xx_toy-ud-dev.conllu'} (more than 20%: sentences copied "
+        "between splits?)"
+    )
+
+
+def test_sentence_identity_is_the_form_sequence():
+    def sentence(*words):
+        return Sentence("s", words, ("X",) * len(words), (0,) * len(words), ("root",) * len(words))
+
+    words = ("a b", "c", "d", "e", "f")
+    assert sentence_key(sentence(*words)) == words
+    assert sentence_key(sentence("a", "b c", "d", "e", "f")) != sentence_key(sentence(*words))
+    assert sentence_key(sentence("a", "b", "c", "d")) is None  # too short to count
+    assert sentence_key(sentence(*["_"] * 7)) is None
+
+
+def real_treebanks() -> list[Path]:
+    bundled = sorted((REPO / "resources/ud").glob("UD_*"))
+    shared = sorted(SHARED_UD.glob("UD_*")) if SHARED_UD.is_dir() else []
+    return bundled + shared
+
+
+@pytest.mark.parametrize(
+    "directory", real_treebanks(), ids=lambda path: f"{path.parent.parent.name}/{path.name}"
+)
+def test_the_real_treebanks_pass_the_split_checks_with_margin(directory):
+    """resources/ud (train, dev, test) and ../shared/ud (dev and test: train is carved from dev)
+    as prepare reads them: no sent_id twice, and test shares a quarter of the limit at most
+    (measured: ko-GSD 2.8% of its test in its dev file, 2.2% in the bundled train file)."""
+    files = {split: split_file(directory, split) for split in SPLITS}
+    read, sent_ids = {}, {}
+    for split, path in files.items():
+        if path is not None:
+            sent_ids[split] = {}
+            read[split] = read_checked(path, split, "stop", sent_ids[split])[0]
+    check_split_sent_ids(sent_ids, files)
+    check_shared_sentences(read, files)
+    test = [key for key in map(sentence_key, read["test"]) if key]
+    for split in ("train", "dev"):
+        if split in read:
+            keys = set(map(sentence_key, read[split]))
+            assert sum(key in keys for key in test) <= MAX_SHARED_SHARE / 4 * len(test), split
