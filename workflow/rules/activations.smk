@@ -5,6 +5,7 @@
 rule extract_activations:
     input:
         checkpoint=plan.checkpoint,
+        checkpoint_files=plan.checkpoint_files,
         # A gate, not data: re-checking a checkpoint never re-runs its jobs.
         checked=ancient(rules.check_checkpoint.output),
         treebank=rules.prepare_treebank.output.treebank,

@@ -5,6 +5,7 @@
 rule bpc:
     input:
         checkpoint=plan.checkpoint,
+        checkpoint_files=plan.checkpoint_files,
         # A gate, not data: re-checking a checkpoint never re-runs its jobs.
         checked=ancient(rules.check_checkpoint.output),
         text=plan.heldout_text,

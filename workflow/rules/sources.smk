@@ -54,6 +54,7 @@ if config["ud_release"]["treebanks"]:
 rule check_checkpoint:
     input:
         checkpoint=plan.checkpoint,
+        checkpoint_files=plan.checkpoint_files,
         earlier=plan.earlier_checks,
     output:
         layout.CHECK_RECORD,

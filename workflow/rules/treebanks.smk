@@ -4,7 +4,8 @@
 
 rule prepare_treebank:
     input:
-        plan.treebank_dir,
+        treebank=plan.treebank_dir,
+        files=plan.treebank_files,
     output:
         treebank=layout.TREEBANK,
         labels=layout.TREEBANK_LABELS,
@@ -16,5 +17,5 @@ rule prepare_treebank:
     params:
         arguments=plan.prepare_treebank_arguments(),
     shell:
-        "python -m mlm_dynamics --log {log} prepare-treebank --treebank {input} --language {wildcards.lang}"
+        "python -m mlm_dynamics --log {log} prepare-treebank --treebank {input.treebank} --language {wildcards.lang}"
         " {params.arguments} --out {output.treebank} --labels {output.labels}"

@@ -7,6 +7,7 @@
 rule xnli_features:
     input:
         checkpoint=plan.checkpoint,
+        checkpoint_files=plan.checkpoint_files,
         # A gate, not data: re-checking a checkpoint never re-runs its jobs.
         checked=ancient(rules.check_checkpoint.output),
         data=plan.xnli_data_files,
