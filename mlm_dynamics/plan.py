@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 from mlm_dynamics import config_check, figure_registry, layout
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
@@ -280,6 +281,25 @@ class Plan:
             min_sentences=self.config["statistics"]["min_sentences"], seed=treebanks["seed"],
             on_bad_sentence=treebanks["on_bad_sentence"],
         )  # fmt: skip
+
+    def treebank_refusal(self, lang: str) -> str | None:
+        """What prepare_treebank would refuse of a language's treebank, read here before any job
+        runs (Snakemake deletes a job's outputs before the job starts: a refusal inside it would
+        cost the previous, valid ones); None when it prepares, or is not on disk yet."""
+        from mlm_dynamics.treebanks import prepare_counted
+
+        path = self.treebank_dir(SimpleNamespace(lang=lang))
+        if not os.path.isdir(path):
+            return None  # a UD release folder fetched by an earlier job: its job checks it
+        treebanks = self.config["treebanks"]
+        try:
+            prepare_counted(
+                path, treebanks["max_sentences"], treebanks["seed"], treebanks["dev_fraction"],
+                self.config["statistics"]["min_sentences"], treebanks["on_bad_sentence"],
+            )  # fmt: skip
+        except InputError as error:
+            return str(error)
+        return None
 
     def extract_arguments(self, wildcards) -> str:
         cache = self.config["activations"]

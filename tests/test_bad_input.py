@@ -665,8 +665,32 @@ def encoder_without_head(finished: Path, config: dict, bad: Path) -> str:
     )
 
 
+def lower_case_upos(finished: Path, config: dict, bad: Path) -> str:
+    """An existing language pointed at a copy of its treebank whose test tags are lower-case:
+    refused before any job, so en's prepared treebank (and all that follows) stays."""
+    treebank = bad / "UD_English-EWT"
+    shutil.copytree(REPO / "resources/ud/UD_English-EWT", treebank)
+    test = treebank / "en_ewt-ud-test.conllu.gz"
+    lines = gzip.decompress(test.read_bytes()).decode().split("\n")
+    first = next(i for i, line in enumerate(lines) if line[:1].isdigit())
+    columns = lines[first].split("\t")
+    lines[first] = "\t".join([*columns[:3], columns[3].lower(), *columns[4:]])
+    test.write_bytes(gzip.compress("\n".join(lines).encode()))
+    config["languages"]["en"]["treebank"] = str(treebank)
+    upos = columns[3].lower()
+    return f"error: {test}:{first + 1}: UPOS {upos!r} is not a UD part-of-speech tag"
+
+
+def min_sentences_above_the_treebanks(finished: Path, config: dict, bad: Path) -> str:
+    """statistics.min_sentences above every treebank's dev split: refused before any job (each
+    prepared treebank would otherwise be deleted by the job that refuses it)."""
+    config["statistics"]["min_sentences"] = 1000
+    dev = REPO / "resources/ud/UD_English-EWT/en_ewt-ud-dev.conllu.gz"
+    return f"error: {dev}: 40 dev sentences after the cap of 40, fewer than the 1000 a bootstrap"
+
+
 RUN_CASES = [bad_treebank_language, no_tokenizer, identical_steps, garbled_config_json]
-RUN_CASES += [encoder_without_head]
+RUN_CASES += [encoder_without_head, lower_case_upos, min_sentences_above_the_treebanks]
 
 
 @pytest.mark.e2e

@@ -73,6 +73,18 @@ def slurm_requests():
 
 
 onstart:
+    # A treebank that its job would refuse is refused before any job runs (and deletes what it
+    # is about to re-make): the previous results stay exactly as they were.
+    for lang in sorted(
+        {
+            job.wildcards.lang
+            for job in workflow.dag.needrun_jobs()
+            if job.rule.name == "prepare_treebank"
+        }
+    ):
+        refusal = plan.treebank_refusal(lang)
+        if refusal:
+            sys.exit(f"error: {refusal}")
     # A job no node can run would pend for ever, silently: refuse the run before submitting.
     if workflow.executor_plugin.name == "slurm":
         problems = slurm.unschedulable(slurm_requests(), slurm.cluster_nodes())
