@@ -812,19 +812,19 @@ DATASET_CASES = [
         "{test}:5: sent_id 's2' also given in {train}:5 (1 sent_id in both files)",
     ),
     (
-        "test-copied-from-train",
+        "test-copied-from-train",  # 27 of 300 test sentences appended from train
         {
-            "train": long_sentences("train", 10) + long_sentences("test", 3),
-            "test": long_sentences("test", 10),
+            "train": long_sentences("train", 300) + long_sentences("test", 27),
+            "test": long_sentences("test", 300),
         },
-        "{test}: 3 of 10 test sentences of 5 or more words (30.0%) also in {train} (more than "
-        "20%: sentences copied between splits?)",
+        "{test}: 27 of 300 test sentences of 5 or more words (9.0%) also in {train} (more than "
+        "5%: sentences copied between splits?)",
     ),
     (
         "test-copied-from-the-dev-file-train-is-carved-from",
         {"train": None, "dev": long_sentences("s", 10), "test": long_sentences("s", 8)},
         "{test}: 8 of 8 test sentences of 5 or more words (100.0%) also in {dev} (more than "
-        "20%: sentences copied between splits?)",
+        "5%: sentences copied between splits?)",
     ),
 ]
 
