@@ -145,6 +145,23 @@ def pytorch_truncated(directory: Path) -> list[str]:
     return []
 
 
+class RunsCode:
+    """An object whose unpickling would call a function: what a pickle can hide."""
+
+    def __reduce__(self):
+        return (print, ("unpickled: code ran",))
+
+
+def pytorch_with_code(directory: Path) -> list[str]:
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = load_file(directory / "model.safetensors")
+    (directory / "model.safetensors").unlink()
+    torch.save({**tensors, "extra": RunsCode()}, directory / "pytorch_model.bin")
+    return []
+
+
 def more_layers(directory: Path) -> list[str]:
     return ["--layers", "3"]
 
@@ -167,6 +184,13 @@ def unknown_pieces(model: dict) -> None:
 NOT_JSON = '{\n  "model_type": "xlm-roberta"\n  "vocab_size": 2000\n}\n'
 
 BAD_CHECKPOINT_CASES = [
+    (
+        "pytorch-with-code",
+        pytorch_with_code,
+        PREFIX + "{dir}/pytorch_model.bin: the weights do not load (a pickle with objects other "
+        "than tensors, which is never unpickled here (it could run code); save the weights as "
+        "model.safetensors)",
+    ),
     ("no-directory", remove_directory, PREFIX + "{dir}: no such checkpoint directory"),
     (
         "no-config",

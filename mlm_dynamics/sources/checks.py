@@ -58,8 +58,15 @@ JSON_TYPES = {
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one short line: the user sees it inside an error message."""
+    """An exception as one short line: the user sees it inside an error message. A pickle that
+    holds more than tensors is said in our words: torch's message advises turning the safe
+    loading off, which this workflow never does (a pickle can run code)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if "Weights only load failed" in text:
+        return (
+            "a pickle with objects other than tensors, which is never unpickled here (it could "
+            "run code); save the weights as model.safetensors"
+        )
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
