@@ -347,7 +347,8 @@ def check_local_run(run: str, spec: dict) -> None:
         if spec.get("complete") == "marker" and not os.path.isfile(f"{path}/{CHECKPOINT_DONE}"):
             raise config_error(
                 f"{key}.complete",
-                f"{of_seed(spec)}step {step}: {path} has no {CHECKPOINT_DONE} (being written?)",
+                f"{of_seed(spec)}step {step}: {path} has no {CHECKPOINT_DONE} "
+                "(still being written?)",
             )
 
 

@@ -202,9 +202,11 @@ def test_default_config_dag_shape(tmp_path, configfile):
             spec[key] = str(REPO / spec[key])
     config["pretrain"]["texts"] = [str(REPO / path) for path in config["pretrain"]["texts"]]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    steps = len(config["models"]["tiny-xlmr"]["steps"])  # 4 checkpoints (6 in the preset)
+    model = config["models"]["tiny-xlmr"]
+    runs = len(model.get("seeds", [0]))  # one pretraining run (3 seeds in the preset)
+    steps = runs * len(model["steps"])  # checkpoints: 4 (3 x 5 in the preset)
     languages = len(config["languages"])  # 5 languages (4)
-    bpc = config.get("bpc", {}).get("enabled", True)  # off in the default, on in the preset
+    bpc = config.get("bpc", {}).get("enabled", True)  # off in both
     expected = Counter(
         {
             "train_tokenizer": 1,
