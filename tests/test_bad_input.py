@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_checkpoint_check import BAD_CHECKPOINT_CASES
+from test_checkpoint_check import BAD_CHECKPOINT_CASES, NON_FINITE_CASES
 from test_treebanks import BAD_CONLLU_CASES
 from workflow_run import REPO, reduced_config
 
@@ -563,8 +563,8 @@ def test_a_bad_conllu_file_is_one_line_naming_file_and_line(tmp_path, capfd, nam
 
 @pytest.mark.parametrize(
     ("name", "breaks", "expected"),
-    BAD_CHECKPOINT_CASES,
-    ids=[case[0] for case in BAD_CHECKPOINT_CASES],
+    BAD_CHECKPOINT_CASES + NON_FINITE_CASES,  # the latter: a weight holding NaN or infinity
+    ids=[case[0] for case in BAD_CHECKPOINT_CASES + NON_FINITE_CASES],
 )
 def test_a_broken_checkpoint_is_one_line_naming_model_step_and_file(
     tiny_checkpoint, tmp_path, capfd, name, breaks, expected
@@ -735,33 +735,6 @@ def test_a_configured_tokenizer_reaches_every_command_that_loads_the_checkpoint(
 # as a set or not as text: a control character in a FORM, a sent_id given twice (in one file or
 # in two split files), test sentences copied from train or dev. Each is one line naming the
 # file(s), as the cases above.
-
-from test_checkpoint_check import NON_FINITE_CASES  # noqa: E402
-
-
-@pytest.mark.parametrize(
-    ("name", "breaks", "expected"), NON_FINITE_CASES, ids=[case[0] for case in NON_FINITE_CASES]
-)
-def test_a_weight_that_is_not_finite_is_one_line_naming_file_and_tensor(
-    tiny_checkpoint, tmp_path, capfd, name, breaks, expected
-):
-    checkpoint = tmp_path / "run" / "200"
-    shutil.copytree(tiny_checkpoint, checkpoint)
-    out = tmp_path / "results"
-    out.mkdir()
-    record = out / "200.json"
-    record.write_text("{}")  # the record of an earlier check of this step
-    before = digests(out)
-    extra = breaks(checkpoint)
-    argv = ["check-checkpoint", "--checkpoint", str(checkpoint), "--model", "run"]
-    argv += ["--step", "200", *extra, "--out", str(record)]
-    capfd.readouterr()
-    status = cli(["--log", str(tmp_path / "check.log"), *argv])
-    terminal = capfd.readouterr()
-    assert status == 2
-    assert terminal.err.splitlines() == [f"error: {expected.format(dir=checkpoint)}"]
-    assert "Traceback" not in (tmp_path / "check.log").read_text()
-    assert_nothing_lost(before, out)
 
 
 def conllu_tree(forms: list[str], sent_id: str | None = None) -> str:
