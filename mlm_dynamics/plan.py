@@ -158,6 +158,20 @@ class Plan:
             ]
         )
 
+    def checkpoint_inputs(self, wildcards) -> dict:
+        """What every job that reads a checkpoint takes: its directory, its files given on disk
+        (``checkpoint_files``) and its check record, a gate rather than data (ancient:
+        re-checking a checkpoint never re-runs its jobs)."""
+        from snakemake.io import ancient
+
+        return {
+            "checkpoint": self.checkpoint(wildcards),
+            "checkpoint_files": self.checkpoint_files(wildcards),
+            "checked": ancient(
+                layout.CHECK_RECORD.format(model=wildcards.model, step=wildcards.step)
+            ),
+        }
+
     def checkpoint_files(self, wildcards) -> list[str]:
         """The files of a checkpoint given on disk (a ``local`` step directory, a configured
         tokenizer directory): inputs of every job that reads it, so that a file replaced in

@@ -4,10 +4,7 @@
 
 rule extract_activations:
     input:
-        checkpoint=plan.checkpoint,
-        checkpoint_files=plan.checkpoint_files,
-        # A gate, not data: re-checking a checkpoint never re-runs its jobs.
-        checked=ancient(rules.check_checkpoint.output),
+        unpack(plan.checkpoint_inputs),
         treebank=rules.prepare_treebank.output.treebank,
     output:
         directory(layout.CACHE),

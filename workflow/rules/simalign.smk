@@ -6,10 +6,7 @@
 rule simalign:
     input:
         unpack(plan.simalign_files),
-        checkpoint=plan.checkpoint,
-        checkpoint_files=plan.checkpoint_files,
-        # A gate, not data: re-checking a checkpoint never re-runs its jobs.
-        checked=ancient(rules.check_checkpoint.output),
+        unpack(plan.checkpoint_inputs),
     output:
         layout.SIMALIGN,
     log:

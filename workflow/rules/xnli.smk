@@ -6,10 +6,7 @@
 
 rule xnli_features:
     input:
-        checkpoint=plan.checkpoint,
-        checkpoint_files=plan.checkpoint_files,
-        # A gate, not data: re-checking a checkpoint never re-runs its jobs.
-        checked=ancient(rules.check_checkpoint.output),
+        unpack(plan.checkpoint_inputs),
         data=plan.xnli_data_files,
     output:
         directory(layout.XNLI_FEATURES),
