@@ -854,3 +854,80 @@ def test_a_treebank_file_changed_in_place_re_plans_what_reads_it(finished, tmp_p
     assert f"Updated input files: {test}" in planned.stdout
     assert re.search(r"prepare_treebank\s+1\b", planned.stdout)
     assert_nothing_lost(before, work / "results")
+
+
+# ================================================================ refusals inside a job
+# What only a job can find (the weights it hashes, the text it reads) fails that job after
+# Snakemake has deleted its outputs: the run puts them back, with Snakemake's record of how each
+# was made (mlm_dynamics/kept.py), so the previous results are exactly as they were.
+
+
+def run_state(work: Path) -> dict[str, str]:
+    """The previous run as a user and Snakemake see it: its results and Snakemake's records."""
+    return digests(work / "results") | {
+        f"metadata/{name}": digest for name, digest in digests(work / ".snakemake/metadata").items()
+    }
+
+
+def copy_of(finished: Path, work: Path) -> Path:
+    shutil.copytree(finished, work, symlinks=True)
+    return work
+
+
+def assert_refused_and_kept(work: Path, config: dict, before: dict, expected: str, *targets):
+    done = run_snakemake(work, config, *targets)
+    terminal = done.stdout + done.stderr
+    assert done.returncode == 1, terminal[-3000:]
+    lines = error_lines(terminal)  # one per failed job
+    assert lines and all(line.startswith(expected) for line in lines), terminal[-3000:]
+    assert "Traceback" not in terminal
+    assert run_state(work) == before
+    assert not (work / ".snakemake/mlm_dynamics-kept").exists()
+
+
+@pytest.mark.e2e
+def test_checkpoint_weights_replaced_in_place_are_refused_and_keep_what_was_made(
+    finished, tmp_path
+):
+    """A local step's model.safetensors overwritten by another step's (the folder's mtime
+    unchanged): its check runs again, finds the two steps identical, and the check record it
+    would have replaced comes back."""
+    work = copy_of(finished, tmp_path / "run")
+    for step in (20, 40):
+        step_directory(finished, step, tmp_path / "suite" / str(step))
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    local_model(config, "suite", tmp_path / "suite", [20, 40])
+    checks = [f"results/checks/suite/{step}.json" for step in (20, 40)]
+    checked = run_snakemake(work, config, *checks)
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    before = run_state(work)
+    weights = tmp_path / "suite/40/model.safetensors"
+    folder_mtime = weights.parent.stat().st_mtime_ns
+    with weights.open("r+b") as handle:  # cp over it: the same inode, the folder untouched
+        handle.write((tmp_path / "suite/20/model.safetensors").read_bytes())
+        handle.truncate()
+    assert weights.parent.stat().st_mtime_ns == folder_mtime
+    expected = "error: models.suite: steps 20 and 40 have identical weights (sha256 "
+    assert_refused_and_kept(work, config, before, expected, *checks)
+
+
+@pytest.mark.e2e
+def test_held_out_text_that_turns_bad_in_place_keeps_the_scores_it_had(finished, tmp_path):
+    """A held-out text rewritten in place with bytes that are not UTF-8: every BPC job of its
+    language runs again and refuses it, and their previous scores come back."""
+    work = copy_of(finished, tmp_path / "run")
+    text = tmp_path / "en.txt.gz"
+    shutil.copy2(REPO / "resources/heldout/en.txt.gz", text)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["languages"]["en"]["heldout_text"] = str(text)
+    touched = run_snakemake(work, config, "--touch")  # the outputs stand for the copy
+    assert touched.returncode == 0, touched.stderr[-2000:]
+    assert "Nothing to be done" in run_snakemake(work, config, "-n").stdout
+    before = run_state(work)
+    lines = gzip.decompress(text.read_bytes()).split(b"\n")
+    lines[1] = b"\xff" + lines[1]
+    with text.open("r+b") as handle:
+        handle.write(gzip.compress(b"\n".join(lines)))
+        handle.truncate()
+    expected = f"error: {text}:2: not UTF-8 text"
+    assert_refused_and_kept(work, config, before, expected)

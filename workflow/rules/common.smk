@@ -10,6 +10,7 @@ from mlm_dynamics import config_check, layout, slurm
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.figure_registry import FIGURES
+from mlm_dynamics.kept import KeptOutputs
 from mlm_dynamics.plan import Plan
 from mlm_dynamics.scheduler import Requests
 
@@ -72,6 +73,34 @@ def slurm_requests():
         )
 
 
+# The outputs of the jobs about to run, kept until the run ends (mlm_dynamics/kept.py), with
+# Snakemake's record of how each was made: a failed run puts both back.
+kept_outputs = KeptOutputs(".snakemake/mlm_dynamics-kept")  # beside Snakemake's records
+kept_records = {}
+
+
+def keep_outputs():
+    if not hasattr(workflow.persistence, "_write_record"):
+        print(
+            "note: this Snakemake cannot restore its records: outputs are not kept",
+            file=sys.stderr,
+        )
+        return
+    outputs = {str(f): f for job in workflow.dag.needrun_jobs() for f in job.output}
+    for path in kept_outputs.keep(outputs):
+        kept_records[path] = workflow.persistence.metadata(outputs[path])
+
+
+def restore_outputs():
+    persistence = workflow.persistence
+    for path in kept_outputs.restore():
+        if kept_records.get(path) is not None:
+            # Snakemake has no public call that writes a record back (its version is pinned in
+            # constraints.txt; tests/test_bad_input.py checks the records come back).
+            persistence._clear_cache()
+            persistence._write_record(path, kept_records[path])
+
+
 onstart:
     # A treebank that its job would refuse is refused before any job runs (and deletes what it
     # is about to re-make): the previous results stay exactly as they were.
@@ -92,3 +121,12 @@ onstart:
             print(f"error: {problem}", file=sys.stderr)
         if problems:
             sys.exit(1)
+    keep_outputs()
+
+
+onsuccess:
+    kept_outputs.discard()
+
+
+onerror:
+    restore_outputs()
