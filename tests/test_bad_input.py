@@ -909,6 +909,16 @@ def test_checkpoint_weights_replaced_in_place_are_refused_and_keep_what_was_made
     assert weights.parent.stat().st_mtime_ns == folder_mtime
     expected = "error: models.suite: steps 20 and 40 have identical weights (sha256 "
     assert_refused_and_kept(work, config, before, expected, *checks)
+    # The record put back is not taken as up to date with the weights it was not made from...
+    planned = run_snakemake(work, config, "-n", *checks)
+    assert re.search(r"^check_checkpoint\s+1$", planned.stdout, re.M), planned.stdout[-2000:]
+    assert f"Updated input files: {weights}" in planned.stdout
+    # ...and it holds the checksum of the weights it was made from (Snakemake records those of
+    # inputs under 1 MB), so step 40's own weights back in place need no work at all.
+    with weights.open("r+b") as handle:
+        handle.write((finished / "results/checkpoints/tiny-xlmr/40/model.safetensors").read_bytes())
+        handle.truncate()
+    assert "Nothing to be done" in run_snakemake(work, config, "-n", *checks).stdout
 
 
 @pytest.mark.e2e
