@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,30 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory) -> Path:
+def reference(request, tmp_path_factory) -> Path:
     """The reduced default (tests/workflow_run.py), run from nothing once for every end-to-end
-    test (minutes: the tests using it are marked e2e). Tests that change it work on a copy."""
+    test of the session (minutes: the tests using it are marked e2e). Tests that change it work
+    on a copy. Under pytest-xdist the first worker that needs it runs it and the others wait for
+    it, in the directory the workers share."""
+    if not hasattr(request.config, "workerinput"):  # one process: no other test session to share
+        return run_reference(tmp_path_factory.mktemp("reference"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, above each worker's own
+    workdir, done = shared / "reference", shared / "reference.done"
+    with FileLock(shared / "reference.lock"):
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir()
+            run_reference(workdir)
+            done.touch()
+    return workdir
+
+
+def run_reference(workdir: Path) -> Path:
     import yaml
     from workflow_run import reduced_config, run_to_completion
 
-    workdir = tmp_path_factory.mktemp("reference")
     (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
     run_to_completion(workdir)
     return workdir
