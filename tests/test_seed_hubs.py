@@ -235,6 +235,9 @@ def test_seeded_hub_model_runs_to_the_table(tmp_path, which):
     errors = [
         line for line in (missing.stdout + missing.stderr).splitlines() if line.startswith("error:")
     ]
-    expected = f"error: hub repository {repo!r} at revision {revision!r}: no such repository"
+    expected = (
+        f"error: {name}/seed{MISSING_SEED} step {layout.missing_step}: "
+        f"hub repository {repo!r} at revision {revision!r}: no such repository"
+    )
     assert len(errors) == 1 and errors[0].startswith(expected), missing.stderr[-3000:]
     assert not (work / missing_target).exists()

@@ -174,12 +174,14 @@ def test_hub_revisions_are_fetched_through_the_real_client(tmp_path):
         assert result.returncode == 0, result.stderr
         missing = fetch_cli(
             ["--source", "hub", "--repo", "org/tiny-xlmr", "--revision", "step999"]
-            + ["--output", str(tmp_path / "checkpoints" / "step999")],
+            + ["--output", str(tmp_path / "checkpoints" / "step999")]
+            + ["--model", "tiny/seed3", "--step", "999"],  # as the rule passes them
             env=env,
         )
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
-        "error: hub repository 'org/tiny-xlmr' at revision 'step999': no such revision"
+        "error: tiny/seed3 step 999: hub repository 'org/tiny-xlmr' at revision 'step999': "
+        "no such revision"
     ]
     assert not (tmp_path / "checkpoints" / "step999").exists()
 

@@ -307,13 +307,23 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--sha256", default="", help="expected sha256 of the fetched file")
     parser.add_argument("--retries", type=int, default=len(RETRY_DELAYS))
     parser.add_argument("--output", required=True, type=Path, help="the step directory")
+    parser.add_argument("--model", help="the run (model or model/seedN), named in errors")
+    parser.add_argument("--step", type=int, help="the step, named in errors")
     args = parser.parse_args(argv)
-    if args.source == "hub":
-        if not args.repo or not args.revision:
-            parser.error("--source hub needs --repo and --revision")
-        fetch_hub(args.repo, args.revision, args.output, args.layers, args.sha256, args.retries)
-    else:
-        if not args.url or not args.tokenizer:
-            parser.error("--source fairseq needs --url and --tokenizer")
-        fetch_fairseq(args.url, args.tokenizer, args.output, args.layers, args.sha256, args.retries)
+    if args.source == "hub" and (not args.repo or not args.revision):
+        parser.error("--source hub needs --repo and --revision")
+    if args.source == "fairseq" and (not args.url or not args.tokenizer):
+        parser.error("--source fairseq needs --url and --tokenizer")
+    try:
+        if args.source == "hub":
+            fetch_hub(args.repo, args.revision, args.output, args.layers, args.sha256, args.retries)
+        else:
+            fetch_fairseq(
+                args.url, args.tokenizer, args.output, args.layers, args.sha256, args.retries
+            )
+    except InputError as error:
+        if args.model is None:
+            raise
+        # Which run and step, as check-checkpoint says it (a seed is part of the run's name).
+        raise InputError(f"{args.model} step {args.step}: {error}") from None
     print(f"wrote {args.output}")

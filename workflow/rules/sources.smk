@@ -24,7 +24,8 @@ rule fetch_checkpoint:
     params:
         arguments=plan.fetch_checkpoint_arguments,
     shell:
-        "python -m mlm_dynamics --log {log} fetch-checkpoint {params.arguments} --output {output}"
+        "python -m mlm_dynamics --log {log} fetch-checkpoint {params.arguments}"
+        " --model {wildcards.model} --step {wildcards.step} --output {output}"
 
 
 if config["ud_release"]["treebanks"]:
