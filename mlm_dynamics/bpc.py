@@ -1,6 +1,7 @@
-"""Masked-LM bits per character on held-out text (``bpc``), with bootstrap intervals.
+"""Bits per character on held-out text (``bpc``), with bootstrap intervals.
 
-Two estimates, config ``bpc.estimate`` (``pll``, ``mlm`` or ``both``):
+Three estimates, config ``bpc.estimate`` (``pll``, ``mlm`` or ``both`` for a masked LM,
+``causal`` for a causal LM):
 
 - ``bpc`` (the default, metric ``bpc``): the pseudo-log-likelihood (Salazar et al., 2020). A masked
   LM has no left-to-right likelihood, so every token of a sentence is masked in turn, one masked
@@ -19,6 +20,12 @@ Two estimates, config ``bpc.estimate`` (``pll``, ``mlm`` or ``both``):
   averaged over ``bpc.maskings`` maskings. Masking ``k`` is drawn from
   ``numpy.random.default_rng([MASK_SEED, k])``, sentence after sentence in file order, so every
   checkpoint of a model (same tokenizer, same text) sees the same masked positions.
+- ``causal`` (metric ``bpc``): a causal LM's own likelihood. Per sentence, ``-log2 p(token_t |
+  tokens_<t)`` summed over every token, over the same characters; metric ``ar_bits`` is the
+  summed bits. Each sentence is scored on its own, its first token conditioned on the
+  tokenizer's BOS token (GPT-2, BLOOM, Pythia), or on its EOS token where it has no BOS; a
+  tokenizer with neither is refused. A masked LM asked for ``causal``, or a causal LM asked for
+  ``pll``/``mlm``/``both``, is refused too.
 
 Intervals: the held-out sentences are resampled (``stats.Bootstrap.weights``, keyed by the
 language and split ``heldout``, so every model and step scored on that text draws the same
@@ -28,12 +35,24 @@ masked tokens times the ratio of summed tokens to summed characters, averaged ov
 ``ci_low`` / ``ci_high`` are the percentiles of those. Rows carry split ``test``: held-out text is
 only ever reported, never used to choose anything.
 
-A sentence with more tokens than the model has positions is cut into consecutive windows, each
-wrapped in ``<s> ... </s>`` and scored on its own; the log says how many sentences were windowed.
+For a masked LM, a sentence with more tokens than the model has positions is cut into
+consecutive windows, each wrapped in ``<s> ... </s>`` and scored on its own; the log says how
+many sentences were windowed. For a causal LM, ``[BOS] + tokens`` longer than the model's context
+(``width`` tokens) is scored in overlapping windows (the usual sliding-window perplexity): windows
+of ``width`` tokens starting every ``stride = width // 2`` tokens, each scoring only the tokens
+no earlier window scored. Every token is scored exactly once, each with the most left context a
+window gives it, and at least ``width - stride`` tokens of it after the first window; a stride of
+half the width is the usual trade between that context and the forward passes (about twice those
+of cut windows). A model without position embeddings (ALiBi: BLOOM) takes its context from the
+tokenizer's ``model_max_length``, else ``UNLIMITED_CONTEXT``.
 
 The masked copies (``<s>`` and ``</s>`` never masked) are batched together with other sentences'
 copies, length-sorted, up to ``--batch-tokens`` padded tokens a batch. Only the masked positions
 go through the LM head, so a batch never materialises a (batch, length, vocabulary) logit tensor.
+A causal LM's windows are batched the same way (right-padded, with an attention mask); its logits
+come from the model's own forward pass (some architectures scale or cap them after the head), so
+``--batch-tokens`` bounds that (batch, length, vocabulary) tensor; only the scored positions are
+normalised, and bits are summed in float64.
 """
 
 from __future__ import annotations
@@ -48,20 +67,24 @@ import numpy as np
 
 from mlm_dynamics.errors import InputError
 
-ESTIMATES = ("pll", "mlm", "both")
+ESTIMATES = ("pll", "mlm", "both", "causal")
 MASK_SEED = 0
 HELDOUT_SPLIT = "heldout"  # the bootstrap key's split; table rows say "test"
+# The context of a causal LM that neither its config nor its tokenizer limits (ALiBi: BLOOM,
+# whose tokenizer sets no model_max_length): the sequence length BLOOM was trained on.
+UNLIMITED_CONTEXT = 2048
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None):
-    """A masked-LM Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer; loaded
-    through :mod:`mlm_dynamics.sources.checks`, so a broken checkpoint is one error line, and a
-    masked-LM without its head is refused rather than scored with a random one."""
-    from transformers import AutoModelForMaskedLM
+def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, estimate: str = "pll"):
+    """A Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer; loaded through
+    :mod:`mlm_dynamics.sources.checks`, so a broken checkpoint is one error line, and a model
+    without its LM head is refused rather than scored with a random one. A masked LM for the
+    masked estimates, a causal LM for ``causal``: the other kind is refused."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     from mlm_dynamics.sources.checks import (
         load_model,
@@ -74,11 +97,54 @@ def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None):
     if not (checkpoint / "config.json").is_file():
         raise InputError(f"{checkpoint}: not a checkpoint directory (no config.json)")
     config = read_config(checkpoint)
+    check_estimate_fits(config, checkpoint, estimate)
     directory = tokenizer_dir(checkpoint, tokenizer)
+    if estimate == "causal":
+        model, has_head = load_model(AutoModelForCausalLM, checkpoint, dtype="float32")
+        if not has_head:
+            raise InputError(
+                f"{checkpoint}: no causal-LM head in the weights: bits per character would "
+                f"come from a randomly initialised head"
+            )
+        causal_tokenizer = load_tokenizer(directory, config)
+        conditioning_token(causal_tokenizer, checkpoint)  # refused before any scoring
+        return model.eval(), causal_tokenizer
     model, _ = load_model(
         AutoModelForMaskedLM, checkpoint, head_needed_for="bits per character", dtype="float32"
     )
     return model.eval(), load_tokenizer(directory, config)
+
+
+def is_causal_lm(config) -> bool:
+    """Whether the architecture is a left-to-right LM: it has a causal-LM class and no masked-LM
+    one, or it has both (BERT, RoBERTa) and its config makes it a decoder."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_MASKED_LM_MAPPING
+
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        return False
+    return type(config) not in MODEL_FOR_MASKED_LM_MAPPING or bool(
+        getattr(config, "is_decoder", False)
+    )
+
+
+def check_estimate_fits(config, checkpoint: Path, estimate: str) -> None:
+    """A causal LM has no masked-token predictions and a masked LM no left-to-right likelihood:
+    the other kind's estimate would score a head trained for something else."""
+    from transformers import MODEL_FOR_MASKED_LM_MAPPING
+
+    causal = is_causal_lm(config)
+    kind = config.model_type
+    if causal and estimate != "causal":
+        raise InputError(
+            f"{checkpoint}: {kind} is a causal LM: --estimate causal fits it, not {estimate}"
+        )
+    if not causal and estimate == "causal":
+        if type(config) in MODEL_FOR_MASKED_LM_MAPPING:
+            raise InputError(
+                f"{checkpoint}: {kind} is a masked LM: --estimate pll, mlm or both fits it, "
+                f"not causal"
+            )
+        raise InputError(f"{checkpoint}: {kind} is not a causal LM: --estimate causal needs one")
 
 
 def windows(token_ids: list[int], width: int) -> list[list[int]]:
@@ -309,6 +375,172 @@ def mlm_resampled(weights: np.ndarray, mlm: MaskedEstimate, characters: np.ndarr
     return (per_token * tokens_per_character[:, None]).mean(axis=1)
 
 
+# ---------------------------------------------------------------- causal-LM estimate
+
+
+def conditioning_token(tokenizer, checkpoint: str | Path) -> int:
+    """The token a sentence's first token is conditioned on: BOS, else EOS (a document
+    boundary, as in GPT-2's training text)."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise InputError(f"{checkpoint}: no BOS or EOS token to condition the first token on")
+
+
+def causal_context(tokenizer, config) -> int:
+    """Tokens (the conditioning token included) a causal LM reads at once."""
+    from mlm_dynamics.activations.extract import max_positions
+
+    if getattr(config, "max_position_embeddings", None) is not None:
+        return max_positions(tokenizer, config)
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and limit < 1_000_000:  # unset limits are a huge sentinel
+        return int(limit)
+    return UNLIMITED_CONTEXT
+
+
+def sliding_windows(length: int, width: int, stride: int) -> list[tuple[int, int, int]]:
+    """``(begin, end, first_scored)`` of each window over a sequence of ``length`` ids whose
+    index 0 is the conditioning token: the window reads ids ``begin:end`` and scores ids
+    ``first_scored:end``, those no earlier window scored (see the module docstring)."""
+    if not 1 <= stride < width:
+        raise ValueError(f"stride {stride} must be in [1, width {width})")
+    spans, begin, scored_to = [], 0, 1
+    while scored_to < length:
+        end = min(begin + width, length)
+        spans.append((begin, end, scored_to))
+        scored_to, begin = end, begin + stride
+    return spans
+
+
+@dataclass(frozen=True)
+class CausalWindows:
+    """The model inputs of some sentences: windows over ``[BOS] + tokens`` of each sentence."""
+
+    inputs: list[list[int]]
+    first_scored: np.ndarray  # (windows,) index in the window of its first scored token
+    sentence: np.ndarray  # (windows,) the sentence of each window
+    tokens: np.ndarray  # (sentences,) tokens of each sentence (the conditioning token excluded)
+    windowed_sentences: int
+    width: int
+    stride: int
+
+
+def causal_windows(model, tokenizer, sentences: list[str]) -> CausalWindows:
+    width = causal_context(tokenizer, model.config)
+    if width < 2:
+        raise InputError(f"model has {width} positions: too few to score a token")
+    stride = width // 2
+    first = conditioning_token(tokenizer, getattr(tokenizer, "name_or_path", "") or "tokenizer")
+    inputs, first_scored, owner = [], [], []
+    tokens = np.zeros(len(sentences), dtype=np.int64)
+    windowed = 0
+    for s, ids in enumerate(tokenizer(sentences, add_special_tokens=False)["input_ids"]):
+        tokens[s] = len(ids)
+        sequence = [first, *ids]
+        spans = sliding_windows(len(sequence), width, stride)
+        windowed += len(spans) > 1
+        for begin, end, scored in spans:
+            inputs.append(sequence[begin:end])
+            first_scored.append(scored - begin)
+            owner.append(s)
+    return CausalWindows(
+        inputs, np.array(first_scored, np.int64), np.array(owner, np.int64), tokens, windowed,
+        width, stride,
+    )  # fmt: skip
+
+
+def next_token_bits(
+    model, inputs: list[list[int]], first_scored, batch_tokens: int, pad: int, device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per window, ``-log2 p`` of its ids ``first_scored:`` given the ids before them, summed,
+    and the number of ids scored."""
+    import torch
+
+    order = sorted(range(len(inputs)), key=lambda w: len(inputs[w]))
+    bits = np.zeros(len(inputs))
+    scored = np.zeros(len(inputs), dtype=np.int64)
+    start = 0
+    with torch.inference_mode():
+        while start < len(order):
+            # Windows are length-sorted, so the last one in a batch sets its padded length.
+            end = start + 1
+            while end < len(order) and (end + 1 - start) * len(inputs[order[end]]) <= batch_tokens:
+                end += 1
+            batch = order[start:end]
+            length = len(inputs[batch[-1]])
+            # Right padding: a real token never attends to a pad (causal), and its positions
+            # (absolute or ALiBi) are those of the unpadded window.
+            input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
+            attention = torch.zeros((len(batch), length), dtype=torch.long)
+            rows, columns, targets = [], [], []
+            for row, w in enumerate(batch):
+                ids = torch.tensor(inputs[w], dtype=torch.long)
+                input_ids[row, : len(ids)] = ids
+                attention[row, : len(ids)] = 1
+                positions = torch.arange(int(first_scored[w]), len(ids))
+                rows.append(torch.full((len(positions),), row, dtype=torch.long))
+                columns.append(positions - 1)  # the logits at i predict the id at i + 1
+                targets.append(ids[positions])
+            rows, columns = torch.cat(rows).to(device), torch.cat(columns).to(device)
+            targets = torch.cat(targets).to(device)
+            logits = model(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False
+            ).logits
+            log_p = torch.log_softmax(logits[rows, columns].float(), dim=-1)
+            log_p = log_p[torch.arange(len(targets), device=device), targets]
+            per_row = torch.zeros(len(batch), dtype=torch.float64, device=device)
+            per_row.index_add_(0, rows, -log_p.double() / math.log(2))
+            bits[batch] = per_row.cpu().numpy()
+            scored[batch] = np.bincount(rows.cpu().numpy(), minlength=len(batch))
+            start = end
+    return bits, scored
+
+
+@dataclass(frozen=True)
+class AutoregressiveEstimate:
+    sentence_bits: np.ndarray  # (sentences,) sum of -log2 p(token | tokens before) over its tokens
+    sentence_tokens: np.ndarray  # (sentences,)
+    scored_tokens: np.ndarray  # (sentences,) tokens the windows scored: sentence_tokens
+    windowed_sentences: int
+    width: int  # tokens a window holds, the conditioning token included
+    stride: int
+
+    @property
+    def bits(self) -> float:
+        return float(self.sentence_bits.sum())
+
+    @property
+    def tokens(self) -> int:
+        return int(self.sentence_tokens.sum())
+
+
+def autoregressive_bits(
+    model, tokenizer, sentences: list[str], *, batch_tokens: int, device=None
+) -> AutoregressiveEstimate:
+    """Per sentence, the sum of ``-log2 p`` of every token given the tokens before it (and the
+    conditioning token), from a causal LM."""
+    import torch
+
+    device = device or torch.device("cpu")
+    model = model.to(device)
+    plan = causal_windows(model, tokenizer, sentences)
+    # A pad is never attended to nor scored: any id will do where the tokenizer has no pad
+    # (causal_windows refused a tokenizer with neither BOS nor EOS).
+    ids = (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    pad = next(token_id for token_id in ids if token_id is not None)
+    bits, scored = next_token_bits(model, plan.inputs, plan.first_scored, batch_tokens, pad, device)
+    n = len(sentences)
+    return AutoregressiveEstimate(
+        np.bincount(plan.sentence, weights=bits, minlength=n),
+        plan.tokens,
+        np.bincount(plan.sentence, weights=scored, minlength=n).astype(np.int64),
+        plan.windowed_sentences,
+        plan.width,
+        plan.stride,
+    )
+
+
 # ---------------------------------------------------------------- command
 
 
@@ -350,7 +582,7 @@ def main(command: str, argv: list[str]) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_checkpoint(args.checkpoint, args.tokenizer)
+    model, tokenizer = load_checkpoint(args.checkpoint, args.tokenizer, args.estimate)
     device = select_device("cuda")
     key = dict(model=args.model, step=args.step, task="bpc", layer=-1, train_lang="")
     key.update(test_lang=args.language, split="test", seed=0)
@@ -383,6 +615,18 @@ def main(command: str, argv: list[str]) -> None:
         tokens, windowed = int(mlm.sentence_tokens.sum()), mlm.windowed_sentences
         summary += (
             f"; BPC (masked-LM, {args.maskings} maskings of {args.mask_probability:g}) {value:.4f}"
+        )
+    if args.estimate == "causal":
+        ar = autoregressive_bits(
+            model, tokenizer, sentences, batch_tokens=args.batch_tokens, device=device
+        )
+        value = ar.bits / int(characters.sum())
+        samples = stats.resampled_ratios(weights, ar.sentence_bits, characters)
+        add("bpc", value, samples, int(characters.sum()))
+        add("ar_bits", ar.bits, weights @ ar.sentence_bits, ar.tokens)
+        tokens, windowed = ar.tokens, ar.windowed_sentences
+        summary += (
+            f"; BPC (autoregressive, windows of {ar.width} tokens, stride {ar.stride}) {value:.4f}"
         )
     log(
         f"{summary}; {tokens} tokens, {windowed} sentences longer than the model's positions "

@@ -1,8 +1,10 @@
-"""Bits per character: the batched pseudo-log-likelihood and masked-LM estimates against plain
-one-sequence-at-a-time references, and the command's rows with their bootstrap intervals."""
+"""Bits per character: the batched pseudo-log-likelihood, masked-LM and causal-LM estimates
+against plain one-sequence-at-a-time references, and the command's rows with their bootstrap
+intervals."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -14,6 +16,7 @@ from mlm_dynamics import bpc, stats
 from mlm_dynamics.__main__ import main as cli
 from mlm_dynamics.analysis.tables import COLUMNS
 from mlm_dynamics.config_check import schema_default
+from mlm_dynamics.errors import InputError
 from mlm_dynamics.pretrain import train_tokenizer
 from mlm_dynamics.textio import read_lines
 
@@ -267,3 +270,254 @@ def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):
     assert run_bpc(tmp_path / "nothing", tmp_path / "x.parquet") == 2
     assert "no config.json" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
+
+
+# ---------------------------------------------------------------- causal LMs
+
+END, START = "<|endoftext|>", "<s>"
+
+
+@pytest.fixture(scope="module")
+def byte_bpe():
+    """A byte-level BPE (a ``tokenizers.Tokenizer``) trained offline on the bundled text, with two
+    special tokens so that BOS and EOS can differ."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=[END, START],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    texts = [line for lang in ("en", "de") for line in read_lines(TEXT.format(lang), 200)]
+    bpe.train_from_iterator(texts, trainer)
+    return bpe
+
+
+def causal_tokenizer(bpe, **specials):
+    """The BPE as a transformers tokenizer; ``specials``: e.g. bos_token=START."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=copy.deepcopy(bpe), **specials)
+
+
+def tiny_causal(kind: str, vocab_size: int, positions: int = 512, seed: int = 0):
+    """A random 2-layer GPT-2 (learned positions) or BLOOM (ALiBi, no positions). A wide
+    initialisation makes predictions depend on the context, so that a token scored with the
+    wrong context would show."""
+    torch.manual_seed(seed)
+    if kind == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(
+            n_layer=2, n_head=2, n_embd=32, n_positions=positions, vocab_size=vocab_size,
+            initializer_range=0.3, bos_token_id=1, eos_token_id=0,
+        )  # fmt: skip
+        return GPT2LMHeadModel(config).eval()
+    from transformers import BloomConfig, BloomForCausalLM
+
+    config = BloomConfig(
+        vocab_size=vocab_size, hidden_size=32, n_layer=2, n_head=2, initializer_range=0.3,
+        bos_token_id=1, eos_token_id=0,
+    )  # fmt: skip
+    return BloomForCausalLM(config).eval()
+
+
+def causal_pair(byte_bpe, kind: str, context: int | None = None):
+    """(model, tokenizer, the id a sentence is conditioned on): GPT-2 with BOS and EOS (BOS
+    conditions), BLOOM with EOS only (EOS conditions); ``context`` tokens a window reads."""
+    if kind == "gpt2":
+        tokenizer = causal_tokenizer(byte_bpe, bos_token=START, eos_token=END)
+        model = tiny_causal(kind, len(tokenizer), positions=context or 512)
+        return model, tokenizer, tokenizer.convert_tokens_to_ids(START)
+    tokenizer = causal_tokenizer(byte_bpe, eos_token=END)
+    if context:
+        tokenizer.model_max_length = context  # BLOOM has no positions: the tokenizer's limit
+    return tiny_causal(kind, len(tokenizer)), tokenizer, tokenizer.convert_tokens_to_ids(END)
+
+
+def log_p_of_next(model, ids: list[int]) -> torch.Tensor:
+    """One unbatched forward pass: row i is log p(next id | ids[: i + 1]), in float64."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0]
+    return torch.log_softmax(logits.double(), dim=-1)
+
+
+def reference_causal_bits(model, tokenizer, sentences, first: int) -> np.ndarray:
+    """Plain loop: per sentence, one forward pass over [first] + tokens."""
+    per_sentence = []
+    for sentence in sentences:
+        ids = [first, *tokenizer(sentence, add_special_tokens=False)["input_ids"]]
+        log_p = log_p_of_next(model, ids)
+        per_sentence.append(-sum(float(log_p[t - 1, ids[t]]) for t in range(1, len(ids))))
+    return np.array(per_sentence) / math.log(2)
+
+
+def reference_sliding_bits(model, tokenizer, sentences, first: int, width: int):
+    """The sliding-window perplexity loop (Hugging Face's recipe, one window at a time): windows
+    begin every width // 2 ids, each scores its ids after the previous window's end. Returns the
+    bits and the number of scored tokens per sentence."""
+    stride = width // 2
+    bits, counts = [], []
+    for sentence in sentences:
+        ids = [first, *tokenizer(sentence, add_special_tokens=False)["input_ids"]]
+        total, count, previous_end = 0.0, 0, 0
+        for begin in range(0, len(ids), stride):
+            end = min(begin + width, len(ids))
+            new = end - previous_end  # the last `new` ids of the window are scored
+            window = ids[begin:end]
+            log_p = log_p_of_next(model, window)
+            for j in range(max(1, len(window) - new), len(window)):
+                total -= float(log_p[j - 1, window[j]])
+                count += 1
+            previous_end = end
+            if end == len(ids):
+                break
+        bits.append(total / math.log(2))
+        counts.append(count)
+    return np.array(bits), np.array(counts)
+
+
+def token_counts(tokenizer, sentences) -> np.ndarray:
+    return np.array([len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sentences])
+
+
+def test_sliding_windows_score_every_token_once_with_the_most_context():
+    for width in (2, 3, 4, 7, 16):
+        stride = width // 2
+        for length in range(1, 60):
+            spans = bpc.sliding_windows(length, width, stride)
+            scored = [i for _, end, first in spans for i in range(first, end)]
+            assert scored == list(range(1, length))  # the conditioning token is never scored
+            for k, (begin, end, first) in enumerate(spans):
+                assert end - begin <= width and begin < first
+                if k:  # after the first window, at least width - stride tokens of context
+                    assert first - begin >= width - stride
+                for i in range(first, end):  # no window reads more of i's left context
+                    assert all(b >= begin for b, e, _ in spans if b < i < e)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "bloom"])
+def test_batched_causal_bits_match_one_sentence_at_a_time(byte_bpe, kind):
+    model, tokenizer, first = causal_pair(byte_bpe, kind)
+    sentences = read_lines(HELDOUT.format("en"), 8)
+    expected = reference_causal_bits(model, tokenizer, sentences, first)
+    # A small batch budget: several batches, sentences of different lengths padded together.
+    ar = bpc.autoregressive_bits(model, tokenizer, sentences, batch_tokens=150)
+    assert ar.windowed_sentences == 0
+    np.testing.assert_array_equal(ar.sentence_tokens, token_counts(tokenizer, sentences))
+    np.testing.assert_array_equal(ar.scored_tokens, ar.sentence_tokens)
+    np.testing.assert_allclose(ar.sentence_bits, expected, rtol=1e-6)
+    characters = bpc.sentence_characters(sentences).sum()
+    assert ar.bits / characters == pytest.approx(expected.sum() / characters, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "bloom"])
+def test_long_sentences_are_scored_in_sliding_windows(byte_bpe, kind):
+    model, tokenizer, first = causal_pair(byte_bpe, kind, context=16)
+    sentences = read_lines(HELDOUT.format("de"), 4)
+    ar = bpc.autoregressive_bits(model, tokenizer, sentences, batch_tokens=100)
+    assert (ar.width, ar.stride) == (16, 8)
+    assert ar.windowed_sentences > 0
+    tokens = token_counts(tokenizer, sentences)
+    np.testing.assert_array_equal(ar.scored_tokens, tokens)  # every token exactly once
+    assert ar.scored_tokens.sum() == tokens.sum()
+    bits, counts = reference_sliding_bits(model, tokenizer, sentences, first, width=16)
+    np.testing.assert_array_equal(counts, tokens)
+    np.testing.assert_allclose(ar.sentence_bits, bits, rtol=1e-6)
+    if kind == "bloom":  # ALiBi reads any length: the windows' shorter context shows
+        whole = reference_causal_bits(model, tokenizer, sentences, first)
+        long = tokens >= 16
+        assert not np.allclose(ar.sentence_bits[long], whole[long], rtol=1e-4)
+
+
+def test_the_first_token_is_conditioned_on_bos_else_eos(byte_bpe):
+    both = causal_tokenizer(byte_bpe, bos_token=START, eos_token=END)
+    assert bpc.conditioning_token(both, "ckpt") == both.convert_tokens_to_ids(START)
+    eos_only = causal_tokenizer(byte_bpe, eos_token=END)
+    assert bpc.conditioning_token(eos_only, "ckpt") == eos_only.convert_tokens_to_ids(END)
+    with pytest.raises(InputError) as error:
+        bpc.conditioning_token(causal_tokenizer(byte_bpe), "ckpt")
+    assert str(error.value) == "ckpt: no BOS or EOS token to condition the first token on"
+
+
+def save_causal(byte_bpe, directory, **specials):
+    tokenizer = causal_tokenizer(byte_bpe, **specials)
+    tiny_causal("gpt2", len(tokenizer), positions=32).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def causal_checkpoint(byte_bpe, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bpc") / "gpt2"
+    return save_causal(byte_bpe, directory, bos_token=START, eos_token=END)
+
+
+def test_command_causal_estimate(causal_checkpoint, tmp_path):
+    out = tmp_path / "causal.parquet"
+    assert run_bpc(causal_checkpoint, out, "--estimate", "causal") == 0
+    table = pd.read_parquet(out)
+    assert list(table.columns) == list(COLUMNS)
+    assert sorted(table.metric) == ["ar_bits", "bpc"]
+    assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
+    assert (table.ci_low < table.ci_high).all()
+    table = table.set_index("metric")
+    row = table.loc["bpc"]
+    assert (row.model, row.step, row.task, row.layer, row.test_lang) == ("tiny", 7, "bpc", -1, "de")
+    assert row.split == "test" and row.train_lang == "" and row.seed == 0
+    sentences = read_lines(HELDOUT.format("de"), 5)
+    characters = bpc.sentence_characters(sentences)
+    assert row.n == characters.sum()
+    assert row.value == pytest.approx(table.loc["ar_bits", "value"] / row.n)
+
+    # The same bits as the function, resampled by the key (seed 3, de, heldout) as pll's are.
+    model, tokenizer = bpc.load_checkpoint(causal_checkpoint, None, "causal")
+    ar = bpc.autoregressive_bits(model, tokenizer, sentences, batch_tokens=BATCH_TOKENS)
+    assert table.loc["ar_bits", "n"] == ar.tokens
+    assert row.value == pytest.approx(ar.bits / characters.sum(), rel=1e-6)
+    weights = stats.resample_counts(5, 200, stats.resample_key(3, "de", "heldout"))
+    ratios = (weights @ ar.sentence_bits) / (weights @ characters)
+    assert (row.ci_low, row.ci_high) == pytest.approx(
+        tuple(np.quantile(ratios, [0.025, 0.975])), rel=1e-5
+    )
+
+
+def assert_one_error_line(capsys, message: str) -> None:
+    assert capsys.readouterr().err.splitlines() == [f"error: {message}"]
+
+
+@pytest.mark.parametrize(
+    "model, estimate, message",
+    [
+        ("causal_checkpoint", "pll", "gpt2 is a causal LM: --estimate causal fits it, not pll"),
+        ("causal_checkpoint", "both", "gpt2 is a causal LM: --estimate causal fits it, not both"),
+        (
+            "checkpoint",
+            "causal",
+            "xlm-roberta is a masked LM: --estimate pll, mlm or both fits it, not causal",
+        ),
+    ],
+    ids=["causal-pll", "causal-both", "masked-causal"],
+)
+def test_an_estimate_of_the_other_kind_is_one_line_error(
+    request, model, estimate, message, tmp_path, capsys
+):
+    directory = request.getfixturevalue(model)
+    capsys.readouterr()  # the progress bar of saving it, where this test made it
+    out = tmp_path / "x.parquet"
+    assert run_bpc(directory, out, "--estimate", estimate) == 2
+    assert_one_error_line(capsys, f"{directory}: {message}")
+    assert not out.exists()
+
+
+def test_causal_without_bos_or_eos_is_one_line_error(byte_bpe, tmp_path, capsys):
+    directory = save_causal(byte_bpe, tmp_path / "no-specials")
+    capsys.readouterr()  # saving's progress bar
+    out = tmp_path / "x.parquet"
+    assert run_bpc(directory, out, "--estimate", "causal") == 2
+    assert_one_error_line(
+        capsys, f"{directory}: no BOS or EOS token to condition the first token on"
+    )
+    assert not out.exists()
