@@ -248,8 +248,10 @@ def masked_bits(
 
 
 @dataclass(frozen=True)
-class PseudoLogLikelihood:
-    sentence_bits: np.ndarray  # (sentences,) sum of -log2 p(token | rest) over its tokens
+class SentenceBits:
+    """Bits summed per sentence over its tokens, by one of the estimates."""
+
+    sentence_bits: np.ndarray  # (sentences,)
     sentence_tokens: np.ndarray  # (sentences,)
     windowed_sentences: int
 
@@ -260,6 +262,11 @@ class PseudoLogLikelihood:
     @property
     def tokens(self) -> int:
         return int(self.sentence_tokens.sum())
+
+
+@dataclass(frozen=True)
+class PseudoLogLikelihood(SentenceBits):
+    """``sentence_bits``: the sum of -log2 p(token | rest) over its tokens, each masked in turn."""
 
 
 def pseudo_log_likelihood(
@@ -498,21 +505,12 @@ def next_token_bits(
 
 
 @dataclass(frozen=True)
-class AutoregressiveEstimate:
-    sentence_bits: np.ndarray  # (sentences,) sum of -log2 p(token | tokens before) over its tokens
-    sentence_tokens: np.ndarray  # (sentences,)
+class AutoregressiveEstimate(SentenceBits):
+    """``sentence_bits``: the sum of -log2 p(token | tokens before) over its tokens."""
+
     scored_tokens: np.ndarray  # (sentences,) tokens the windows scored: sentence_tokens
-    windowed_sentences: int
     width: int  # tokens a window holds, the conditioning token included
     stride: int
-
-    @property
-    def bits(self) -> float:
-        return float(self.sentence_bits.sum())
-
-    @property
-    def tokens(self) -> int:
-        return int(self.sentence_tokens.sum())
 
 
 def autoregressive_bits(
@@ -532,12 +530,12 @@ def autoregressive_bits(
     bits, scored = next_token_bits(model, plan.inputs, plan.first_scored, batch_tokens, pad, device)
     n = len(sentences)
     return AutoregressiveEstimate(
-        np.bincount(plan.sentence, weights=bits, minlength=n),
-        plan.tokens,
-        np.bincount(plan.sentence, weights=scored, minlength=n).astype(np.int64),
-        plan.windowed_sentences,
-        plan.width,
-        plan.stride,
+        sentence_bits=np.bincount(plan.sentence, weights=bits, minlength=n),
+        sentence_tokens=plan.tokens,
+        windowed_sentences=plan.windowed_sentences,
+        scored_tokens=np.bincount(plan.sentence, weights=scored, minlength=n).astype(np.int64),
+        width=plan.width,
+        stride=plan.stride,
     )
 
 

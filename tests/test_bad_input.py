@@ -828,19 +828,34 @@ def test_a_treebank_a_real_dataset_check_refuses_is_one_line_naming_its_files(
     assert digests(out) == before  # nothing lost, nothing new
 
 
+def copy_of(finished: Path, work: Path) -> Path:
+    shutil.copytree(finished, work, symlinks=True)
+    return work
+
+
+def reading_a_copy(finished: Path, tmp_path: Path, lang: str, key: str, source: Path):
+    """A copy of the finished run whose ``languages.<lang>.<key>`` is a copy of ``source`` (a
+    file or a folder), its outputs touched to stand for that copy: (run, config, the copy)."""
+    work = copy_of(finished, tmp_path / "run")
+    copy = tmp_path / source.name
+    if source.is_dir():
+        shutil.copytree(source, copy)
+    else:
+        shutil.copy2(source, copy)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["languages"][lang][key] = str(copy)
+    touched = run_snakemake(work, config, "--touch")
+    assert touched.returncode == 0, touched.stderr[-2000:]
+    assert "Nothing to be done" in run_snakemake(work, config, "-n").stdout
+    return work, config, copy
+
+
 @pytest.mark.e2e
 def test_a_treebank_file_changed_in_place_re_plans_what_reads_it(finished, tmp_path):
     """cp over a CoNLL-U file (or a script rewriting it) leaves the folder's mtime alone: the
     file itself is the input, so its dependents are planned again."""
-    work = tmp_path / "run"
-    shutil.copytree(finished, work, symlinks=True)
-    treebank = work / "UD_English-EWT"
-    shutil.copytree(REPO / "resources/ud/UD_English-EWT", treebank)
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    config["languages"]["en"]["treebank"] = str(treebank)
-    touched = run_snakemake(work, config, "--touch")  # the outputs stand for the copy
-    assert touched.returncode == 0, touched.stderr[-2000:]
-    assert "Nothing to be done" in run_snakemake(work, config, "-n").stdout
+    source = REPO / "resources/ud/UD_English-EWT"
+    work, config, treebank = reading_a_copy(finished, tmp_path, "en", "treebank", source)
     before = digests(work / "results")
     test = treebank / "en_ewt-ud-test.conllu.gz"
     folder_mtime = treebank.stat().st_mtime_ns
@@ -867,11 +882,6 @@ def run_state(work: Path) -> dict[str, str]:
     return digests(work / "results") | {
         f"metadata/{name}": digest for name, digest in digests(work / ".snakemake/metadata").items()
     }
-
-
-def copy_of(finished: Path, work: Path) -> Path:
-    shutil.copytree(finished, work, symlinks=True)
-    return work
 
 
 def assert_refused_and_kept(work: Path, config: dict, before: dict, expected: str, *targets):
@@ -925,14 +935,8 @@ def test_checkpoint_weights_replaced_in_place_are_refused_and_keep_what_was_made
 def test_held_out_text_that_turns_bad_in_place_keeps_the_scores_it_had(finished, tmp_path):
     """A held-out text rewritten in place with bytes that are not UTF-8: every BPC job of its
     language runs again and refuses it, and their previous scores come back."""
-    work = copy_of(finished, tmp_path / "run")
-    text = tmp_path / "en.txt.gz"
-    shutil.copy2(REPO / "resources/heldout/en.txt.gz", text)
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    config["languages"]["en"]["heldout_text"] = str(text)
-    touched = run_snakemake(work, config, "--touch")  # the outputs stand for the copy
-    assert touched.returncode == 0, touched.stderr[-2000:]
-    assert "Nothing to be done" in run_snakemake(work, config, "-n").stdout
+    source = REPO / "resources/heldout/en.txt.gz"
+    work, config, text = reading_a_copy(finished, tmp_path, "en", "heldout_text", source)
     before = run_state(work)
     lines = gzip.decompress(text.read_bytes()).split(b"\n")
     lines[1] = b"\xff" + lines[1]
