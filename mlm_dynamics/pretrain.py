@@ -1,8 +1,11 @@
-"""Embedded checkpoints: a SentencePiece-unigram tokenizer and a tiny XLM-R pretrained from scratch.
+"""Embedded checkpoints: a SentencePiece-unigram tokenizer and a tiny LM pretrained from scratch.
 
 The default config cannot download a model, so it makes its own: ``train-tokenizer`` learns a
-vocabulary from the bundled multilingual text, and ``pretrain`` trains an ``XLMRobertaForMaskedLM``
-and saves a Hugging Face-format checkpoint (safetensors, config, tokenizer) at a given step.
+vocabulary from the bundled multilingual text, and ``pretrain`` trains a tiny model of one of two
+``ARCHITECTURES`` on it and saves a Hugging Face-format checkpoint (safetensors, config, tokenizer)
+at a given step: ``xlm-roberta`` (the default), an ``XLMRobertaForMaskedLM`` with BERT's masked-LM
+objective, or ``bloom``, a ``BloomForCausalLM`` (ALiBi, no position embeddings) with the
+next-token objective at every position of the same ``<s> window </s>`` batches, same tokenizer.
 
 Every update ``t`` draws its batch, its masks and any dropout from generators seeded with
 ``(seed, t)``, and the learning-rate schedule needs no total step count. So the checkpoint at step
@@ -18,7 +21,7 @@ import json
 import re
 import time
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,9 @@ STATE_FILE = "pretrain_state.json"  # step, settings and recipe, checked on resu
 # What the code trains beyond the settings (2: no dropout, fused AdamW); a checkpoint of another
 # recipe is not resumed, so no chain mixes two.
 RECIPE = 2
+# The embedded architectures: the masked LM (the default) and a causal LM.
+ARCHITECTURES = ("xlm-roberta", "bloom")
+CAUSAL_ARCHITECTURES = ("bloom",)
 
 
 def train_sentencepiece(texts: list[str], vocab_size: int, model) -> None:
@@ -161,7 +167,10 @@ def mask_tokens(ids: torch.Tensor, tokenizer, probability: float, generator: tor
 @dataclass(frozen=True)
 class PretrainSettings:
     """The model and training settings of an embedded model: config ``pretrain`` (and
-    ``models.<name>.layers``), each given explicitly."""
+    ``models.<name>.layers``), each given explicitly but ``architecture`` (``xlm-roberta`` unless
+    given). For ``bloom``, ``intermediate_size`` and ``mask_probability`` are unused (BLOOM's MLP
+    is 4 x hidden_size, and the next-token objective masks nothing), and ``max_length`` is only
+    the length of the training sequences (ALiBi has no position embeddings)."""
 
     hidden_size: int
     layers: int
@@ -175,15 +184,59 @@ class PretrainSettings:
     mask_probability: float
     language_sampling_alpha: float
     seed: int
+    architecture: str = "xlm-roberta"  # last, and defaulted: settings made before it still hold
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise InputError(
+                f"architecture {self.architecture!r}: an embedded model is one of "
+                + ", ".join(ARCHITECTURES)
+            )
+
+    @property
+    def causal(self) -> bool:
+        """Whether the model is a causal LM trained on the next token (else a masked LM)."""
+        return self.architecture in CAUSAL_ARCHITECTURES
 
 
 def settings_from(values: dict) -> PretrainSettings:
-    """The settings among ``values`` (a config section or parsed options; others ignored)."""
-    return PretrainSettings(**{f.name: values[f.name] for f in fields(PretrainSettings)})
+    """The settings among ``values`` (a config section or parsed options; others ignored); a
+    setting with a default (``architecture``) may be absent."""
+    return PretrainSettings(
+        **{
+            f.name: values[f.name]
+            for f in fields(PretrainSettings)
+            if f.name in values or not defaulted(f)
+        }
+    )
+
+
+def defaulted(field) -> bool:
+    return field.default is not MISSING
 
 
 def initial_model(tokenizer, settings: PretrainSettings):
+    """The seeded, randomly initialised model of ``settings.architecture``."""
     import torch
+
+    if settings.causal:
+        from transformers import BloomConfig, BloomForCausalLM
+
+        config = BloomConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=settings.hidden_size,
+            n_layer=settings.layers,
+            n_head=settings.attention_heads,
+            # no intermediate_size: BLOOM's MLP is 4 x hidden_size (settings.intermediate_size is
+            # unused), and no position embeddings (ALiBi)
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            hidden_dropout=0.0,  # no dropout, as the masked LM's
+            attention_dropout=0.0,
+        )
+        torch.manual_seed(settings.seed)
+        return BloomForCausalLM(config)
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     config = XLMRobertaConfig(
@@ -239,21 +292,40 @@ def masked_lm_loss(model, inputs: torch.Tensor, masked: torch.Tensor, targets: t
     return torch.nn.functional.cross_entropy(logits, targets)
 
 
+def causal_lm_loss(model, ids: torch.Tensor):
+    """Mean next-token cross-entropy at every position: ids[:, 1:] predicted from ids[:, :-1]
+    (the last token's prediction has no target, so it is not computed)."""
+    import torch
+
+    hidden = model.transformer(input_ids=ids[:, :-1], use_cache=False).last_hidden_state
+    logits = model.lm_head(hidden)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+
+
 def train_steps(model, optimizer, tokenizer, streams, settings, first: int, last: int, log=print):
     """Updates first+1 .. last; update t draws everything from generators seeded (seed, t)."""
     import torch
 
     model.train()
     started = time.perf_counter()
+    objective = "clm" if settings.causal else "mlm"
     for t in range(first + 1, last + 1):
         rng = np.random.default_rng([settings.seed, t])
         ids = torch.from_numpy(streams.batch(rng, settings.batch_size, settings.max_length))
-        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        inputs, masked, targets = mask_tokens(ids, tokenizer, settings.mask_probability, generator)
-        torch.manual_seed(int(rng.integers(2**62)))  # dropout, in a checkpoint that has any
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(t, settings)
-        loss = masked_lm_loss(model, inputs, masked, targets)
+        if settings.causal:
+            torch.manual_seed(int(rng.integers(2**62)))  # dropout, in a checkpoint that has any
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(t, settings)
+            loss = causal_lm_loss(model, ids)
+        else:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            inputs, masked, targets = mask_tokens(
+                ids, tokenizer, settings.mask_probability, generator
+            )
+            torch.manual_seed(int(rng.integers(2**62)))  # dropout, in a checkpoint that has any
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(t, settings)
+            loss = masked_lm_loss(model, inputs, masked, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -261,8 +333,8 @@ def train_steps(model, optimizer, tokenizer, streams, settings, first: int, last
         if t == first + 1 or t % 25 == 0 or t == last:
             rate = (t - first) / (time.perf_counter() - started)
             log(
-                f"step {t}: mlm loss {loss.item():.4f}  lr {learning_rate(t, settings):.2e}  "
-                f"{rate:.2f} steps/s"
+                f"step {t}: {objective} loss {loss.item():.4f}  "
+                f"lr {learning_rate(t, settings):.2e}  {rate:.2f} steps/s"
             )
 
 
@@ -290,20 +362,25 @@ def trained_environment(path: Path) -> dict | None:
 
 def load_checkpoint(path: Path, settings: PretrainSettings):
     import torch
-    from transformers import AutoTokenizer, XLMRobertaForMaskedLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer, XLMRobertaForMaskedLM
 
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise InputError(f"{path}: not an embedded pretraining checkpoint (no {STATE_FILE})")
     state = json.loads(state_file.read_text())
-    if state["settings"] != asdict(settings) or state.get("recipe", 1) != RECIPE:
-        what = "pretrain settings" if state["settings"] != asdict(settings) else "training recipe"
+    # a state saved before there was a choice of architecture is the masked LM's
+    saved = {"architecture": "xlm-roberta", **state["settings"]}
+    if saved != asdict(settings) or state.get("recipe", 1) != RECIPE:
+        what = "pretrain settings" if saved != asdict(settings) else "training recipe"
         raise InputError(
             f"{state_file}: was trained with another {what} than this config and code's; "
             "delete results/checkpoints of this model to retrain"
         )
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = XLMRobertaForMaskedLM.from_pretrained(path)
+    # the settings, checked equal to the state's, say which architecture the weights are
+    model = (AutoModelForCausalLM if settings.causal else XLMRobertaForMaskedLM).from_pretrained(
+        path
+    )
     optimizer = make_optimizer(model, settings)
     optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
     return model, tokenizer, optimizer, int(state["step"])
@@ -332,8 +409,13 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--model", help="model name, for the check record")
     parser.add_argument("--check-record", help="write check-checkpoint's record of the step here")
     parser.add_argument("--earlier", nargs="*", default=[], help="records of the earlier steps")
-    for name, kind in typing.get_type_hints(PretrainSettings).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, required=True)
+    hints = typing.get_type_hints(PretrainSettings)
+    for field in fields(PretrainSettings):  # a setting with a default may be left out
+        option, kind = f"--{field.name.replace('_', '-')}", hints[field.name]
+        if defaulted(field):
+            parser.add_argument(option, type=kind, default=field.default)
+        else:
+            parser.add_argument(option, type=kind, required=True)
     args = parser.parse_args(argv)
     import torch
 
@@ -355,9 +437,12 @@ def main(command: str, argv: list[str]) -> None:
         first = 0
     params = sum(p.numel() for p in model.parameters())
     print(
-        f"model: {settings.layers} layers, hidden {settings.hidden_size}, {params / 1e6:.2f}M "
-        f"parameters; training steps {first + 1}..{args.step}"
+        f"model: {settings.architecture}, {settings.layers} layers, hidden "
+        f"{settings.hidden_size}, {params / 1e6:.2f}M parameters; training steps "
+        f"{first + 1}..{args.step}"
     )
+    if settings.causal:
+        print("bloom: intermediate_size and mask_probability are unused (MLP 4 x hidden, no masks)")
     if args.step > first:
         texts = {Path(p).name.split(".")[0]: read_lines(p) for p in args.texts}
         streams = TokenStreams(tokenizer, texts, settings.language_sampling_alpha)
