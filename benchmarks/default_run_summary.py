@@ -27,6 +27,8 @@ import findings_summary  # beside this script
 import pandas as pd
 
 from mlm_dynamics.analysis import findings, tables, views
+from mlm_dynamics.bpc import METRIC_LABELS
+from mlm_dynamics.figures import bpc_metric
 from mlm_dynamics.layout import ENVIRONMENT
 
 MARKERS = ("<!-- default-run tables: begin (benchmarks/default_run_summary.py --readme) -->",
@@ -72,7 +74,8 @@ def summary(results: Path) -> str:
     languages = sorted(own.train_lang.unique())
     selectivity = views.view_scores(table, ["last"], findings.SELECTIVITY_METRIC)
     selectivity = selectivity[selectivity.task == "pos"]
-    bpc = table[(table.metric == "bpc") & (table.task == "bpc")]
+    metric = bpc_metric(table)
+    bpc = table[(table.metric == metric) & (table.task == "bpc")]
     rows = {}
     for step in (first, last):
         at = own[own.step == step].set_index("train_lang")
@@ -94,7 +97,7 @@ def summary(results: Path) -> str:
         }
     for step in (first, last) if not bpc.empty else ():
         at = bpc[bpc.step == step].set_index("test_lang")
-        rows[f"bits per character, step {step}"] = {
+        rows[f"bits per character ({METRIC_LABELS[metric]}), step {step}"] = {
             lang: bpc_cell(at.loc[lang]) for lang in at.index
         }
     out = [markdown(rows, languages), ""]

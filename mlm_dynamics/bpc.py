@@ -1,31 +1,35 @@
 """Bits per character on held-out text (``bpc``), with bootstrap intervals.
 
-Three estimates, config ``bpc.estimate`` (``pll``, ``mlm`` or ``both`` for a masked LM,
-``causal`` for a causal LM):
+Three estimates, config ``bpc.estimate`` (``auto``, the default, is ``pll`` for a masked LM and
+``ar`` for a causal LM, decided from the checkpoint's config), each its own metric so that the
+table says which estimate a row is:
 
-- ``bpc`` (the default, metric ``bpc``): the pseudo-log-likelihood (Salazar et al., 2020). A masked
-  LM has no left-to-right likelihood, so every token of a sentence is masked in turn, one masked
+- ``pll`` (metric ``bpc_pll``): the pseudo-log-likelihood (Salazar et al., 2020). A masked LM
+  has no left-to-right likelihood, so every token of a sentence is masked in turn, one masked
   copy per token, and the model's ``-log2 p`` of the true token at the masked position is summed
   over all tokens of all sentences; BPC is that sum divided by the number of characters of the
   raw text: the characters of each line as read (surrounding whitespace stripped, spaces inside
   the line counted, no newline). Metric ``pll_bits`` is the summed bits themselves.
-- ``bpc_mlm``: the standard masked-LM estimate. Each token is chosen with probability ``p``
-  (``bpc.mask_probability``), at least one per sentence (a sentence where the draw
-  chose none gets one token chosen uniformly); all chosen tokens of a window are replaced by the
-  mask token at once and one forward pass scores them. The per-token cross-entropy of the masked
-  positions, scaled to all tokens, over characters::
+- ``mlm`` (metric ``bpc_mlm``): the standard masked-LM estimate. Each token is chosen with
+  probability ``p`` (``bpc.mask_probability``), at least one per sentence (a sentence where the
+  draw chose none gets one token chosen uniformly); all chosen tokens of a window are replaced by
+  the mask token at once and one forward pass scores them. The per-token cross-entropy of the
+  masked positions, scaled to all tokens, over characters::
 
       bpc_mlm = bits_masked / masked_tokens * tokens / characters
 
   averaged over ``bpc.maskings`` maskings. Masking ``k`` is drawn from
   ``numpy.random.default_rng([MASK_SEED, k])``, sentence after sentence in file order, so every
-  checkpoint of a model (same tokenizer, same text) sees the same masked positions.
-- ``causal`` (metric ``bpc``): a causal LM's own likelihood. Per sentence, ``-log2 p(token_t |
-  tokens_<t)`` summed over every token, over the same characters; metric ``ar_bits`` is the
-  summed bits. Each sentence is scored on its own, its first token conditioned on the
-  tokenizer's BOS token (GPT-2, BLOOM, Pythia), or on its EOS token where it has no BOS; a
-  tokenizer with neither is refused. A masked LM asked for ``causal``, or a causal LM asked for
-  ``pll``/``mlm``/``both``, is refused too.
+  checkpoint of a model (same tokenizer, same text) sees the same masked positions. ``both``
+  computes ``pll`` and ``mlm``.
+- ``ar`` (metric ``bpc_ar``): a causal LM's own, autoregressive likelihood. Per sentence,
+  ``-log2 p(token_t | tokens_<t)`` summed over every token, over the same characters; metric
+  ``ar_bits`` is the summed bits. Each sentence is scored on its own, its first token
+  conditioned on the tokenizer's BOS token (BLOOM, Pythia), or on its EOS token where it has no
+  BOS (GPT-2); a tokenizer with neither is refused. A masked LM asked for ``ar``, or a causal LM
+  asked for ``pll``/``mlm``/``both``, is refused too: each would score a head trained for
+  something else. The two kinds' numbers are not comparable (a pseudo-log-likelihood sees both
+  sides of a token), so no figure draws them on one axis.
 
 Intervals: the held-out sentences are resampled (``stats.Bootstrap.weights``, keyed by the
 language and split ``heldout``, so every model and step scored on that text draws the same
@@ -43,16 +47,18 @@ of ``width`` tokens starting every ``stride = width // 2`` tokens, each scoring 
 no earlier window scored. Every token is scored exactly once, each with the most left context a
 window gives it, and at least ``width - stride`` tokens of it after the first window; a stride of
 half the width is the usual trade between that context and the forward passes (about twice those
-of cut windows). A model without position embeddings (ALiBi: BLOOM) takes its context from the
-tokenizer's ``model_max_length``, else ``UNLIMITED_CONTEXT``.
+of cut windows). The context is the model's positions within the tokenizer's limit
+(:func:`mlm_dynamics.activations.extract.max_positions`; for a model without position embeddings,
+ALiBi's BLOOM, the tokenizer's ``model_max_length``, else ``UNLIMITED_CONTEXT``).
 
 The masked copies (``<s>`` and ``</s>`` never masked) are batched together with other sentences'
 copies, length-sorted, up to ``--batch-tokens`` padded tokens a batch. Only the masked positions
 go through the LM head, so a batch never materialises a (batch, length, vocabulary) logit tensor.
 A causal LM's windows are batched the same way (right-padded, with an attention mask); its logits
 come from the model's own forward pass (some architectures scale or cap them after the head), so
-``--batch-tokens`` bounds that (batch, length, vocabulary) tensor; only the scored positions are
-normalised, and bits are summed in float64.
+a batch holds at most ``--batch-tokens`` padded tokens and at most ``LOGIT_BUDGET`` logits (250k
+vocabulary of BLOOM: about 1,000 tokens a batch); only the scored positions are normalised, and
+bits are summed in float64.
 """
 
 from __future__ import annotations
@@ -67,25 +73,34 @@ import numpy as np
 
 from mlm_dynamics.errors import InputError
 
-ESTIMATES = ("pll", "mlm", "both", "causal")
+AUTO = "auto"
+ESTIMATES = (AUTO, "pll", "mlm", "both", "ar")
+# Each estimate's metric and what a figure calls it: one owner for the names.
+METRICS = {"pll": "bpc_pll", "mlm": "bpc_mlm", "ar": "bpc_ar"}
+METRIC_LABELS = {
+    "bpc_pll": "pseudo-log-likelihood",
+    "bpc_mlm": "masked-LM estimate",
+    "bpc_ar": "autoregressive",
+}
+# Logits (batch x length x vocabulary, float32) a causal batch may hold: 1 GiB.
+LOGIT_BUDGET = 1 << 28
 MASK_SEED = 0
 HELDOUT_SPLIT = "heldout"  # the bootstrap key's split; table rows say "test"
-# The context of a causal LM that neither its config nor its tokenizer limits (ALiBi: BLOOM,
-# whose tokenizer sets no model_max_length): the sequence length BLOOM was trained on.
-UNLIMITED_CONTEXT = 2048
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, estimate: str = "pll"):
-    """A Hugging Face-format checkpoint in eval mode, fp32, and its tokenizer; loaded through
+def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, estimate: str = AUTO):
+    """A Hugging Face-format checkpoint in eval mode, fp32, its tokenizer, and the estimate it
+    gets (``auto`` resolved by the model's kind); loaded through
     :mod:`mlm_dynamics.sources.checks`, so a broken checkpoint is one error line, and a model
-    without its LM head is refused rather than scored with a random one. A masked LM for the
-    masked estimates, a causal LM for ``causal``: the other kind is refused."""
+    without its LM head is refused rather than scored with a random one. An estimate of the
+    other kind of model is refused."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
+    from mlm_dynamics.activations.extract import conditioning_token
     from mlm_dynamics.sources.checks import (
         load_model,
         load_tokenizer,
@@ -97,9 +112,9 @@ def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, estima
     if not (checkpoint / "config.json").is_file():
         raise InputError(f"{checkpoint}: not a checkpoint directory (no config.json)")
     config = read_config(checkpoint)
-    check_estimate_fits(config, checkpoint, estimate)
+    estimate = estimate_for(config, checkpoint, estimate)
     directory = tokenizer_dir(checkpoint, tokenizer)
-    if estimate == "causal":
+    if estimate == "ar":
         model, has_head = load_model(AutoModelForCausalLM, checkpoint, dtype="float32")
         if not has_head:
             raise InputError(
@@ -107,44 +122,41 @@ def load_checkpoint(checkpoint: str | Path, tokenizer: str | Path | None, estima
                 f"come from a randomly initialised head"
             )
         causal_tokenizer = load_tokenizer(directory, config)
-        conditioning_token(causal_tokenizer, checkpoint)  # refused before any scoring
-        return model.eval(), causal_tokenizer
+        conditioning_token(causal_tokenizer, str(directory))  # refused before any scoring
+        return model.eval(), causal_tokenizer, estimate
     model, _ = load_model(
         AutoModelForMaskedLM, checkpoint, head_needed_for="bits per character", dtype="float32"
     )
-    return model.eval(), load_tokenizer(directory, config)
+    return model.eval(), load_tokenizer(directory, config), estimate
 
 
-def is_causal_lm(config) -> bool:
-    """Whether the architecture is a left-to-right LM: it has a causal-LM class and no masked-LM
-    one, or it has both (BERT, RoBERTa) and its config makes it a decoder."""
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_MASKED_LM_MAPPING
-
-    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-        return False
-    return type(config) not in MODEL_FOR_MASKED_LM_MAPPING or bool(
-        getattr(config, "is_decoder", False)
-    )
-
-
-def check_estimate_fits(config, checkpoint: Path, estimate: str) -> None:
-    """A causal LM has no masked-token predictions and a masked LM no left-to-right likelihood:
-    the other kind's estimate would score a head trained for something else."""
+def estimate_for(config, checkpoint: Path, estimate: str) -> str:
+    """The estimate a model gets: ``auto`` is its kind's own; a causal LM has no masked-token
+    predictions and a masked LM no left-to-right likelihood, so the other kind's estimate (it
+    would score a head trained for something else) is refused."""
     from transformers import MODEL_FOR_MASKED_LM_MAPPING
+
+    from mlm_dynamics.sources.checks import is_causal_lm
 
     causal = is_causal_lm(config)
     kind = config.model_type
-    if causal and estimate != "causal":
+    if estimate == AUTO:
+        if not causal and type(config) not in MODEL_FOR_MASKED_LM_MAPPING:
+            raise InputError(f"{checkpoint}: {kind} has neither a masked-LM nor a causal-LM head")
+        return "ar" if causal else "pll"
+    if causal and estimate != "ar":
         raise InputError(
-            f"{checkpoint}: {kind} is a causal LM: --estimate causal fits it, not {estimate}"
+            f"{checkpoint}: {kind} is a causal LM: bpc.estimate ar (or auto) fits it, "
+            f"not {estimate}"
         )
-    if not causal and estimate == "causal":
+    if not causal and estimate == "ar":
         if type(config) in MODEL_FOR_MASKED_LM_MAPPING:
             raise InputError(
-                f"{checkpoint}: {kind} is a masked LM: --estimate pll, mlm or both fits it, "
-                f"not causal"
+                f"{checkpoint}: {kind} is a masked LM: bpc.estimate pll, mlm, both (or auto) "
+                f"fits it, not ar"
             )
-        raise InputError(f"{checkpoint}: {kind} is not a causal LM: --estimate causal needs one")
+        raise InputError(f"{checkpoint}: {kind} is not a causal LM: bpc.estimate ar needs one")
+    return estimate
 
 
 def windows(token_ids: list[int], width: int) -> list[list[int]]:
@@ -385,27 +397,6 @@ def mlm_resampled(weights: np.ndarray, mlm: MaskedEstimate, characters: np.ndarr
 # ---------------------------------------------------------------- causal-LM estimate
 
 
-def conditioning_token(tokenizer, checkpoint: str | Path) -> int:
-    """The token a sentence's first token is conditioned on: BOS, else EOS (a document
-    boundary, as in GPT-2's training text)."""
-    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if token_id is not None:
-            return int(token_id)
-    raise InputError(f"{checkpoint}: no BOS or EOS token to condition the first token on")
-
-
-def causal_context(tokenizer, config) -> int:
-    """Tokens (the conditioning token included) a causal LM reads at once."""
-    from mlm_dynamics.activations.extract import max_positions
-
-    if getattr(config, "max_position_embeddings", None) is not None:
-        return max_positions(tokenizer, config)
-    limit = getattr(tokenizer, "model_max_length", None)
-    if limit is not None and limit < 1_000_000:  # unset limits are a huge sentinel
-        return int(limit)
-    return UNLIMITED_CONTEXT
-
-
 def sliding_windows(length: int, width: int, stride: int) -> list[tuple[int, int, int]]:
     """``(begin, end, first_scored)`` of each window over a sequence of ``length`` ids whose
     index 0 is the conditioning token: the window reads ids ``begin:end`` and scores ids
@@ -434,7 +425,9 @@ class CausalWindows:
 
 
 def causal_windows(model, tokenizer, sentences: list[str]) -> CausalWindows:
-    width = causal_context(tokenizer, model.config)
+    from mlm_dynamics.activations.extract import conditioning_token, max_positions
+
+    width = max_positions(tokenizer, model.config)
     if width < 2:
         raise InputError(f"model has {width} positions: too few to score a token")
     stride = width // 2
@@ -465,6 +458,9 @@ def next_token_bits(
     import torch
 
     order = sorted(range(len(inputs)), key=lambda w: len(inputs[w]))
+    # The model's logits are the batch's largest tensor (BLOOM: 250k of them a token).
+    vocabulary = model.get_output_embeddings().weight.shape[0]
+    batch_tokens = max(1, min(batch_tokens, LOGIT_BUDGET // vocabulary))
     bits = np.zeros(len(inputs))
     scored = np.zeros(len(inputs), dtype=np.int64)
     start = 0
@@ -580,7 +576,10 @@ def main(command: str, argv: list[str]) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_checkpoint(args.checkpoint, args.tokenizer, args.estimate)
+    try:
+        model, tokenizer, estimate = load_checkpoint(args.checkpoint, args.tokenizer, args.estimate)
+    except InputError as exc:
+        raise InputError(f"{args.model} step {args.step}: {exc}") from None
     device = select_device("cuda")
     key = dict(model=args.model, step=args.step, task="bpc", layer=-1, train_lang="")
     key.update(test_lang=args.language, split="test", seed=0)
@@ -594,33 +593,33 @@ def main(command: str, argv: list[str]) -> None:
 
     summary = f"{args.model} step {args.step} {args.language}: {len(sentences)} sentences, "
     summary += f"{characters.sum()} characters"
-    if args.estimate in ("pll", "both"):
+    if estimate in ("pll", "both"):
         bpc, _, pll = bits_per_character(
             model, tokenizer, sentences, batch_tokens=args.batch_tokens, device=device
         )
         samples = stats.resampled_ratios(weights, pll.sentence_bits, characters)
-        add("bpc", bpc, samples, int(characters.sum()))
+        add(METRICS["pll"], bpc, samples, int(characters.sum()))
         add("pll_bits", pll.bits, weights @ pll.sentence_bits, pll.tokens)
         tokens, windowed = pll.tokens, pll.windowed_sentences
         summary += f"; BPC (pseudo-log-likelihood) {bpc:.4f}"
-    if args.estimate in ("mlm", "both"):
+    if estimate in ("mlm", "both"):
         mlm = masked_lm_bits(
             model, tokenizer, sentences, maskings=args.maskings,
             probability=args.mask_probability, batch_tokens=args.batch_tokens, device=device,
         )  # fmt: skip
         value = float(mlm_resampled(np.ones((1, len(sentences))), mlm, characters)[0])
-        add("bpc_mlm", value, mlm_resampled(weights, mlm, characters), int(characters.sum()))
+        add(METRICS["mlm"], value, mlm_resampled(weights, mlm, characters), int(characters.sum()))
         tokens, windowed = int(mlm.sentence_tokens.sum()), mlm.windowed_sentences
         summary += (
             f"; BPC (masked-LM, {args.maskings} maskings of {args.mask_probability:g}) {value:.4f}"
         )
-    if args.estimate == "causal":
+    if estimate == "ar":
         ar = autoregressive_bits(
             model, tokenizer, sentences, batch_tokens=args.batch_tokens, device=device
         )
         value = ar.bits / int(characters.sum())
         samples = stats.resampled_ratios(weights, ar.sentence_bits, characters)
-        add("bpc", value, samples, int(characters.sum()))
+        add(METRICS["ar"], value, samples, int(characters.sum()))
         add("ar_bits", ar.bits, weights @ ar.sentence_bits, ar.tokens)
         tokens, windowed = ar.tokens, ar.windowed_sentences
         summary += (

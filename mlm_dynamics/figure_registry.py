@@ -19,7 +19,7 @@ NEEDS = {
     "scores": "in-language probe or XNLI scores",
     "controls": "selectivity rows (a probe task with its control task)",
     "transfer": "a task with cross-lingual pairs",
-    "bpc": "bits per character (metric bpc)",
+    "bpc": "bits per character (metric bpc_pll, bpc_ar or bpc_mlm)",
     "alignment": "SimAlign word-alignment F1",
 }
 

@@ -51,6 +51,7 @@ from mlm_dynamics.analysis import findings
 from mlm_dynamics.analysis.tables import read_table
 from mlm_dynamics.analysis.views import probe_rows, view_name, view_scores
 from mlm_dynamics.atomic import atomic_path
+from mlm_dynamics.bpc import METRIC_LABELS
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.probing import registry
 
@@ -676,13 +677,22 @@ def transfer_over_time(
     return fig
 
 
+def bpc_metric(table: pd.DataFrame) -> str | None:
+    """The BPC metric a figure draws of one model's rows: the first of ``METRIC_LABELS`` it has."""
+    present = set(table.loc[table["task"] == "bpc", "metric"])
+    return next((metric for metric in METRIC_LABELS if metric in present), None)
+
+
 @styled
 def bpc(
     table: pd.DataFrame, languages: Sequence[str] = (), shares: dict[str, float] | None = None
 ) -> Figure:
     """Bits per character over steps per language; with ``shares``, the first and final step's
-    BPC against each language's share of the pretraining data."""
-    rows = table[(table["task"] == "bpc") & (table["metric"] == "bpc")]
+    BPC against each language's share of the pretraining data. One estimate, named on the axis:
+    the model's own (pseudo-log-likelihood for a masked LM, autoregressive for a causal one),
+    the masked-LM estimate where it is the only one."""
+    metric = bpc_metric(table)
+    rows = table[(table["task"] == "bpc") & (table["metric"] == metric)]
     curves = rows[["test_lang", "step", "value", "ci_low", "ci_high"]]
     languages = ordered(curves["test_lang"], languages)
     colours, markers = language_colours(languages), language_markers(languages)
@@ -696,7 +706,7 @@ def bpc(
         )  # fmt: skip
     step_axis(axes[0], curves["step"])
     axes[0].set_xlabel("pretraining step")
-    axes[0].set_ylabel("bits per character")
+    axes[0].set_ylabel(f"bits per character\n({METRIC_LABELS[metric]})")
     axes[0].set_title("held-out BPC")
     if shares:
         ax = axes[1]
@@ -830,7 +840,7 @@ def table_contents(table: pd.DataFrame) -> dict[str, bool]:
     return {
         "scores": bool((probes["train_lang"] == probes["test_lang"]).any()),
         "controls": not probe_rows(table, findings.SELECTIVITY_METRIC).empty,
-        "bpc": bool(((table["task"] == "bpc") & (table["metric"] == "bpc")).any()),
+        "bpc": bpc_metric(table) is not None,
         "alignment": bool(
             (table["task"].str.startswith("simalign") & (table["metric"] == "f1")).any()
         ),

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from mlm_dynamics import config_check, figure_registry, layout
+from mlm_dynamics.activations.extract import resolve_pooling
 from mlm_dynamics.analysis.findings import ANALYSIS_TABLES
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.sources import runs
@@ -250,7 +251,13 @@ class Plan:
         for key in ("texts", "vocab_size", "threads"):  # inputs and job settings, not the model's
             settings.pop(key)
         run = self.runs[wildcards.model]
+        from mlm_dynamics.pretrain import ARCHITECTURES
+
         settings["layers"] = run["layers"]
+        # The masked LM (pretrain's default) is not named, so that its runs made before there
+        # was a choice keep their recorded params and are not pretrained again.
+        if run["architecture"] != ARCHITECTURES[0]:
+            settings["architecture"] = run["architecture"]
         if run["seed"] is not None:
             settings["seed"] = run["seed"]
         earlier = self.earlier_steps(wildcards)
@@ -315,10 +322,26 @@ class Plan:
             return str(error)
         return None
 
+    def causal(self, wildcards) -> bool | None:
+        """Whether the model is a causal LM, where its config says (an embedded model's
+        architecture; fairseq checkpoints are RoBERTa/XLM-R); None where only its checkpoint
+        will (hub, local)."""
+        from mlm_dynamics.pretrain import CAUSAL_ARCHITECTURES
+
+        run = self.runs[wildcards.model]
+        if run["source"] == "embedded":
+            return run["architecture"] in CAUSAL_ARCHITECTURES
+        return False if run["source"] == "fairseq" else None
+
+    def pooling(self, wildcards) -> str:
+        """activations.pooling, resolved here where the model's kind is known, so that a
+        masked LM's jobs keep the arguments they had before the default was 'auto'."""
+        return resolve_pooling(self.config["activations"]["pooling"], self.causal(wildcards))
+
     def extract_arguments(self, wildcards) -> str:
         cache = self.config["activations"]
         return self.tokenizer_option(wildcards) + options(
-            pooling=cache["pooling"], batch_tokens=cache["batch_tokens"]
+            pooling=self.pooling(wildcards), batch_tokens=cache["batch_tokens"]
         )
 
     def caches(self) -> list[str]:
@@ -422,6 +445,7 @@ class Plan:
         return self.tokenizer_option(wildcards) + options(
             data=xnli["data"], max_train=xnli["max_train"], max_dev=xnli["max_dev"],
             max_test=xnli["max_test"], batch_tokens=xnli["batch_tokens"],
+            pooling=self.pooling(wildcards),
         ) + f" --hub-revision={shlex.quote(xnli['hub_revision'])}"  # fmt: skip
 
     def xnli_features(self, wildcards) -> list[str]:
@@ -450,6 +474,7 @@ class Plan:
         return self.tokenizer_option(wildcards) + options(
             methods=simalign["methods"], granularity=simalign["granularity"],
             source_language=simalign["source_language"], batch_tokens=simalign["batch_tokens"],
+            pooling=self.pooling(wildcards),
         )  # fmt: skip
 
     # ------------------------------------------------------------ the tidy table and findings
@@ -522,7 +547,7 @@ class Plan:
         return {
             "scores": probes or bool(self.xnli_languages()),
             "controls": probes and bool(set(probing["tasks"]) & set(probing["controls"])),
-            "bpc": bool(self.bpc_languages()) and self.config["bpc"]["estimate"] != "mlm",
+            "bpc": bool(self.bpc_languages()),
             "alignment": bool(self.simalign_languages()),
         }
 

@@ -7,8 +7,10 @@ layer for mBERT and XLM-R, is reported whenever the model has it: nothing is dro
 similarity of two vectors is their cosine similarity mapped to [0, 1] as in SimAlign. Two
 granularities (config ``simalign.granularity``):
 
-- ``word`` (task ``simalign-{method}``): each word's vector is the mean of its subword vectors
-  (special tokens excluded), and the words are aligned.
+- ``word`` (task ``simalign-{method}``): each word's vector is its subword vectors pooled
+  (special tokens excluded; ``--pooling``, ``activations.pooling``: ``auto`` is their mean for a
+  masked LM and the last subword, the only one that has read the whole word, for a causal LM;
+  recorded in the rows' ``pooling``), and the words are aligned.
 - ``subword`` (task ``simalign-{method}-subword``, SimAlign's own default): the subword vectors
   are aligned with each other, and source word ``i`` is linked to target word ``j`` when any
   subword of ``i`` is linked to any subword of ``j``.
@@ -295,10 +297,10 @@ def subword_units(encoder, sentences: list[list[str]], *, batch_tokens: int) -> 
     return Units(vectors, subword_plan.offsets, word_rows - plan.offsets[sentence])
 
 
-def encode_units(encoder, sentences, granularity: str, *, batch_tokens: int) -> Units:
+def encode_units(encoder, sentences, granularity: str, *, pooling: str, batch_tokens: int) -> Units:
     if granularity == "subword":
         return subword_units(encoder, sentences, batch_tokens=batch_tokens)
-    vectors, plan = encoder.extract(sentences, pooling="mean", batch_tokens=batch_tokens)
+    vectors, plan = encoder.extract(sentences, pooling=pooling, batch_tokens=batch_tokens)
     return word_units(vectors, plan.offsets)
 
 
@@ -324,6 +326,7 @@ def score_layers(
 
 def main(command: str, argv: list[str]) -> None:
     from mlm_dynamics import stats
+    from mlm_dynamics.activations.extract import AUTO_POOLING, POOLINGS
 
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="Hugging Face-format directory")
@@ -334,7 +337,11 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, required=True)
     parser.add_argument(
         "--granularity", nargs="+", choices=GRANULARITIES, required=True,
-        help="align words (mean-pooled subwords) and/or subwords (SimAlign's default)",
+        help="align words (pooled subwords) and/or subwords (SimAlign's default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pooling", choices=[AUTO_POOLING, *POOLINGS], required=True,
+        help="activations.pooling: a word's vector at granularity word",
     )  # fmt: skip
     parser.add_argument("--source-language", required=True, help="simalign.source_language")
     parser.add_argument("--language", required=True, help="target language")
@@ -365,13 +372,21 @@ def main(command: str, argv: list[str]) -> None:
 
         torch.set_num_threads(args.threads)
     encoder = Encoder.from_checkpoint(args.checkpoint, args.tokenizer)
+    pooling = encoder.pooling(args.pooling)
     rows = []
     for granularity in granularities:
         sides = [
-            encode_units(encoder, text, granularity, batch_tokens=args.batch_tokens)
+            encode_units(
+                encoder, text, granularity, pooling=pooling, batch_tokens=args.batch_tokens
+            )
             for text in (source, target)
         ]
-        rows += score_layers(*sides, gold, methods, weights, bootstrap, granularity)
+        # Subwords are aligned as they are: no pooling to record.
+        unit_pooling = pooling if granularity == "word" else ""
+        rows += [
+            {**row, "pooling": unit_pooling}
+            for row in score_layers(*sides, gold, methods, weights, bootstrap, granularity)
+        ]
     aer = {}
     for row in rows:
         if row["metric"] == "aer":

@@ -17,10 +17,13 @@ revision asked for, its commit and the sha256 of each data file) is written to `
 the features directory, and the probe copies the records of every language into its score
 table's metadata (``DataFrame.attrs["xnli_data"]``, kept in the parquet file).
 
-``xnli-features`` encodes premise and hypothesis separately and mean-pools each sentence's subword
-vectors (special tokens excluded) for every hidden state, caching per split (train, dev, test)
-the activation cache's ``layerNN.npy`` files (:mod:`mlm_dynamics.activations.store`), float16
-``(pairs, 2, hidden)`` (premise u, hypothesis v), and ``labels.npy``.
+``xnli-features`` encodes premise and hypothesis separately and pools each sentence's subword
+vectors (special tokens excluded) for every hidden state (``--pooling``, ``activations.pooling``:
+``auto`` is the mean for a masked LM and the last subword, the only one that has read the whole
+sentence, for a causal LM; recorded in ``source.json`` and in the score rows' ``pooling``),
+caching per split (train, dev, test) the activation cache's ``layerNN.npy`` files
+(:mod:`mlm_dynamics.activations.store`), float16 ``(pairs, 2, hidden)`` (premise u,
+hypothesis v), and ``labels.npy``.
 Splits larger than ``--max-train`` / ``--max-dev`` / ``--max-test`` are subsampled: the same
 seeded choice of row numbers for every language, so translated splits keep the same pairs.
 
@@ -348,30 +351,38 @@ def subsample(pairs: Pairs, limit: int) -> Pairs:
 # ---------------------------------------------------------------- features
 
 
-def sentence_vectors(encoder, texts: list[str], *, batch_tokens: int) -> np.ndarray:
-    """Mean of each text's subword vectors (specials excluded), (hidden states, texts, hidden).
+def sentence_vectors(encoder, texts: list[str], *, pooling: str, batch_tokens: int) -> np.ndarray:
+    """Each text's vector, (hidden states, texts, hidden): the mean of its subword vectors
+    (specials excluded) for pooling ``mean``, else its first or last subword's vector (a causal
+    LM's last subword is the only one that has read the whole sentence).
 
-    Word vectors from the activation encoder are mean-pooled subwords; weighting each by its
-    number of subwords gives back the mean over the sentence's subwords.
+    Word vectors from the activation encoder are pooled the same way; for ``mean``, weighting
+    each word by its number of subwords gives back the mean over the sentence's subwords.
     """
     result = np.empty((encoder.n_hidden_states, len(texts), encoder.hidden_size), np.float32)
     for start in range(0, len(texts), SENTENCES_PER_CHUNK):
         chunk = [text.split() for text in texts[start : start + SENTENCES_PER_CHUNK]]
-        words, plan = encoder.extract(chunk, pooling="mean", batch_tokens=batch_tokens)
-        rows = np.concatenate([window.word_rows for window in plan.windows])
-        subwords = np.bincount(rows, minlength=plan.n_words).astype(np.float32)
-        weighted = words * subwords[None, :, None]
+        words, plan = encoder.extract(chunk, pooling=pooling, batch_tokens=batch_tokens)
         starts = plan.offsets[:-1]
-        sums = np.add.reduceat(weighted, starts, axis=1)
-        result[:, start : start + len(chunk)] = sums / np.add.reduceat(subwords, starts)[:, None]
+        if pooling == "first":
+            result[:, start : start + len(chunk)] = words[:, starts]
+        elif pooling == "last":
+            result[:, start : start + len(chunk)] = words[:, plan.offsets[1:] - 1]
+        else:
+            rows = np.concatenate([window.word_rows for window in plan.windows])
+            subwords = np.bincount(rows, minlength=plan.n_words).astype(np.float32)
+            sums = np.add.reduceat(words * subwords[None, :, None], starts, axis=1)
+            result[:, start : start + len(chunk)] = (
+                sums / np.add.reduceat(subwords, starts)[:, None]
+            )
     return result
 
 
-def write_features(encoder, pairs: Pairs, split_dir: Path, batch_tokens: int) -> None:
+def write_features(encoder, pairs: Pairs, split_dir: Path, pooling: str, batch_tokens: int) -> None:
     """``layerNN.npy`` float16 (pairs, 2, hidden) and ``labels.npy`` in ``split_dir``."""
     split_dir.mkdir(parents=True)
-    premises = sentence_vectors(encoder, pairs.premises, batch_tokens=batch_tokens)
-    hypotheses = sentence_vectors(encoder, pairs.hypotheses, batch_tokens=batch_tokens)
+    vectors = functools.partial(sentence_vectors, pooling=pooling, batch_tokens=batch_tokens)
+    premises, hypotheses = vectors(encoder, pairs.premises), vectors(encoder, pairs.hypotheses)
     for layer in range(encoder.n_hidden_states):
         pair_vectors = np.stack([premises[layer], hypotheses[layer]], axis=1)
         np.save(store.layer_file(split_dir, layer), pair_vectors.astype(np.float16))
@@ -405,15 +416,17 @@ def features_main(args) -> None:
         splits[split] = subsample(pairs, limits[split])
         sources[split] = {**pairs.source, "pairs": len(pairs), "used": len(splits[split])}
         log(f"{args.language} {split}: {len(splits[split])} of {len(pairs)} pairs")
-    source = {"language": args.language, "data": args.data, "splits": sources}
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     encoder = Encoder.from_checkpoint(args.checkpoint, args.tokenizer)
+    pooling = encoder.pooling(args.pooling)
+    log(f"sentence vectors: pooling {pooling} of each sentence's subwords")
+    source = {"language": args.language, "data": args.data, "splits": sources, "pooling": pooling}
     with atomic_dir(args.out) as tmp:
         for split, pairs in splits.items():
-            write_features(encoder, pairs, tmp / split, args.batch_tokens)
+            write_features(encoder, pairs, tmp / split, pooling, args.batch_tokens)
         (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=1) + "\n", encoding="utf-8")
     log(f"wrote {args.out}")
 
@@ -515,7 +528,11 @@ def probe_main(args) -> None:
         seed_rows, seed_items = score_seed(args, probe, seed, data, weights, majority, bootstrap)
         rows += seed_rows
         items += seed_items
-    table = tidy_frame(rows)
+    poolings = {(read_source(path) or {}).get("pooling", "") for path in features.values()}
+    if len(poolings) > 1:
+        raise InputError(f"--features: sentence vectors of different poolings {sorted(poolings)}")
+    pooling = poolings.pop()
+    table = tidy_frame([{**row, "pooling": pooling} for row in rows])
     # Where every language's pairs came from (source.json): kept in the parquet's metadata.
     table.attrs["xnli_data"] = {lang: read_source(path) for lang, path in features.items()}
     save_table(args.out, table)
@@ -524,6 +541,7 @@ def probe_main(args) -> None:
 
 def main(command: str, argv: list[str]) -> None:
     from mlm_dynamics import stats
+    from mlm_dynamics.activations.extract import AUTO_POOLING, POOLINGS
 
     parser = argparse.ArgumentParser(prog=f"python -m mlm_dynamics {command}", description=__doc__)
     if command == "xnli-features":
@@ -538,6 +556,10 @@ def main(command: str, argv: list[str]) -> None:
         parser.add_argument("--max-dev", type=int, required=True, help="xnli.max_dev")
         parser.add_argument("--max-test", type=int, required=True, help="xnli.max_test")
         parser.add_argument("--batch-tokens", type=int, required=True, help="xnli.batch_tokens")
+        parser.add_argument(
+            "--pooling", choices=[AUTO_POOLING, *POOLINGS], required=True,
+            help="activations.pooling: of each sentence's subwords",
+        )  # fmt: skip
         parser.add_argument("--threads", type=int, help="CPU threads for torch")
         parser.add_argument("--out", required=True, help="output directory ({split}/layerNN.npy)")
         features_main(parser.parse_args(argv))

@@ -124,7 +124,7 @@ def synthetic_run(
     for step in steps if bpc else []:
         for i, lang in enumerate(languages):
             value = 8.0 - 3.0 * (1 - np.exp(-step / 150)) * (1 - 0.08 * i)
-            run.plain(step, "bpc", -1, "", lang, "bpc", value, n=20000)
+            run.plain(step, "bpc", -1, "", lang, "bpc_pll", value, n=20000)
     for method in ["simalign-argmax", "simalign-itermax"] if simalign else []:
         for step in steps:
             for lang in languages[1:]:

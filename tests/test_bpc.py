@@ -4,16 +4,17 @@ intervals."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from causal_models import END, START, causal_tokenizer, tiny_causal, train_byte_bpe
 
 from mlm_dynamics import bpc, stats
 from mlm_dynamics.__main__ import main as cli
+from mlm_dynamics.activations import extract
 from mlm_dynamics.analysis.tables import COLUMNS
 from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.errors import InputError
@@ -209,8 +210,9 @@ def test_command_writes_tidy_rows_with_intervals(tokenizer, checkpoint, tmp_path
     assert run_bpc(checkpoint, out) == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == list(COLUMNS)
-    assert sorted(table.metric) == ["bpc", "pll_bits"]  # the schema's estimate: pll
-    row = table.set_index("metric").loc["bpc"]
+    # the schema's estimate, auto: pll for a masked LM; no pooling (no word vectors)
+    assert sorted(table.metric) == ["bpc_pll", "pll_bits"] and set(table.pooling) == {""}
+    row = table.set_index("metric").loc["bpc_pll"]
     assert (row.model, row.step, row.task, row.layer, row.test_lang) == ("tiny", 7, "bpc", -1, "de")
     assert row.split == "test" and row.train_lang == "" and row.seed == 0
     sentences = read_lines(HELDOUT.format("de"), 5)
@@ -239,7 +241,7 @@ def test_command_both_estimates(tokenizer, checkpoint, tmp_path):
     extra = ["--estimate", "both", "--maskings", "2", "--mask-probability", "0.3"]
     assert run_bpc(checkpoint, out, *extra) == 0
     table = pd.read_parquet(out).set_index("metric")
-    assert sorted(table.index) == ["bpc", "bpc_mlm", "pll_bits"]
+    assert sorted(table.index) == ["bpc_mlm", "bpc_pll", "pll_bits"]
     sentences = read_lines(HELDOUT.format("de"), 5)
     characters = bpc.sentence_characters(sentences)
     model = bpc.load_checkpoint(checkpoint, None)[0]
@@ -274,54 +276,10 @@ def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):
 
 # ---------------------------------------------------------------- causal LMs
 
-END, START = "<|endoftext|>", "<s>"
-
 
 @pytest.fixture(scope="module")
 def byte_bpe():
-    """A byte-level BPE (a ``tokenizers.Tokenizer``) trained offline on the bundled text, with two
-    special tokens so that BOS and EOS can differ."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=[END, START],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )  # fmt: skip
-    texts = [line for lang in ("en", "de") for line in read_lines(TEXT.format(lang), 200)]
-    bpe.train_from_iterator(texts, trainer)
-    return bpe
-
-
-def causal_tokenizer(bpe, **specials):
-    """The BPE as a transformers tokenizer; ``specials``: e.g. bos_token=START."""
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast(tokenizer_object=copy.deepcopy(bpe), **specials)
-
-
-def tiny_causal(kind: str, vocab_size: int, positions: int = 512, seed: int = 0):
-    """A random 2-layer GPT-2 (learned positions) or BLOOM (ALiBi, no positions). A wide
-    initialisation makes predictions depend on the context, so that a token scored with the
-    wrong context would show."""
-    torch.manual_seed(seed)
-    if kind == "gpt2":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        config = GPT2Config(
-            n_layer=2, n_head=2, n_embd=32, n_positions=positions, vocab_size=vocab_size,
-            initializer_range=0.3, bos_token_id=1, eos_token_id=0,
-        )  # fmt: skip
-        return GPT2LMHeadModel(config).eval()
-    from transformers import BloomConfig, BloomForCausalLM
-
-    config = BloomConfig(
-        vocab_size=vocab_size, hidden_size=32, n_layer=2, n_head=2, initializer_range=0.3,
-        bos_token_id=1, eos_token_id=0,
-    )  # fmt: skip
-    return BloomForCausalLM(config).eval()
+    return train_byte_bpe()
 
 
 def causal_pair(byte_bpe, kind: str, context: int | None = None):
@@ -434,11 +392,11 @@ def test_long_sentences_are_scored_in_sliding_windows(byte_bpe, kind):
 
 def test_the_first_token_is_conditioned_on_bos_else_eos(byte_bpe):
     both = causal_tokenizer(byte_bpe, bos_token=START, eos_token=END)
-    assert bpc.conditioning_token(both, "ckpt") == both.convert_tokens_to_ids(START)
+    assert extract.conditioning_token(both, "ckpt") == both.convert_tokens_to_ids(START)
     eos_only = causal_tokenizer(byte_bpe, eos_token=END)
-    assert bpc.conditioning_token(eos_only, "ckpt") == eos_only.convert_tokens_to_ids(END)
+    assert extract.conditioning_token(eos_only, "ckpt") == eos_only.convert_tokens_to_ids(END)
     with pytest.raises(InputError) as error:
-        bpc.conditioning_token(causal_tokenizer(byte_bpe), "ckpt")
+        extract.conditioning_token(causal_tokenizer(byte_bpe), "ckpt")
     assert str(error.value) == "ckpt: no BOS or EOS token to condition the first token on"
 
 
@@ -455,16 +413,17 @@ def causal_checkpoint(byte_bpe, tmp_path_factory):
     return save_causal(byte_bpe, directory, bos_token=START, eos_token=END)
 
 
-def test_command_causal_estimate(causal_checkpoint, tmp_path):
+@pytest.mark.parametrize("estimate", ["auto", "ar"])
+def test_command_causal_estimate(causal_checkpoint, tmp_path, estimate):
     out = tmp_path / "causal.parquet"
-    assert run_bpc(causal_checkpoint, out, "--estimate", "causal") == 0
+    assert run_bpc(causal_checkpoint, out, "--estimate", estimate) == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == list(COLUMNS)
-    assert sorted(table.metric) == ["ar_bits", "bpc"]
+    assert sorted(table.metric) == ["ar_bits", "bpc_ar"]
     assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
     assert (table.ci_low < table.ci_high).all()
     table = table.set_index("metric")
-    row = table.loc["bpc"]
+    row = table.loc["bpc_ar"]
     assert (row.model, row.step, row.task, row.layer, row.test_lang) == ("tiny", 7, "bpc", -1, "de")
     assert row.split == "test" and row.train_lang == "" and row.seed == 0
     sentences = read_lines(HELDOUT.format("de"), 5)
@@ -473,7 +432,8 @@ def test_command_causal_estimate(causal_checkpoint, tmp_path):
     assert row.value == pytest.approx(table.loc["ar_bits", "value"] / row.n)
 
     # The same bits as the function, resampled by the key (seed 3, de, heldout) as pll's are.
-    model, tokenizer = bpc.load_checkpoint(causal_checkpoint, None, "causal")
+    model, tokenizer, resolved = bpc.load_checkpoint(causal_checkpoint, None, estimate)
+    assert resolved == "ar"
     ar = bpc.autoregressive_bits(model, tokenizer, sentences, batch_tokens=BATCH_TOKENS)
     assert table.loc["ar_bits", "n"] == ar.tokens
     assert row.value == pytest.approx(ar.bits / characters.sum(), rel=1e-6)
@@ -491,12 +451,20 @@ def assert_one_error_line(capsys, message: str) -> None:
 @pytest.mark.parametrize(
     "model, estimate, message",
     [
-        ("causal_checkpoint", "pll", "gpt2 is a causal LM: --estimate causal fits it, not pll"),
-        ("causal_checkpoint", "both", "gpt2 is a causal LM: --estimate causal fits it, not both"),
+        (
+            "causal_checkpoint",
+            "pll",
+            "gpt2 is a causal LM: bpc.estimate ar (or auto) fits it, not pll",
+        ),
+        (
+            "causal_checkpoint",
+            "both",
+            "gpt2 is a causal LM: bpc.estimate ar (or auto) fits it, not both",
+        ),
         (
             "checkpoint",
-            "causal",
-            "xlm-roberta is a masked LM: --estimate pll, mlm or both fits it, not causal",
+            "ar",
+            "xlm-roberta is a masked LM: bpc.estimate pll, mlm, both (or auto) fits it, not ar",
         ),
     ],
     ids=["causal-pll", "causal-both", "masked-causal"],
@@ -508,7 +476,7 @@ def test_an_estimate_of_the_other_kind_is_one_line_error(
     capsys.readouterr()  # the progress bar of saving it, where this test made it
     out = tmp_path / "x.parquet"
     assert run_bpc(directory, out, "--estimate", estimate) == 2
-    assert_one_error_line(capsys, f"{directory}: {message}")
+    assert_one_error_line(capsys, f"tiny step 7: {directory}: {message}")
     assert not out.exists()
 
 
@@ -516,8 +484,8 @@ def test_causal_without_bos_or_eos_is_one_line_error(byte_bpe, tmp_path, capsys)
     directory = save_causal(byte_bpe, tmp_path / "no-specials")
     capsys.readouterr()  # saving's progress bar
     out = tmp_path / "x.parquet"
-    assert run_bpc(directory, out, "--estimate", "causal") == 2
+    assert run_bpc(directory, out, "--estimate", "ar") == 2
     assert_one_error_line(
-        capsys, f"{directory}: no BOS or EOS token to condition the first token on"
+        capsys, f"tiny step 7: {directory}: no BOS or EOS token to condition the first token on"
     )
     assert not out.exists()

@@ -563,7 +563,7 @@ def test_an_encoder_only_checkpoint_passes_without_head_but_bpc_refuses(copy, tm
     for key in ("estimate", "maskings", "mask_probability", "batch_tokens"):
         argv += [f"--{key.replace('_', '-')}", str(schema_default(f"bpc.{key}"))]
     assert cli(argv + ["--max-sentences", "2", "--out", str(tmp_path / "bpc.parquet")]) == 2
-    assert_one_error_line(capfd, message)
+    assert_one_error_line(capfd, f"{MODEL} step {STEP}: {message}")
     assert not (tmp_path / "bpc.parquet").exists()
 
 

@@ -138,7 +138,7 @@ def test_bpc_on_cuda_matches_the_cpu(tiny_checkpoint):
     batch_tokens = schema_default("bpc.batch_tokens")
     results = {}
     for device in ("cpu", "cuda"):
-        model, tokenizer = bpc.load_checkpoint(tiny_checkpoint, None)
+        model, tokenizer, _ = bpc.load_checkpoint(tiny_checkpoint, None)
         pll = bpc.pseudo_log_likelihood(
             model, tokenizer, sentences, batch_tokens=batch_tokens, device=torch.device(device)
         )
@@ -164,7 +164,9 @@ def test_simalign_units_and_links_on_cuda_match_the_cpu(encoders):
     for granularity in ("word", "subword"):
         units = [
             {
-                side: simalign.encode_units(encoder, s, granularity, batch_tokens=batch_tokens)
+                side: simalign.encode_units(
+                    encoder, s, granularity, pooling="mean", batch_tokens=batch_tokens
+                )
                 for side, s in corpus.items()
             }
             for encoder in encoders
@@ -183,7 +185,9 @@ def test_xnli_sentence_vectors_on_cuda_match_the_cpu(encoders):
     pairs = xnli.read_tsv(FIXTURES / "xnli/en.test.tsv")
     texts = pairs.premises + pairs.hypotheses
     batch_tokens = schema_default("xnli.batch_tokens")
-    cpu, cuda = (xnli.sentence_vectors(e, texts, batch_tokens=batch_tokens) for e in encoders)
+    cpu, cuda = (
+        xnli.sentence_vectors(e, texts, pooling="mean", batch_tokens=batch_tokens) for e in encoders
+    )
     assert_same_directions(cpu, cuda)
 
 

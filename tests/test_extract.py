@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from causal_models import END, START, causal_tokenizer, tiny_causal, train_byte_bpe
 
 from mlm_dynamics.__main__ import main as cli
-from mlm_dynamics.activations.extract import Encoder, write_split
-from mlm_dynamics.activations.store import load_index, load_layers
+from mlm_dynamics.activations.extract import UNLIMITED_CONTEXT, Encoder, write_split
+from mlm_dynamics.activations.store import cache_pooling, load_index, load_layers
 from mlm_dynamics.config_check import schema_default
 from mlm_dynamics.treebanks import prepare, save_prepared
 
@@ -201,3 +202,109 @@ def test_the_tokenizer_knows_the_languages_it_was_trained_on(encoder, treebank, 
     index = load_index(split_dir)
     assert index.has_coverage and index.subword_counts.sum() >= index.n_words
     assert max(index.unk_shares()) < 0.01
+
+
+# ---------------------------------------------------------------- causal LMs
+
+
+@pytest.fixture(scope="module")
+def byte_bpe():
+    return train_byte_bpe()
+
+
+@pytest.fixture(scope="module", params=["gpt2", "bloom"])
+def causal_checkpoint(request, byte_bpe, tmp_path_factory) -> Path:
+    """A tiny random GPT-2 (learned positions; BOS and EOS) or BLOOM (ALiBi, no position table;
+    EOS only, as GPT-2's own tokenizer) with a byte-level BPE tokenizer, saved."""
+    specials = {"bos_token": START} if request.param == "gpt2" else {}
+    tokenizer = causal_tokenizer(byte_bpe, eos_token=END, **specials)
+    directory = tmp_path_factory.mktemp("causal") / request.param
+    tiny_causal(request.param, len(tokenizer), positions=64).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_a_causal_lm_reads_words_after_bos_and_pools_their_last_subword(causal_checkpoint):
+    encoder = Encoder.from_checkpoint(causal_checkpoint)
+    tokenizer = encoder.tokenizer
+    assert encoder.causal and encoder.pooling("auto") == "last"
+    assert encoder.pooling("mean") == "mean"  # a configured pooling is kept
+    start = START if encoder.model.config.model_type == "gpt2" else END  # BOS, else EOS
+    assert encoder.prefix == [tokenizer.convert_tokens_to_ids(start)] and encoder.suffix == []
+    # GPT-2's positions (64); BLOOM has none and its tokenizer sets no limit
+    expected = 64 if encoder.model.config.model_type == "gpt2" else UNLIMITED_CONTEXT
+    assert encoder.window_tokens == expected - 1
+    words = ["The", "governments", "reconsidered", "it", "."]
+    ids = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    assert ids["input_ids"][0] == tokenizer(" The", add_special_tokens=False)["input_ids"][0]
+    vectors, _ = encoder.extract([words], pooling="last", batch_tokens=BATCH_TOKENS)
+    # By hand: one forward pass over [BOS or EOS] + the subwords, each word's last subword.
+    with torch.no_grad():
+        states = encoder.model(
+            input_ids=torch.tensor([encoder.prefix + ids["input_ids"]]), output_hidden_states=True
+        ).hidden_states
+    word_ids = ids.word_ids()
+    assert max(word_ids.count(w) for w in range(len(words))) >= 2  # pooling has work to do
+    last = [1 + max(t for t, w in enumerate(word_ids) if w == word) for word in range(len(words))]
+    expected = np.stack([state[0, last].numpy() for state in states])
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_cache_records_the_pooling_it_used(causal_checkpoint, english, tmp_path):
+    out = tmp_path / "cache"
+    argv = ["extract-activations", "--checkpoint", str(causal_checkpoint), "--treebank"]
+    assert cli([*argv, str(english), *CACHE_OPTIONS, "--out", str(out)]) == 0
+    assert schema_default("activations.pooling") == "auto"
+    assert {load_index(out / split).pooling for split in ("train", "dev", "test")} == {"last"}
+    assert cache_pooling(out) == "last"
+
+
+def test_a_masked_lm_cache_records_mean_pooling(tiny_checkpoint, english, tmp_path):
+    out = tmp_path / "cache"
+    argv = ["extract-activations", "--checkpoint", str(tiny_checkpoint), "--treebank"]
+    assert cli([*argv, str(english), *CACHE_OPTIONS, "--out", str(out)]) == 0
+    assert cache_pooling(out) == "mean"
+
+
+# The architectures of the causal checkpoint series users bring: GPT-2, BLOOM, Pythia and
+# PolyPythias (GPT-NeoX), OLMo 1, 2 and 3 (their -hf releases); all load through the Auto
+# classes, never with remote code.
+HUB_FAMILIES = {
+    "gpt2": ("GPT2Config", dict(n_layer=2, n_head=2, n_embd=32, n_positions=64)),
+    "bloom": ("BloomConfig", dict(n_layer=2, n_head=2, hidden_size=32)),
+    "gpt_neox": ("GPTNeoXConfig", dict(num_hidden_layers=2, num_attention_heads=2,
+                                       hidden_size=32, intermediate_size=64,
+                                       max_position_embeddings=64)),
+    "olmo": ("OlmoConfig", dict(num_hidden_layers=2, num_attention_heads=2, hidden_size=32,
+                                intermediate_size=64, max_position_embeddings=64)),
+    "olmo2": ("Olmo2Config", dict(num_hidden_layers=2, num_attention_heads=2, hidden_size=32,
+                                  intermediate_size=64, max_position_embeddings=64)),
+    "olmo3": ("Olmo3Config", dict(num_hidden_layers=2, num_attention_heads=2, hidden_size=32,
+                                  intermediate_size=64, max_position_embeddings=64)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model_type", sorted(HUB_FAMILIES))
+def test_every_hub_family_loads_as_a_causal_lm_and_is_cached(model_type, byte_bpe, tmp_path):
+    import transformers
+
+    from mlm_dynamics import bpc
+
+    tokenizer = causal_tokenizer(byte_bpe, bos_token=START, eos_token=END)
+    name, sizes = HUB_FAMILIES[model_type]
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = getattr(transformers, name)(vocab_size=len(tokenizer), **ids, **sizes)
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    encoder = Encoder.from_checkpoint(tmp_path)
+    assert encoder.model.config.model_type == model_type
+    assert encoder.causal and encoder.pooling("auto") == "last"
+    assert encoder.prefix == [tokenizer.bos_token_id] and encoder.suffix == []
+    words = [["The", "governments", "said", "."], ["Die", "Regierung"]]
+    vectors, plan = encoder.extract(words, pooling="last", batch_tokens=BATCH_TOKENS)
+    assert vectors.shape == (3, 6, 32) and np.isfinite(vectors).all()
+    model, _, estimate = bpc.load_checkpoint(tmp_path, None)
+    assert estimate == "ar"
+    ar = bpc.autoregressive_bits(model, tokenizer, ["The governments said ."], batch_tokens=64)
+    assert np.isfinite(ar.sentence_bits).all() and ar.sentence_bits[0] > 0

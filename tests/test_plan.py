@@ -37,14 +37,14 @@ def default() -> Plan:
 def test_the_default_targets(default):
     # 1 model x 4 steps x 5 languages of caches; the table, its CSV and the environment
     # record; 3 UD tasks with a
-    # transfer set of 5 languages: 3 matrix folders; 3 findings tables; 11 figures x 2 formats.
+    # transfer set of 5 languages: 3 matrix folders; 3 findings tables; 12 figures x 2 formats.
     steps, languages = [0, 200, 400, 800], ["en", "fr", "de", "ru", "zh"]
     assert default.steps("tiny-xlmr") == steps
     caches = [f"results/activations/tiny-xlmr/{s}/{lang}" for s in steps for lang in languages]
     figures = [
         "in-language-curves", "layer-heatmaps", "final-layer-gap", "onset", "selectivity",
         "transfer-matrices-pos", "transfer-matrices-arc", "transfer-matrices-deprel",
-        "transfer-over-time-pos", "transfer-over-time-arc", "transfer-over-time-deprel",
+        "transfer-over-time-pos", "transfer-over-time-arc", "transfer-over-time-deprel", "bpc",
     ]  # fmt: skip
     assert default.final_output() == [
         *caches,
@@ -55,7 +55,8 @@ def test_the_default_targets(default):
         *[f"results/analysis/{t}.csv" for t in ["onset", "final_layer_gap", "degradation"]],
         *[f"results/figures/tiny-xlmr/{name}.{ext}" for name in figures for ext in ["png", "pdf"]],
     ]
-    assert len(default.score_tables()) == 20 and len(default.item_score_files()) == 20
+    # 20 probe score tables and 20 BPC tables; per-item scores of the probes only
+    assert len(default.score_tables()) == 40 and len(default.item_score_files()) == 20
 
 
 def test_transfer_sets_decide_which_probes_a_language_is_scored_with():
@@ -77,6 +78,7 @@ def test_pretraining_resumes_from_the_previous_configured_step(default):
     arguments = default.pretrain_arguments(job(step=400))
     assert arguments.startswith("--resume results/checkpoints/tiny-xlmr/200 --attention-heads 4")
     assert "--layers 4" in arguments and "--threads" not in arguments
+    assert "--architecture" not in arguments  # the default, masked LM
     assert default.pretrain_inputs(job(step=400))["resume"] == "results/checkpoints/tiny-xlmr/200"
     assert [Path(p).name for p in default.earlier_checks(job(step=400))] == ["0.json", "200.json"]
 
@@ -146,5 +148,7 @@ def test_the_figures_follow_what_the_config_measures(default, tmp_path):
         "alignment-f1",
     ]
     assert "transfer-matrices-xnli" in names
-    config["bpc"]["estimate"] = "mlm"  # the BPC figure draws metric bpc, which mlm does not write
+    config["bpc"]["estimate"] = "mlm"  # any estimate has the figure, its metric on the axis
+    assert "bpc" in Plan(config).figure_names()
+    config["bpc"]["enabled"] = False
     assert "bpc" not in Plan(config).figure_names()

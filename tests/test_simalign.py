@@ -119,7 +119,7 @@ def test_subword_vectors_are_the_encoder_states(tiny_checkpoint):
     sentences = [["Ein", "Mädchen", "liest", "unverständliche", "Bücher", "."], ["Kids", "play"]]
     encoder = Encoder.from_checkpoint(tiny_checkpoint)
     units = simalign.subword_units(encoder, sentences, batch_tokens=64)
-    words = simalign.encode_units(encoder, sentences, "word", batch_tokens=64)
+    words = simalign.encode_units(encoder, sentences, "word", pooling="mean", batch_tokens=64)
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     model = AutoModel.from_pretrained(tiny_checkpoint).eval()
     for k, sentence in enumerate(sentences):
@@ -260,6 +260,7 @@ def run_simalign(checkpoint, source, target, gold, out, *extra, min_sentences=10
     argv += ["--granularity", *schema_default("simalign.granularity")]
     argv += ["--source-language", schema_default("simalign.source_language")]
     argv += ["--batch-tokens", str(schema_default("simalign.batch_tokens"))]
+    argv += ["--pooling", schema_default("activations.pooling")]
     argv += ["--min-sentences", str(min_sentences), *extra]
     argv += ["--language", "de", "--model", "tiny", "--step", "3", "--out", str(out)]
     return cli(argv)

@@ -104,7 +104,7 @@ def test_sentence_vectors_are_subword_means(tiny_checkpoint):
 
     texts = ["Un homme dort dans son lit.", "Kids are outside.", "Die Küche ist leer und still."]
     encoder = Encoder.from_checkpoint(tiny_checkpoint)
-    vectors = xnli.sentence_vectors(encoder, texts, batch_tokens=64)
+    vectors = xnli.sentence_vectors(encoder, texts, pooling="mean", batch_tokens=64)
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     model = AutoModel.from_pretrained(tiny_checkpoint).eval()
@@ -140,6 +140,7 @@ def features(tiny_checkpoint, tmp_path_factory):
         argv += ["--language", lang, "--max-train", "24", "--max-dev", "12", "--hub-revision", ""]
         argv += ["--max-test", str(schema_default("xnli.max_test"))]
         argv += ["--batch-tokens", str(schema_default("xnli.batch_tokens"))]
+        argv += ["--pooling", schema_default("activations.pooling")]
         assert cli([*argv, "--out", str(features / lang)]) == 0
     return features
 
@@ -297,7 +298,7 @@ def test_workflow_runs_bpc_xnli_and_simalign(tiny_checkpoint, tmp_path):
     assert list(table.columns) == list(COLUMNS)
     assert (table.ci_low <= table.value).all() and (table.value <= table.ci_high).all()
     assert np.isfinite(table[["ci_low", "ci_high"]].to_numpy()).all()
-    bpc = table[table.metric == "bpc"]
+    bpc = table[table.metric == "bpc_pll"]
     assert len(bpc) == 2 and bpc.value.between(0.5, 20).all() and (bpc.split == "test").all()
     xnli_rows = table[(table.task == "xnli") & (table.metric == "accuracy")]
     # steps x train languages x (test languages + own dev) x hidden states

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +32,11 @@ from mlm_dynamics.atomic import atomic_dir
 from mlm_dynamics.errors import InputError
 
 POOLINGS = ("mean", "first", "last")
+# activations.pooling's default: each model kind's own (resolve_pooling).
+AUTO_POOLING = "auto"
+# The context of a model that neither its config nor its tokenizer limits (ALiBi: BLOOM, whose
+# tokenizer sets no model_max_length): the sequence length BLOOM was trained on.
+UNLIMITED_CONTEXT = 2048
 
 # Models whose position ids start after the padding index (RoBERTa's convention): the first
 # pad_token_id + 1 rows of the position table are never used for real tokens.
@@ -81,10 +87,19 @@ class Encoder:
     """A checkpoint's tokenizer and encoder, turning word sequences into pooled word vectors."""
 
     def __init__(self, tokenizer, model, device):
+        from mlm_dynamics.sources.checks import is_causal_lm
+
         self.tokenizer = tokenizer
         self.model = model.eval()
         self.device = device
+        self.causal = is_causal_lm(model.config)
         self.prefix, self.suffix = special_tokens(tokenizer)
+        if self.causal:
+            # A causal LM's first position has nothing to attend to but itself (and draws the
+            # attention of every later one): the words start after BOS (else EOS), as BPC's do;
+            # what follows the words is never seen by them.
+            self.prefix = self.prefix or [conditioning_token(tokenizer, model.config.model_type)]
+            self.suffix = []
         self.window_tokens = (
             max_positions(tokenizer, model.config) - len(self.prefix) - len(self.suffix)
         )
@@ -111,14 +126,19 @@ class Encoder:
         checkpoint = Path(checkpoint)
         config = read_config(checkpoint)
         directory = tokenizer_dir(checkpoint, tokenizer)
-        # Byte-level BPE tokenizers (GPT-2 style) take pre-split words only with a prefix space.
-        options = {} if config.model_type in POOLER_MODELS else {"add_prefix_space": True}
-        tok = load_tokenizer(directory, config, **options)
+        tok = load_tokenizer(directory, config)
+        if any(not state["add_prefix_space"] for state in byte_level_states(tok)):
+            # Byte-level BPE (GPT-2 style) takes pre-split words only with a prefix space.
+            tok = with_prefix_space(load_tokenizer(directory, config, add_prefix_space=True))
         # The pooler is never used: leaving it out keeps the load check about real weights.
         options = {"add_pooling_layer": False} if config.model_type in POOLER_MODELS else {}
         model, _ = load_model(AutoModel, checkpoint, config=config, **options)
         device = select_device("cuda")
         return cls(tok, model.to(device), device)
+
+    def pooling(self, configured: str) -> str:
+        """``activations.pooling`` for this model (:func:`resolve_pooling`)."""
+        return resolve_pooling(configured, self.causal)
 
     @property
     def n_hidden_states(self) -> int:
@@ -326,6 +346,15 @@ class Encoder:
 # ---------------------------------------------------------------- model geometry
 
 
+def resolve_pooling(configured: str, causal: bool | None) -> str:
+    """``activations.pooling`` for a model of a kind: ``auto`` is the last subword for a causal
+    LM (the only one that has read the whole word) and the mean of the subwords for a masked
+    one; it stays ``auto`` where the kind is not known (None) until the checkpoint is read."""
+    if configured != AUTO_POOLING or causal is None:
+        return configured
+    return "last" if causal else "mean"
+
+
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     """The ids the tokenizer puts before and after a sentence (``<s>`` and ``</s>`` for XLM-R)."""
     encoding = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
@@ -335,14 +364,55 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def max_positions(tokenizer, config) -> int:
-    """Tokens (special ones included) the model can encode at once."""
-    positions = config.max_position_embeddings
+    """Tokens (special ones included) the model can encode at once: its position table, within
+    the tokenizer's limit; the tokenizer's limit alone for a model without one (ALiBi), else
+    ``UNLIMITED_CONTEXT``."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and limit >= 1_000_000:  # unset limits are a huge sentinel
+        limit = None
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return int(limit) if limit is not None else UNLIMITED_CONTEXT
     if config.model_type in PADDING_OFFSET_MODELS:
         positions -= config.pad_token_id + 1
-    limit = getattr(tokenizer, "model_max_length", None)
-    if limit is not None and limit < 1_000_000:  # unset limits are a huge sentinel
-        positions = min(positions, int(limit))
-    return positions
+    return positions if limit is None else min(positions, int(limit))
+
+
+def conditioning_token(tokenizer, where: str) -> int:
+    """The token a causal LM's first token is conditioned on: BOS, else EOS (a document
+    boundary, as in GPT-2's training text); ``where`` names the model in the refusal."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise InputError(f"{where}: no BOS or EOS token to condition the first token on")
+
+
+def byte_level_states(tokenizer) -> list[dict]:
+    """The ByteLevel pre-tokenizer settings of a fast tokenizer (GPT-2, BLOOM, Pythia; inside a
+    Sequence too), as the dicts of its JSON; none for other tokenizers."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.pre_tokenizer is None:
+        return []
+    state = json.loads(backend.to_str())["pre_tokenizer"]
+    parts = state.get("pretokenizers", [state])
+    return [part for part in parts if part.get("type") == "ByteLevel"]
+
+
+def with_prefix_space(tokenizer):
+    """``tokenizer`` reading pre-split words as a byte-level BPE model saw them inside text:
+    each with its leading space (``Ġword``), not as the start of a text (``word``). The
+    ``add_prefix_space`` option sets it for the tokenizer classes that know it (GPT-2, BLOOM,
+    GPT-NeoX); a generic fast tokenizer needs its pre-tokenizer set."""
+    from tokenizers import Tokenizer
+
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    parts = state["pre_tokenizer"].get("pretokenizers", [state["pre_tokenizer"]])
+    for part in parts:
+        if part.get("type") == "ByteLevel":
+            part["add_prefix_space"] = True
+    rebuilt = Tokenizer.from_str(json.dumps(state))
+    tokenizer.backend_tokenizer.pre_tokenizer = rebuilt.pre_tokenizer
+    return tokenizer
 
 
 # ---------------------------------------------------------------- writing the cache
@@ -380,7 +450,7 @@ def write_split(
             np.save(layer_file(split_dir, layer), array)
     index = SplitIndex(
         plan.offsets, plan.word_counts, plan.truncated,
-        plan.subword_counts, plan.unk_word_counts, plan.unk_subword_counts,
+        plan.subword_counts, plan.unk_word_counts, plan.unk_subword_counts, pooling,
     )  # fmt: skip
     index.save(split_dir)
     unk_words, unk_subwords = index.unk_shares()
@@ -409,7 +479,9 @@ def main(command: str, argv: list[str]) -> None:
     parser.add_argument("--checkpoint", required=True, help="Hugging Face-format directory")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the checkpoint)")
     parser.add_argument("--treebank", required=True, help="prepared treebank .json.gz")
-    parser.add_argument("--pooling", choices=POOLINGS, required=True, help="activations.pooling")
+    parser.add_argument(
+        "--pooling", choices=[AUTO_POOLING, *POOLINGS], required=True, help="activations.pooling"
+    )
     parser.add_argument("--batch-tokens", type=int, required=True, help="padded tokens per batch")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--out", required=True, help="output directory ({split}/layerNN.npy)")
@@ -425,15 +497,17 @@ def main(command: str, argv: list[str]) -> None:
         torch.set_num_threads(args.threads)
     splits = load_prepared(args.treebank)
     encoder = Encoder.from_checkpoint(args.checkpoint, args.tokenizer)
+    pooling = encoder.pooling(args.pooling)
+    kind = "causal LM" if encoder.causal else "encoder"
     log(
-        f"model: {args.checkpoint} ({encoder.n_hidden_states} hidden states of size "
+        f"model: {args.checkpoint} ({kind}, {encoder.n_hidden_states} hidden states of size "
         f"{encoder.hidden_size}, windows of {encoder.window_tokens} subwords), "
-        f"pooling {args.pooling}, {args.batch_tokens} padded tokens per batch"
+        f"pooling {pooling}, {args.batch_tokens} padded tokens per batch"
     )
     if encoder.device.type == "cpu" and args.batch_tokens > CPU_BATCH_TOKENS:
         log(f"CPU: batches capped at {CPU_BATCH_TOKENS} padded tokens (faster there)")
     with atomic_dir(args.out) as tmp:
         for split, sentences in splits.items():
             words = [sentence.words for sentence in sentences]
-            write_split(encoder, words, tmp / split, args.pooling, args.batch_tokens)
+            write_split(encoder, words, tmp / split, pooling, args.batch_tokens)
     log(f"wrote {args.out}")

@@ -20,6 +20,9 @@ rows ``offsets[s]:offsets[s + 1]``. The XNLI features (:mod:`mlm_dynamics.xnli`)
   tokenizer drops entirely is read as one unknown token (:mod:`mlm_dynamics.activations.extract`)
   and counts so; a tokenizer without an unknown token (byte-level) counts none. Caches written
   before these were recorded lack them: they load as None (unknown), never as zero.
+- ``pooling`` (a 0-d string array): how each word's subword vectors became its vector (``mean``,
+  ``first`` or ``last``: ``activations.pooling`` as resolved for the model's kind); None in a
+  cache written before it was recorded.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class SplitIndex:
     subword_counts: np.ndarray | None = None  # (sentences,) subwords of the sentence's words
     unk_word_counts: np.ndarray | None = None  # (sentences,) words with an unknown subword
     unk_subword_counts: np.ndarray | None = None  # (sentences,) unknown subwords
+    pooling: str | None = None  # mean, first or last
 
     @property
     def n_words(self) -> int:
@@ -95,13 +99,31 @@ class SplitIndex:
         for name in COVERAGE_FIELDS:
             if getattr(self, name) is not None:
                 arrays[name] = np.asarray(getattr(self, name), dtype=np.int64)
+        if self.pooling is not None:
+            arrays["pooling"] = np.array(self.pooling)  # unicode, read back without pickle
         np.savez(index_file(split_dir), **arrays)
 
 
 def load_index(split_dir: str | Path) -> SplitIndex:
     with np.load(index_file(split_dir)) as z:
         coverage = {name: z[name] for name in COVERAGE_FIELDS if name in z.files}
-        return SplitIndex(z["offsets"], z["word_counts"], z["truncated"], **coverage)
+        pooling = str(z["pooling"]) if "pooling" in z.files else None
+        return SplitIndex(
+            z["offsets"], z["word_counts"], z["truncated"], **coverage, pooling=pooling
+        )
+
+
+def cache_pooling(cache_dir: str | Path) -> str | None:
+    """The pooling one model x step x language's cache recorded (None: written before it was
+    recorded), the same for all its splits."""
+    found = {
+        load_index(index.parent).pooling for index in sorted(Path(cache_dir).glob("*/index.npz"))
+    }
+    if len(found) > 1:
+        raise InputError(
+            f"{cache_dir}: splits cached with different poolings {sorted(map(str, found))}"
+        )
+    return found.pop() if found else None
 
 
 def load_layer(split_dir: str | Path, layer: int, dtype=np.float32) -> np.ndarray:

@@ -40,7 +40,11 @@ COLUMNS = {
     "ci_low": "float64",
     "ci_high": "float64",
     "n": "int64",
+    "pooling": "str",
 }
+# How a row's vectors were pooled from subwords (the cache index's pooling: mean, first, last);
+# "" for rows read from no word vectors (BPC). Score files written before it lack the column.
+POOLING = "pooling"
 # The tidy table splits a score file's model (a run's name, sources.runs.run_name) into the model
 # and the pretraining seed of the run (``pretrain_seed``), and adds what each row's interval
 # resamples (:func:`interval_covers`): a score file does not repeat it on every row.
@@ -86,11 +90,12 @@ def tidy_frame(records):
     import pandas as pd
 
     frame = pd.DataFrame(records, columns=list(COLUMNS))
+    frame[POOLING] = frame[POOLING].astype(object).fillna("")
     return frame.astype(COLUMNS)
 
 
 def check_columns(frame, path) -> None:
-    names = list(frame.columns)
+    names = list(frame.columns) + ([POOLING] if POOLING not in frame.columns else [])
     if sorted(names) != sorted(COLUMNS):
         missing = sorted(set(COLUMNS) - set(names))
         extra = sorted(set(names) - set(COLUMNS))
@@ -108,6 +113,8 @@ def read_scores(path):
     except Exception as exc:  # pyarrow raises several types for unreadable files
         raise InputError(f"{path}: not a parquet table ({exc})") from None
     check_columns(frame, path)
+    if POOLING not in frame.columns:
+        frame[POOLING] = ""
     try:
         return frame[list(COLUMNS)].astype(COLUMNS)
     except (ValueError, TypeError) as exc:
@@ -137,11 +144,13 @@ def read_table(path, runs: bool = False):
 
 def tidy_table(table, source: str = "table"):
     """A data frame with the tidy columns and types, sorted; ``source`` names it in errors."""
+    if POOLING not in table.columns:
+        table = table.assign(**{POOLING: ""})
     missing = [column for column in COLUMNS if column not in table.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}")
     table = table[[column for column in TABLE_COLUMNS if column in table.columns]].copy()
-    for column in ("train_lang", "test_lang"):
+    for column in ("train_lang", "test_lang", POOLING):
         table[column] = table[column].fillna("")
     if "pretrain_seed" not in table:  # a table of runs without seeds
         table.insert(1, "pretrain_seed", WHOLE_MODEL)

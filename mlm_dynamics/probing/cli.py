@@ -708,6 +708,8 @@ def main(command: str, argv: list[str]) -> None:
         ]
         if TOKENIZER_ROWS_WITH in by_task:
             records += tokenizer_rows(args, bootstrap)
+        pooling = store.cache_pooling(args.activations) or ""
+        records = [{**row, "pooling": pooling} for row in records]
         stats.save_item_scores(args.items, item_scores, model=args.model, step=args.step)
         save_table(args.out, tidy_frame(records))
         log(f"wrote {len(records)} rows to {args.out} and {len(item_scores)} item sets")

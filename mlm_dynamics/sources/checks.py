@@ -352,6 +352,18 @@ def split_missing(model, missing_keys) -> tuple[list[str], list[str]]:
     return [key for key in base if not key.startswith("pooler.")], head
 
 
+def is_causal_lm(config) -> bool:
+    """Whether the architecture is a left-to-right LM: it has a causal-LM class and no masked-LM
+    one, or it has both (BERT, RoBERTa) and its config makes it a decoder."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_MASKED_LM_MAPPING
+
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        return False
+    return type(config) not in MODEL_FOR_MASKED_LM_MAPPING or bool(
+        getattr(config, "is_decoder", False)
+    )
+
+
 def model_loader(config):
     """The masked-LM class where the architecture has one (so the head is checked too), else
     the base model."""
