@@ -660,8 +660,8 @@ def encoder_without_head(finished: Path, config: dict, bad: Path) -> str:
     local_model(config, "encoder", bad / "encoder", [20])
     del config["models"]["tiny-xlmr"]  # (the embedded model's jobs are done either way)
     return (
-        f"error: {step}: no masked-LM head in the weights (lm_head.* missing): bits per "
-        "character would come from a randomly initialised head"
+        f"error: encoder step 20: {step}: no masked-LM head in the weights (lm_head.* missing): "
+        "bits per character would come from a randomly initialised head"
     )
 
 

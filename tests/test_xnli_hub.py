@@ -260,7 +260,7 @@ def features_cli(checkpoint: Path, out: Path, env: dict, *languages: str, revisi
     runs = [
         ["xnli-features", "--checkpoint", str(checkpoint), "--data", "hub", "--language", lang,
          "--hub-revision", revision, "--max-train", "60", "--max-dev", "30", "--max-test", "30",
-         "--batch-tokens", "2048", "--threads", "1", "--out", str(out / lang)]
+         "--batch-tokens", "2048", "--pooling", "auto", "--threads", "1", "--out", str(out / lang)]
         for lang in languages
     ]  # fmt: skip
     script = (
