@@ -27,6 +27,7 @@ COMMANDS = {
     "analyse": "mlm_dynamics.analysis.findings",
     "plot": "mlm_dynamics.figures",
     "bpc": "mlm_dynamics.bpc",
+    "explorer": "mlm_dynamics.explorer",
     "xnli-features": "mlm_dynamics.xnli",
     "xnli-probe": "mlm_dynamics.xnli",
     "simalign": "mlm_dynamics.simalign",

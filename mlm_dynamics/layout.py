@@ -33,6 +33,7 @@ TABLE_CSV = "results/tables/probing.csv"
 ENVIRONMENT = "results/environment.json"
 TRANSFER_MATRICES = "results/tables/transfer/{model}/{task}"
 FINDINGS = "results/analysis/{table}.csv"
+EXPLORER = "results/explorer.html"
 FIGURE = "results/figures/{model}/{figure}.{suffix}"
 FIGURE_SUFFIXES = ("png", "pdf")
 
@@ -57,6 +58,7 @@ LOGS = {
     "environment": "logs/analysis/environment.log",
     "transfer_matrices": "logs/analysis/transfer_matrices/{model}/{task}.log",
     "findings": "logs/analysis/findings.log",
+    "explorer": "logs/analysis/explorer.log",
     "figure": "logs/figures/{model}/{figure}.log",
 }
 # Snakemake's measurement of a job (wall time, peak memory), what the resource requests are

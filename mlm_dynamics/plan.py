@@ -537,6 +537,13 @@ class Plan:
             max_unknown_share=analysis["max_unknown_share"],
         )  # fmt: skip
 
+    def explorer_arguments(self) -> str:
+        """The explorer reads the findings tables beside each other and draws every view."""
+        return options(
+            analysis_dir=str(Path(layout.FINDINGS).parent),
+            views=self.config["analysis"]["views"],
+        )
+
     # ------------------------------------------------------------ figures
 
     def contents(self) -> dict[str, bool]:
@@ -605,6 +612,7 @@ class Plan:
             + self.transfer_matrix_dirs()
             + self.findings_tables()
             + self.figure_files()
+            + [layout.EXPLORER]
         )
 
     def embedded_checkpoints(self) -> list[str]:

@@ -54,6 +54,7 @@ def test_the_default_targets(default):
         *[f"results/tables/transfer/tiny-xlmr/{task}" for task in ["pos", "arc", "deprel"]],
         *[f"results/analysis/{t}.csv" for t in ["onset", "final_layer_gap", "degradation"]],
         *[f"results/figures/tiny-xlmr/{name}.{ext}" for name in figures for ext in ["png", "pdf"]],
+        "results/explorer.html",
     ]
     # 12 probe score tables and 12 BPC tables; per-item scores of the probes only
     assert len(default.score_tables()) == 24 and len(default.item_score_files()) == 12

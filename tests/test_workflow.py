@@ -151,6 +151,7 @@ def aggregate_jobs(bpc: bool = True) -> Counter:
             "figure_onset": 1,
             "figure_selectivity": 1,  # the POS control task
             "figure_bpc": 1 if bpc else 0,
+            "explorer": 1,  # every table in one page
         }
     )
 

@@ -83,3 +83,21 @@ rule findings:
     shell:
         "python -m mlm_dynamics --log {log} analyse --table {input.table} --items {input.item_scores}"
         " {params.arguments} {params.stats} --out {output}"
+
+
+rule explorer:
+    input:
+        table=rules.collect_table.output.table,
+        findings=rules.findings.output,
+    output:
+        report(layout.EXPLORER, caption="../report/explorer.rst", category="Explorer"),
+    log:
+        layout.log("explorer"),
+    localrule: True
+    conda:
+        env("core")
+    params:
+        arguments=plan.explorer_arguments(),
+    shell:
+        "python -m mlm_dynamics --log {log} explorer --table {input.table} {params.arguments}"
+        " --out {output}"
