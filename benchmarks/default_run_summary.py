@@ -27,8 +27,7 @@ import findings_summary  # beside this script
 import pandas as pd
 
 from mlm_dynamics.analysis import findings, tables, views
-from mlm_dynamics.bpc import METRIC_LABELS
-from mlm_dynamics.figures import bpc_metric
+from mlm_dynamics.bpc import METRIC_LABELS, reported_metric
 from mlm_dynamics.layout import ENVIRONMENT
 
 MARKERS = ("<!-- default-run tables: begin (benchmarks/default_run_summary.py --readme) -->",
@@ -74,7 +73,7 @@ def summary(results: Path) -> str:
     languages = sorted(own.train_lang.unique())
     selectivity = views.view_scores(table, ["last"], findings.SELECTIVITY_METRIC)
     selectivity = selectivity[selectivity.task == "pos"]
-    metric = bpc_metric(table)
+    metric = reported_metric(table)
     bpc = table[(table.metric == metric) & (table.task == "bpc")]
     rows = {}
     for step in (first, last):

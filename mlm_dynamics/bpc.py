@@ -82,6 +82,16 @@ METRIC_LABELS = {
     "bpc_mlm": "masked-LM estimate",
     "bpc_ar": "autoregressive",
 }
+
+
+def reported_metric(table) -> str | None:
+    """The BPC metric that figures, the explorer and the README report for one model's rows of
+    the tidy table: the first of ``METRIC_LABELS`` it has (a model has its own estimate; the
+    masked-LM estimate only where it is the only one)."""
+    present = set(table.loc[table["task"] == "bpc", "metric"])
+    return next((metric for metric in METRIC_LABELS if metric in present), None)
+
+
 # Logits (batch x length x vocabulary, float32) a causal batch may hold: 1 GiB.
 LOGIT_BUDGET = 1 << 28
 MASK_SEED = 0

@@ -14,8 +14,8 @@ has several):
    curves of both languages at the same view;
 3. in-language test accuracy of every layer over steps (task and language selectors), and
    selectivity (accuracy - control accuracy) where the table has it;
-4. bits per character (the estimate :func:`bpc_metric` picks, named on the axis), XNLI and
-   SimAlign F1 over steps where the table has them;
+4. bits per character (the estimate :func:`mlm_dynamics.bpc.reported_metric` picks, named on
+   the axis), XNLI and SimAlign F1 over steps where the table has them;
 5. the ``analyse`` tables (onset, final-layer gap, degradation) with a text filter.
 
 Scores are stored in % rounded to 2 decimals (the page shows 1), BPC to 4 decimals, each array
@@ -54,7 +54,7 @@ from mlm_dynamics.analysis.tables import (
 )
 from mlm_dynamics.analysis.views import probe_rows, view_name
 from mlm_dynamics.atomic import atomic_path
-from mlm_dynamics.bpc import METRIC_LABELS
+from mlm_dynamics.bpc import METRIC_LABELS, reported_metric
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.probing import registry
 
@@ -195,15 +195,8 @@ def in_language_data(table: pd.DataFrame) -> dict:
     return out
 
 
-def bpc_metric(table: pd.DataFrame) -> str | None:
-    """The BPC metric of one model's rows: the first of ``METRIC_LABELS`` it has (as the
-    ``bpc`` figure picks it)."""
-    present = set(table.loc[table["task"] == "bpc", "metric"])
-    return next((metric for metric in METRIC_LABELS if metric in present), None)
-
-
 def bpc_data(table: pd.DataFrame) -> dict | None:
-    metric = bpc_metric(table)
+    metric = reported_metric(table)
     if metric is None:
         return None
     rows = table[(table["task"] == "bpc") & (table["metric"] == metric)]

@@ -51,7 +51,7 @@ from mlm_dynamics.analysis import findings
 from mlm_dynamics.analysis.tables import read_table
 from mlm_dynamics.analysis.views import probe_rows, view_name, view_scores
 from mlm_dynamics.atomic import atomic_path
-from mlm_dynamics.bpc import METRIC_LABELS
+from mlm_dynamics.bpc import METRIC_LABELS, reported_metric
 from mlm_dynamics.errors import InputError
 from mlm_dynamics.probing import registry
 
@@ -677,12 +677,6 @@ def transfer_over_time(
     return fig
 
 
-def bpc_metric(table: pd.DataFrame) -> str | None:
-    """The BPC metric a figure draws of one model's rows: the first of ``METRIC_LABELS`` it has."""
-    present = set(table.loc[table["task"] == "bpc", "metric"])
-    return next((metric for metric in METRIC_LABELS if metric in present), None)
-
-
 @styled
 def bpc(
     table: pd.DataFrame, languages: Sequence[str] = (), shares: dict[str, float] | None = None
@@ -691,7 +685,7 @@ def bpc(
     BPC against each language's share of the pretraining data. One estimate, named on the axis:
     the model's own (pseudo-log-likelihood for a masked LM, autoregressive for a causal one),
     the masked-LM estimate where it is the only one."""
-    metric = bpc_metric(table)
+    metric = reported_metric(table)
     rows = table[(table["task"] == "bpc") & (table["metric"] == metric)]
     curves = rows[["test_lang", "step", "value", "ci_low", "ci_high"]]
     languages = ordered(curves["test_lang"], languages)
@@ -840,7 +834,7 @@ def table_contents(table: pd.DataFrame) -> dict[str, bool]:
     return {
         "scores": bool((probes["train_lang"] == probes["test_lang"]).any()),
         "controls": not probe_rows(table, findings.SELECTIVITY_METRIC).empty,
-        "bpc": bpc_metric(table) is not None,
+        "bpc": reported_metric(table) is not None,
         "alignment": bool(
             (table["task"].str.startswith("simalign") & (table["metric"] == "f1")).any()
         ),
