@@ -23,8 +23,8 @@ def preset() -> dict:
 def test_the_paper_preset_submits_one_gpu_and_one_probe_job_per_checkpoint():
     jobs, units = count(preset())
     # 3 fetches, 3 checks, 5 treebanks, 15 extractions, 15 + 15 probe jobs, the analysis (its
-    # environment record included)
-    assert jobs == 75
+    # environment record and the explorer page included)
+    assert jobs == 76
     assert units == {
         "group gpu-{model}-{step}": STEPS,
         "group probes-{model}-{step}": STEPS,
