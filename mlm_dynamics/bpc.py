@@ -84,6 +84,11 @@ METRIC_LABELS = {
 }
 
 
+def fits(estimate: str, causal: bool) -> bool:
+    """Whether ``estimate`` scores a model of that kind with its own head."""
+    return estimate == AUTO or (estimate == "ar") == causal
+
+
 def reported_metric(table) -> str | None:
     """The BPC metric that figures, the explorer and the README report for one model's rows of
     the tidy table: the first of ``METRIC_LABELS`` it has (a model has its own estimate; the

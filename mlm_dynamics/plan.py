@@ -74,6 +74,7 @@ class Plan:
         self._steps = {run: model_steps(spec["model"], spec) for run, spec in self.runs.items()}
         self._check_seed_steps()
         self._check_transfer_steps()
+        self._check_bpc_estimate()
 
     # ------------------------------------------------------------ models and steps
 
@@ -91,6 +92,24 @@ class Plan:
                         f"for one seed of the model but not for another (seeds are compared "
                         "step by step)"
                     )
+
+    def _check_bpc_estimate(self) -> None:
+        """An estimate of the other kind of model is refused before any job where the config
+        alone says the kind (the BPC job refuses it for hub and local models)."""
+        from mlm_dynamics import bpc
+
+        estimate = self.config["bpc"]["estimate"]
+        if not self.bpc_languages():
+            return
+        for run, spec in self.runs.items():
+            causal = self.run_is_causal(run)
+            if causal is not None and not bpc.fits(estimate, causal):
+                kind = "a causal LM" if causal else "a masked LM"
+                fitting = "auto or ar" if causal else "auto, pll, mlm or both"
+                raise InputError(
+                    f"config: bpc.estimate: {estimate} does not fit models.{spec['model']}, "
+                    f"{kind}: use {fitting}"
+                )
 
     def _check_transfer_steps(self) -> None:
         for run, steps in self._steps.items():
@@ -251,12 +270,12 @@ class Plan:
         for key in ("texts", "vocab_size", "threads"):  # inputs and job settings, not the model's
             settings.pop(key)
         run = self.runs[wildcards.model]
-        from mlm_dynamics.pretrain import ARCHITECTURES
+        from mlm_dynamics.pretrain import MASKED_ARCHITECTURE
 
         settings["layers"] = run["layers"]
         # The masked LM (pretrain's default) is not named, so that its runs made before there
         # was a choice keep their recorded params and are not pretrained again.
-        if run["architecture"] != ARCHITECTURES[0]:
+        if run["architecture"] != MASKED_ARCHITECTURE:
             settings["architecture"] = run["architecture"]
         if run["seed"] is not None:
             settings["seed"] = run["seed"]
@@ -322,21 +341,23 @@ class Plan:
             return str(error)
         return None
 
-    def causal(self, wildcards) -> bool | None:
-        """Whether the model is a causal LM, where its config says (an embedded model's
+    def run_is_causal(self, run: str) -> bool | None:
+        """Whether the run's model is a causal LM, where its config says (an embedded model's
         architecture; fairseq checkpoints are RoBERTa/XLM-R); None where only its checkpoint
         will (hub, local)."""
         from mlm_dynamics.pretrain import CAUSAL_ARCHITECTURES
 
-        run = self.runs[wildcards.model]
-        if run["source"] == "embedded":
-            return run["architecture"] in CAUSAL_ARCHITECTURES
-        return False if run["source"] == "fairseq" else None
+        spec = self.runs[run]
+        if spec["source"] == "embedded":
+            return spec["architecture"] in CAUSAL_ARCHITECTURES
+        return False if spec["source"] == "fairseq" else None
 
     def pooling(self, wildcards) -> str:
         """activations.pooling, resolved here where the model's kind is known, so that a
         masked LM's jobs keep the arguments they had before the default was 'auto'."""
-        return resolve_pooling(self.config["activations"]["pooling"], self.causal(wildcards))
+        return resolve_pooling(
+            self.config["activations"]["pooling"], self.run_is_causal(wildcards.model)
+        )
 
     def extract_arguments(self, wildcards) -> str:
         cache = self.config["activations"]

@@ -41,7 +41,8 @@ STATE_FILE = "pretrain_state.json"  # step, settings and recipe, checked on resu
 # recipe is not resumed, so no chain mixes two.
 RECIPE = 2
 # The embedded architectures: the masked LM (the default) and a causal LM.
-ARCHITECTURES = ("xlm-roberta", "bloom")
+MASKED_ARCHITECTURE = "xlm-roberta"  # the default, and what a state saved before the choice is
+ARCHITECTURES = (MASKED_ARCHITECTURE, "bloom")
 CAUSAL_ARCHITECTURES = ("bloom",)
 
 
@@ -184,7 +185,7 @@ class PretrainSettings:
     mask_probability: float
     language_sampling_alpha: float
     seed: int
-    architecture: str = "xlm-roberta"  # last, and defaulted: settings made before it still hold
+    architecture: str = MASKED_ARCHITECTURE  # last and defaulted: older settings still hold
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -369,7 +370,7 @@ def load_checkpoint(path: Path, settings: PretrainSettings):
         raise InputError(f"{path}: not an embedded pretraining checkpoint (no {STATE_FILE})")
     state = json.loads(state_file.read_text())
     # a state saved before there was a choice of architecture is the masked LM's
-    saved = {"architecture": "xlm-roberta", **state["settings"]}
+    saved = {"architecture": MASKED_ARCHITECTURE, **state["settings"]}
     if saved != asdict(settings) or state.get("recipe", 1) != RECIPE:
         what = "pretrain settings" if saved != asdict(settings) else "training recipe"
         raise InputError(

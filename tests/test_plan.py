@@ -153,3 +153,22 @@ def test_the_figures_follow_what_the_config_measures(default, tmp_path):
     assert "bpc" in Plan(config).figure_names()
     config["bpc"]["enabled"] = False
     assert "bpc" not in Plan(config).figure_names()
+
+
+def test_a_bpc_estimate_of_the_other_kind_is_refused_before_any_job():
+    causal = yaml.safe_load((REPO / "configs/embedded-causal.yaml").read_text())
+    causal["bpc"]["estimate"] = "pll"
+    with pytest.raises(InputError) as error:
+        Plan(validated(causal))
+    assert str(error.value) == (
+        "config: bpc.estimate: pll does not fit models.tiny-bloom, a causal LM: use auto or ar"
+    )
+    masked = validated({**DEFAULT, "bpc": {**DEFAULT["bpc"], "estimate": "ar"}})
+    with pytest.raises(InputError) as error:
+        Plan(masked)
+    assert str(error.value) == (
+        "config: bpc.estimate: ar does not fit models.tiny-xlmr, a masked LM: "
+        "use auto, pll, mlm or both"
+    )
+    causal["bpc"]["enabled"] = False  # no BPC job: nothing to refuse
+    Plan(validated(causal))
